@@ -1,0 +1,84 @@
+"""The small protocol every algorithm follows, and the registry of algorithms.
+
+An algorithm knows nothing about files, loggers or environments:
+
+- ``__init__(config, obs_dim, act_dim, device)``
+- ``update(batch) -> dict[str, Tensor]``: one gradient step; returns 0-d metric tensors
+  (kept on the device; the training loop averages them between log rows);
+- ``act(obs, deterministic=False) -> Tensor``: actions in [-1, 1] for a batch of observations;
+- ``state_dict()`` / ``load_state_dict()``: every network, optimizer and counter.
+
+Subclasses list their networks in ``self.nets`` and optimizers in ``self.optims`` (plain dicts),
+and any extra tensors/counters in ``self.extra_state()``; the base class saves and restores them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from bearl.data.dataset import Batch
+
+
+class Algorithm:
+    """Base class: state handling and Polyak updates shared by all algorithms."""
+
+    name: ClassVar[str] = "?"
+    config_cls: ClassVar[type]
+
+    def __init__(self, config: Any, obs_dim: int, act_dim: int, device: str | torch.device) -> None:
+        self.cfg = config
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.device = torch.device(device)
+        self.nets: dict[str, nn.Module] = {}
+        self.optims: dict[str, torch.optim.Optimizer] = {}
+        self.step = 0  # gradient steps taken
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- state ---------------------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "algo": self.name,
+            "step": self.step,
+            "nets": {k: m.state_dict() for k, m in self.nets.items()},
+            "optims": {k: o.state_dict() for k, o in self.optims.items()},
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        for k, m in self.nets.items():
+            m.load_state_dict(state["nets"][k])
+        for k, o in self.optims.items():
+            o.load_state_dict(state["optims"][k])
+        self.load_extra_state(state["extra"])
+
+
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging ``target <- (1 - tau) * target + tau * source``, fused over parameters."""
+    with torch.no_grad():
+        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+
+
+def adam(module_or_params, lr: float) -> torch.optim.Adam:
+    """Adam with the fastest available implementation for the parameters' device."""
+    params = (
+        list(module_or_params.parameters())
+        if isinstance(module_or_params, nn.Module)
+        else list(module_or_params)
+    )
+    return torch.optim.Adam(params, lr=lr, foreach=True)

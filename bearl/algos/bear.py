@@ -1,0 +1,293 @@
+"""BEAR: Bootstrapping Error Accumulation Reduction (Kumar, Fu, Tucker, Levine; NeurIPS 2019).
+
+Read top to bottom. Pieces (paper section / equation in brackets):
+
+1. Behaviour model: a conditional VAE pi_beta(a|s) fit to the dataset actions (Sec. 5).
+2. Critics: an ensemble of K Q-functions trained on the soft-clipped double-Q target (Eq. 5 /
+   BCQ):  y = r + gamma * (1 - terminal) * max_{a'_j ~ pi(.|s')} [ lmbda * min_k Q'_k(s', a'_j)
+   + (1 - lmbda) * max_k Q'_k(s', a'_j) ].
+3. Actor: maximise the ensemble's conservative Q subject to a support constraint (Eq. 1 / Alg. 1):
+   min_pi  E_s[ -Q_agg(s, a~pi) + lamda * sqrt((1-delta)/delta) * std_k Q_k + alpha * (D - eps) ]
+   with D = sampled MMD(pi(.|s), pi_beta(.|s)) (kernels.py) or a KL surrogate.
+4. Lagrange multiplier alpha = exp(log_alpha) by dual gradient ascent on (D - eps), log_alpha
+   clamped to [log_alpha_min, lagrange_thresh] (``mode="auto"``), or fixed (``mode="fixed"``).
+5. During the first ``warm_start_steps`` gradient steps the actor only matches the behaviour
+   support (loss = alpha * D).
+
+Fixes of the original code (docs/bear.md lists every difference): each loss is
+back-propagated before any optimizer step that changes what its graph depends on (the original
+fails on PyTorch >= 1.5 with an in-place error); the warm start counts gradient steps; log_alpha
+starts at a fixed value; the ensemble std has a small floor inside the square root so its
+gradient is finite when the critics agree exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from bearl.algos.base import Algorithm, adam, soft_update
+from bearl.data.dataset import Batch
+from bearl.kernels import mmd
+from bearl.nets import VAE, EnsembleCritic, TanhGaussianActor
+
+
+@dataclass
+class BEARConfig:
+    """BEAR hyperparameters. Defaults are the ``paper`` preset (the rlkit / D4RL-paper setup)."""
+
+    # -- support constraint ----------------------------------------------------------------------
+    distance_type: str = "MMD"
+    """Constraint distance: ``MMD`` (sampled MMD to VAE samples) or ``KL`` (original's
+    likelihood surrogate: -mean log pi(a_vae | s))."""
+    kernel_type: str = "laplacian"
+    """MMD kernel: ``gaussian`` or ``laplacian`` (the ``paper`` preset picks it per env)."""
+    mmd_sigma: float = 20.0
+    """Kernel bandwidth. Gaussian: exp(-||x-y||^2 / (2 sigma)), so sigma acts as a variance
+    (the original's convention); laplacian: exp(-||x-y||_1 / (2 sigma))."""
+    num_samples_match: int = 4
+    """Samples per state from the actor and from the VAE for the MMD (and KL) estimate."""
+    mode: str = "auto"
+    """``auto``: tune alpha by dual gradient ascent towards the threshold; ``fixed``: constant
+    weight ``fixed_alpha`` (the original's ``hardcoded``)."""
+    target_mmd_thresh: float = 0.05
+    """Constraint threshold eps for distance_type=MMD (hard-coded 0.05 in the original)."""
+    target_kl_thresh: float = -2.0
+    """Constraint threshold eps for distance_type=KL (hard-coded -2.0 in the original)."""
+    lagrange_thresh: float = 10.0
+    """Upper CLAMP of log alpha (not the constraint threshold; that is target_mmd_thresh)."""
+    log_alpha_min: float = -5.0
+    """Lower clamp of log alpha."""
+    init_log_alpha: float = 0.0
+    """Initial log alpha (the original drew it from N(0, 1); rlkit used 0)."""
+    fixed_alpha: float = 100.0
+    """Constraint weight in ``mode=fixed``."""
+    actor_noise_clip: float | None = None
+    """Clip the actor's standard-normal noise when sampling for the MMD (original: 0.5)."""
+
+    # -- Q ensemble ------------------------------------------------------------------------------
+    num_qs: int = 2
+    """Number of Q-functions in the ensemble (>= 2)."""
+    version: int = 0
+    """Aggregation of the ensemble in the actor objective: 0 = min, 1 = max, 2 = mean."""
+    use_ensemble_variance: bool = False
+    """Add the ensemble-std penalty lamda * sqrt((1-delta_conf)/delta_conf) * std_k Q_k."""
+    lamda: float = 0.0
+    """Weight of the ensemble-std penalty (used only with use_ensemble_variance)."""
+    delta_conf: float = 0.1
+    """Confidence delta of the std penalty: factor sqrt((1 - delta) / delta)."""
+    lmbda: float = 0.75
+    """Soft clipping in the target: lmbda * min + (1 - lmbda) * max over the ensemble."""
+    num_backup_samples: int = 10
+    """Next actions sampled per next state in the target; the max over them is taken."""
+    backup_with_target_actor: bool = False
+    """Sample backup actions from a Polyak-averaged target actor (original) instead of the
+    current actor (rlkit)."""
+
+    # -- optimisation ----------------------------------------------------------------------------
+    warm_start_steps: int = 40_000
+    """Gradient steps at the start during which the actor only minimises alpha * distance."""
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    actor_lr: float = 1e-4
+    critic_lr: float = 3e-4
+    vae_lr: float = 3e-4
+    alpha_lr: float = 1e-3
+    actor_hidden: tuple[int, ...] = (256, 256)
+    critic_hidden: tuple[int, ...] = (256, 256)
+    vae_hidden: tuple[int, ...] = (750, 750)
+    actor_log_std_bounds: tuple[float, float] | None = (-5.0, 2.0)
+    """Clamp of the actor's log-std (rlkit: [-5, 2]; the original: unclamped)."""
+
+    # -- acting ----------------------------------------------------------------------------------
+    num_eval_samples: int = 100
+    """Candidate actions per state when acting; the one with the highest Q_1 is taken."""
+
+    def validate(self) -> None:
+        """Raise ValueError for values outside their domain."""
+        if self.distance_type not in ("MMD", "KL"):
+            raise ValueError(f"distance_type must be MMD or KL, not {self.distance_type!r}")
+        if self.kernel_type not in ("gaussian", "laplacian"):
+            raise ValueError(f"kernel_type must be gaussian or laplacian, not {self.kernel_type!r}")
+        if self.mode not in ("auto", "fixed"):
+            raise ValueError(f"mode must be auto or fixed, not {self.mode!r}")
+        if self.version not in (0, 1, 2):
+            raise ValueError(f"version must be 0 (min), 1 (max) or 2 (mean), not {self.version!r}")
+        if self.num_qs < 2:
+            raise ValueError(f"num_qs must be >= 2, not {self.num_qs}")
+        for name in ("num_samples_match", "num_backup_samples", "num_eval_samples", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0.0 < self.delta_conf < 1.0:
+            raise ValueError("delta_conf must be in (0, 1)")
+
+
+class BEAR(Algorithm):
+    """BEAR with every knob of the original work; see the module docstring."""
+
+    name: ClassVar[str] = "BEAR"
+    config_cls: ClassVar[type] = BEARConfig
+
+    def __init__(self, config: BEARConfig, obs_dim: int, act_dim: int, device="cpu") -> None:
+        super().__init__(config, obs_dim, act_dim, device)
+        config.validate()
+        c = config
+        self.actor = TanhGaussianActor(obs_dim, act_dim, c.actor_hidden, c.actor_log_std_bounds)
+        self.critic = EnsembleCritic(obs_dim, act_dim, c.critic_hidden, n=c.num_qs)
+        self.vae = VAE(obs_dim, act_dim, c.vae_hidden)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.nets = {
+            "actor": self.actor,
+            "critic": self.critic,
+            "vae": self.vae,
+            "critic_target": self.critic_target,
+        }
+        if c.backup_with_target_actor:
+            self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
+            self.nets["actor_target"] = self.actor_target
+        for m in self.nets.values():
+            m.to(self.device)
+        self.log_alpha = torch.tensor(
+            float(c.init_log_alpha), device=self.device, requires_grad=True
+        )
+        self.optims = {
+            "actor": adam(self.actor, c.actor_lr),
+            "critic": adam(self.critic, c.critic_lr),
+            "vae": adam(self.vae, c.vae_lr),
+            "alpha": adam([self.log_alpha], c.alpha_lr),
+        }
+        self.eps = c.target_mmd_thresh if c.distance_type == "MMD" else c.target_kl_thresh
+        self.std_factor = (
+            c.lamda * ((1.0 - c.delta_conf) / c.delta_conf) ** 0.5
+            if c.use_ensemble_variance
+            else 0.0
+        )
+
+    # -- 1. behaviour model ------------------------------------------------------------------------
+    def _vae_step(self, b: Batch) -> torch.Tensor:
+        loss = self.vae.loss(b.observations, b.actions)
+        self.optims["vae"].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optims["vae"].step()
+        return loss.detach()
+
+    # -- 2. critics ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def _target(self, b: Batch) -> torch.Tensor:
+        c = self.cfg
+        policy = self.actor_target if c.backup_with_target_actor else self.actor
+        next_a, _ = policy.sample(b.next_observations, n=c.num_backup_samples)  # [B, K, A]
+        q = self.critic_target(b.next_observations.unsqueeze(1), next_a)  # [Q, B, K]
+        soft = c.lmbda * q.min(0).values + (1.0 - c.lmbda) * q.max(0).values  # [B, K]
+        next_v = soft.max(-1).values  # max over sampled next actions
+        return b.rewards + c.gamma * (1.0 - b.terminals) * next_v
+
+    def _critic_step(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        y = self._target(b)
+        q = self.critic(b.observations, b.actions)  # [Q, B]
+        loss = (q - y).pow(2).mean(1).sum()  # sum over the ensemble of each critic's MSE
+        self.optims["critic"].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optims["critic"].step()
+        return loss.detach(), q.detach().mean(), y.mean()
+
+    # -- 3. actor with the support constraint ---------------------------------------------------
+    def _distance(self, obs: torch.Tensor, pre_tanh_pi: torch.Tensor) -> torch.Tensor:
+        """Per-state constraint distance D(pi, pi_beta) [B]."""
+        c = self.cfg
+        with torch.no_grad():
+            _, raw_beta = self.vae.decode(obs, n=c.num_samples_match)  # [B, N, A] pre-tanh
+        if c.distance_type == "MMD":
+            return mmd(raw_beta, pre_tanh_pi, c.kernel_type, c.mmd_sigma)
+        # KL surrogate: -E_{a ~ pi_beta} log pi(a | s)
+        return -self.actor.log_prob(obs, raw_beta).mean(-1)
+
+    def _actor_step(self, b: Batch) -> dict[str, torch.Tensor]:
+        c = self.cfg
+        obs = b.observations
+        pi_a, pi_pre = self.actor.sample(obs, n=c.num_samples_match, noise_clip=c.actor_noise_clip)
+        dist = self._distance(obs, pi_pre)  # [B]
+        alpha = (
+            self.log_alpha.exp().detach() if c.mode == "auto" else torch.as_tensor(c.fixed_alpha)
+        )
+
+        self.critic.requires_grad_(False)  # gradients flow through Q into the actor only
+        q_all = self.critic(obs.unsqueeze(1), pi_a).mean(-1)  # [Q, B], mean over samples
+        self.critic.requires_grad_(True)
+        if c.version == 0:
+            q_agg = q_all.min(0).values
+        elif c.version == 1:
+            q_agg = q_all.max(0).values
+        else:
+            q_agg = q_all.mean(0)
+        # population std over the ensemble; the 1e-8 floor keeps its gradient finite
+        std_q = (q_all.var(0, unbiased=False) + 1e-8).sqrt()
+
+        if self.step < c.warm_start_steps:
+            loss = (alpha * dist).mean()
+        else:
+            loss = (-q_agg + self.std_factor * std_q + alpha * dist).mean()
+        self.optims["actor"].zero_grad(set_to_none=True)
+        loss.backward()
+        self.optims["actor"].step()
+
+        # -- 4. dual ascent on alpha, from the detached distance (no second pass through the actor)
+        dist_mean = dist.detach().mean()
+        if c.mode == "auto":
+            alpha_loss = -(self.log_alpha.exp() * (dist_mean - self.eps))
+            self.optims["alpha"].zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.optims["alpha"].step()
+            with torch.no_grad():
+                self.log_alpha.clamp_(c.log_alpha_min, c.lagrange_thresh)
+        return {
+            "actor_loss": loss.detach(),
+            "distance": dist_mean,
+            "alpha": alpha.detach()
+            if c.mode == "auto"
+            else self.log_alpha.new_tensor(c.fixed_alpha),
+            "policy_q": q_agg.detach().mean(),
+            "std_q": std_q.detach().mean(),
+        }
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
+        vae_loss = self._vae_step(batch)
+        critic_loss, q_data, q_target = self._critic_step(batch)
+        metrics = self._actor_step(batch)
+        soft_update(self.critic_target, self.critic, self.cfg.tau)
+        if self.cfg.backup_with_target_actor:
+            soft_update(self.actor_target, self.actor, self.cfg.tau)
+        self.step += 1
+        return {
+            "critic_loss": critic_loss,
+            "vae_loss": vae_loss,
+            "q_data": q_data,
+            "q_target": q_target,
+            **metrics,
+        }
+
+    # -- acting ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Argmax of Q_1 over ``num_eval_samples`` actor samples per state (the original's rule);
+        ``deterministic=True`` returns the actor's mean action tanh(mu(s))."""
+        if deterministic:
+            return self.actor.deterministic(obs)
+        cand, _ = self.actor.sample(obs, n=self.cfg.num_eval_samples)  # [B, K, A]
+        q1 = self.critic(obs.unsqueeze(1), cand)[0]  # [B, K]
+        best = q1.argmax(-1)
+        return cand[torch.arange(len(obs), device=obs.device), best]
+
+    def extra_state(self) -> dict:
+        return {"log_alpha": self.log_alpha.detach().clone()}
+
+    def load_extra_state(self, state: dict) -> None:
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])

@@ -1,0 +1,75 @@
+"""Checkpoints: written atomically (temporary file + rename), read without executing code."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bearl.errors import CheckpointError
+
+FORMAT_VERSION = 1
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG the training loop touches (torch CPU/CUDA, numpy, python)."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": list(_np_state()),
+        "python": repr(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    import ast
+
+    torch.set_rng_state(state["torch"])
+    keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(ast.literal_eval(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _np_state() -> tuple:
+    _, keys, pos, has_gauss, gauss = np.random.get_state()
+    return torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` to ``path`` atomically: a crash leaves the previous file intact."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"format_version": FORMAT_VERSION, **payload}, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, algo: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)`` (no code execution)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure here means an unusable file
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(payload, dict) or "format_version" not in payload:
+        raise CheckpointError(f"{path}: not a bearl checkpoint")
+    if payload["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {payload['format_version']} is newer than this bearl "
+            f"reads ({FORMAT_VERSION}); upgrade bearl"
+        )
+    saved = payload.get("algo", {}).get("algo")
+    if algo is not None and saved is not None and saved.lower() != algo.lower():
+        raise CheckpointError(f"{path}: checkpoint is for {saved}, not {algo}")
+    return payload

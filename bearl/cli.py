@@ -1,0 +1,275 @@
+"""The ``bearl`` command line: train, data (info, convert, train-behavior), plot.
+
+Errors in the input (a bad file, an unknown flag value) are printed as one line and exit with
+status 2; ``--debug`` shows the Python traceback as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from bearl.errors import BearlError
+
+
+def _train_parser(sub) -> None:
+    from bearl.config import ALGORITHMS, ORIGINAL_FLAGS, TrainConfig, add_dataclass_flags
+
+    p = sub.add_parser(
+        "train",
+        help="train an algorithm on a dataset (default: BEAR on hopper-medium)",
+        description="Train an algorithm on a fixed dataset, evaluating every --eval_every steps. "
+        "Every setting below is also accepted in a YAML file (--config) and under the original "
+        "BEAR code's names (--algo_name, --env_name, --buffer_name, --eval_freq, "
+        "--max_timesteps, --log_dir, --cloning).",
+    )
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of any settings below")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    add_dataclass_flags(p, TrainConfig, "run")
+    for old, new in ORIGINAL_FLAGS.items():
+        p.add_argument(f"--{old}", dest=new, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--cloning",
+        dest="cloning",
+        default=argparse.SUPPRESS,
+        nargs="?",
+        const="True",
+        help=argparse.SUPPRESS,
+    )
+    from bearl.config import algorithm_class
+
+    seen: set[str] = set()
+    for name in ALGORITHMS:
+        cls = algorithm_class(name).config_cls
+        if any(f.name not in seen for f in fields(cls)):
+            add_dataclass_flags(p, cls, f"{name} (and other algorithms with these settings)")
+            seen.update(f.name for f in fields(cls))
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from bearl.config import load_yaml, resolve
+    from bearl.train import train
+
+    skip = {"func", "command", "config", "resume", "debug", "data_command"}
+    flags = {k: v for k, v in vars(args).items() if k not in skip}
+    if args.resume:
+        from bearl.config import TrainConfig, build
+
+        cfg = build(TrainConfig, {"steps": flags["steps"]}) if "steps" in flags else None
+        result = train(cfg, resume=args.resume)
+    else:
+        values = load_yaml(args.config) if args.config else {}
+        values.update(flags)
+        cfg, algo_cfg = resolve(values)
+        result = train(cfg, algo_cfg)
+    run = Path(result["run_dir"])
+    plot_path = None
+    if (run / "progress.csv").exists() and result.get("final_return") is not None:
+        from bearl.plot import plot_runs
+
+        plot_path = plot_runs([run], run / "progress.png")
+    print(json.dumps(result, indent=2))
+    print(f"logs:   {run / 'progress.csv'} (viskit: variant.json), {run / 'debug.log'}")
+    print(f"result: {run / 'result.json'}")
+    if plot_path:
+        print(f"plot:   {plot_path}")
+    return 0
+
+
+def _data_parser(sub) -> None:
+    p = sub.add_parser("data", help="inspect, convert and make datasets")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+
+    info = dsub.add_parser("info", help="summary and validation of a dataset")
+    info.add_argument("source", help="file, folder, minari:ID, D4RL name or suite name")
+    info.add_argument("--env", help="check the dataset against this environment's spaces")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_data_info)
+
+    conv = dsub.add_parser("convert", help="write a dataset as Minari or D4RL HDF5")
+    conv.add_argument("source")
+    conv.add_argument("--to", choices=["minari", "d4rl"], required=True)
+    conv.add_argument("out", help="Minari dataset id (e.g. me/hopper/mine-v0) or .hdf5 path")
+    conv.add_argument("--env", help="environment of the data when the source names none")
+    conv.add_argument("--overwrite", action="store_true")
+    conv.set_defaults(func=cmd_data_convert)
+
+    mk = dsub.add_parser(
+        "make",
+        help="make a bearl suite dataset (<env>-<kind>) from shipped behaviour policies",
+        description="Make <env>-<kind> (env: hopper, walker2d, halfcheetah; kind: random, "
+        "medium, expert, medium-replay, medium-expert) as the Minari dataset "
+        "bearl/<env>/<kind>-v0 under MINARI_DATASETS_PATH.",
+    )
+    mk.add_argument("name", nargs="+", help="suite dataset name(s), or 'all'")
+    mk.add_argument("--size", type=int, default=1_000_000, help="transitions (default 1000000)")
+    mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    mk.set_defaults(func=cmd_data_make)
+
+    ls = dsub.add_parser("list", help="which suite datasets exist locally, with their stats")
+    ls.set_defaults(func=cmd_data_list)
+
+    tb = dsub.add_parser(
+        "train-behavior",
+        help="train a behaviour policy online with Stable-Baselines3 SAC (for making datasets)",
+    )
+    from bearl.config import add_dataclass_flags
+    from bearl.data.behavior import BehaviorConfig
+
+    add_dataclass_flags(tb, BehaviorConfig, "behaviour training")
+    tb.add_argument("--resume", action="store_true", help="continue the run in --out")
+    tb.set_defaults(func=cmd_train_behavior)
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    from bearl.data import load_dataset
+    from bearl.data.load import describe
+
+    ds = load_dataset(args.source, env=args.env)
+    d = describe(ds)
+    if args.json:
+        print(json.dumps(d, indent=2, default=str))
+        return 0
+    width = max(len(k) for k in d)
+    for k, v in d.items():
+        if isinstance(v, float):
+            v = f"{v:.3f}"
+        print(f"{k:<{width}}  {v}")
+    print(f"{'validation':<{width}}  ok")
+    return 0
+
+
+def cmd_data_convert(args: argparse.Namespace) -> int:
+    from bearl.data import load_dataset
+
+    ds = load_dataset(args.source, env=args.env)
+    if args.to == "d4rl":
+        from bearl.data.d4rl import write_d4rl
+
+        if Path(args.out).exists() and not args.overwrite:
+            raise BearlError(f"{args.out}: exists (use --overwrite)")
+        write_d4rl(ds, args.out)
+    else:
+        from bearl.data.minari_io import write_minari
+
+        write_minari(ds, args.out, overwrite=args.overwrite)
+    print(f"wrote {len(ds)} transitions, {ds.num_episodes} episodes to {args.out}")
+    return 0
+
+
+def cmd_data_make(args: argparse.Namespace) -> int:
+    from bearl.data import suite
+
+    names = args.name
+    if names == ["all"]:
+        names = [f"{e}-{k}" for e in suite.SUITE_ENVS for k in suite.SUITE_KINDS]
+    for name in names:
+        ds = suite.make(name, size=args.size, seed=args.seed, overwrite=args.overwrite)
+        ret = ds.episode_returns
+        norm = ds.normalized(ret)
+        print(
+            f"{name}: {len(ds)} transitions, {ds.num_episodes} episodes, return "
+            f"{ret.mean():.1f} ± {ret.std():.1f}"
+            + (f" (normalized {norm.mean():.1f})" if norm is not None else "")
+            + f" -> minari:{suite.dataset_id(name)}"
+        )
+    return 0
+
+
+def cmd_data_list(args: argparse.Namespace) -> int:
+    from bearl.data import suite
+    from bearl.data.minari_io import minari_local_exists, minari_root, read_minari
+
+    print(f"suite datasets under {minari_root()}:")
+    print(f"{'name':<28} {'transitions':>11} {'episodes':>8} {'return':>9} {'normalized':>10}")
+    for e in suite.SUITE_ENVS:
+        for k in suite.SUITE_KINDS:
+            name = f"{e}-{k}"
+            if not minari_local_exists(suite.dataset_id(name)):
+                print(f"{name:<28} {'-':>11}   (make it: bearl data make {name})")
+                continue
+            ds = read_minari(suite.dataset_id(name))
+            ret = ds.episode_returns
+            norm = ds.normalized(ret)
+            print(
+                f"{name:<28} {len(ds):>11} {ds.num_episodes:>8} {ret.mean():>9.1f} "
+                f"{(norm.mean() if norm is not None else float('nan')):>10.1f}"
+            )
+    return 0
+
+
+def cmd_train_behavior(args: argparse.Namespace) -> int:
+    from bearl.config import build
+    from bearl.data.behavior import BehaviorConfig, train_behavior
+
+    values = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(BehaviorConfig)}}
+    out = train_behavior(build(BehaviorConfig, values), resume=args.resume)
+    print(f"behaviour run: {out} (snapshots in {out / 'snapshots'})")
+    return 0
+
+
+def _plot_parser(sub) -> None:
+    p = sub.add_parser("plot", help="learning curves from run folders")
+    p.add_argument("runs", nargs="+", help="run folders (with progress.csv)")
+    p.add_argument("-o", "--out", default="curves.png", help="output file (.png or .svg)")
+    p.add_argument("--metric", default="NormalizedScore")
+    p.add_argument("--smooth", type=int, default=1, help="moving-average window (rows)")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from bearl.plot import plot_runs
+
+    print(plot_runs([Path(r) for r in args.runs], Path(args.out), args.metric, args.smooth))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bearl import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="bearl",
+        description="Offline RL around BEAR: train, evaluate and compare "
+        "algorithms on fixed datasets.",
+    )
+    parser.add_argument("--version", action="version", version=f"bearl {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _data_parser(sub)
+    _plot_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    if not argv:
+        argv = ["--help"]
+    parser = build_parser()
+    try:
+        args: Any = parser.parse_args(argv)
+        return int(args.func(args) or 0)
+    except BearlError as e:
+        if debug:
+            raise
+        print(f"bearl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "bearl: interrupted (runs can be continued with: bearl train --resume RUN_DIR)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Behaviour policies: train SAC online with Stable-Baselines3 and keep scored snapshots.
+
+This is how D4RL and Minari made their MuJoCo datasets: train an agent online, keep policy
+snapshots with their measured returns, keep the replay buffer, then roll snapshots out.
+
+A run folder (``--out``) holds:
+
+- ``snapshots/step_XXXXXXX.pt``  actor weights at every evaluation (bearl policy files);
+- ``evaluations.csv``            step, wall time, stochastic and deterministic returns;
+- ``checkpoint/``                SB3 model + replay buffer + state, every ``checkpoint_every``
+                                 steps, written to a temporary folder and renamed (atomic);
+- ``run.json``                   settings and versions.
+
+SB3 checkpoints are pickles written by this run; resuming reads them (trusted local files).
+The shipped policy files are weights only and are loaded without executing code.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bearl.envs import make_env, normalized_score, reference_scores, resolve_env_id
+from bearl.errors import BearlError
+from bearl.evaluation import run_episodes
+from bearl.nets import TanhGaussianActor
+from bearl.policy_io import save_policy
+
+SB3_LOG_STD_BOUNDS = (-20.0, 2.0)  # SB3's SAC clamps the actor's log-std to this range
+
+
+@dataclass
+class BehaviorConfig:
+    """Settings of a behaviour-policy training run (SB3 SAC)."""
+
+    env: str = "Hopper-v5"
+    """Gymnasium env id (or any accepted name, e.g. ``hopper``)."""
+    steps: int = 1_000_000
+    """Total environment steps."""
+    out: str = "behavior/hopper"
+    """Run folder."""
+    seed: int = 0
+    """Seed of SB3, the env and the evaluation episodes."""
+    eval_every: int = 10_000
+    """Evaluate and keep a snapshot every this many env steps."""
+    eval_episodes: int = 10
+    """Episodes per evaluation (stochastic actions, as datasets are rolled out)."""
+    checkpoint_every: int = 50_000
+    """Write a resumable checkpoint (model + replay buffer) every this many env steps."""
+    learning_starts: int = 10_000
+    """Uniform-random steps before the first update."""
+    train_freq: int = 2
+    """One gradient step every this many env steps (2 halves the cost, same learning per step)."""
+    batch_size: int = 256
+    hidden: tuple[int, int] = (256, 256)
+    threads: int = 1
+    """Torch threads (one run per core is the best use of a 2-core machine)."""
+
+
+def sb3_actor_to_bearl(model) -> TanhGaussianActor:
+    """Copy an SB3 SAC actor (latent_pi, mu, log_std) into a bearl TanhGaussianActor."""
+    sb3 = model.policy.actor
+    linears = [m for m in sb3.latent_pi if isinstance(m, torch.nn.Linear)]
+    hidden = [m.out_features for m in linears]
+    actor = TanhGaussianActor(
+        linears[0].in_features, sb3.mu.out_features, hidden, log_std_bounds=SB3_LOG_STD_BOUNDS
+    )
+    ours = [m for m in actor.trunk if isinstance(m, torch.nn.Linear)]
+    with torch.no_grad():
+        for dst, src in zip(ours, linears):
+            dst.weight.copy_(src.weight)
+            dst.bias.copy_(src.bias)
+        actor.mean.load_state_dict(sb3.mu.state_dict())
+        actor.log_std.load_state_dict(sb3.log_std.state_dict())
+    return actor.eval()
+
+
+def policy_act(actor: TanhGaussianActor, deterministic: bool, seed: int = 0):
+    """A batched numpy act function for ``run_episodes`` (stochastic draws are seeded)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def act(obs: np.ndarray) -> np.ndarray:
+        o = torch.as_tensor(obs, dtype=torch.float32)
+        mean, log_std = actor.dist_params(o)
+        if deterministic:
+            return torch.tanh(mean).numpy()
+        eps = torch.randn(mean.shape, generator=gen)
+        return torch.tanh(mean + log_std.exp() * eps).numpy()
+
+    return act
+
+
+def train_behavior(cfg: BehaviorConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train (or resume) a behaviour policy; returns the run folder."""
+    try:
+        from stable_baselines3 import SAC
+        from stable_baselines3.common.callbacks import BaseCallback
+    except ImportError:
+        raise BearlError(
+            "training behaviour policies needs stable-baselines3: pip install 'bearl[datagen]'"
+        ) from None
+    from tqdm import tqdm
+
+    torch.set_num_threads(cfg.threads)
+    env_id = resolve_env_id(cfg.env)
+    out = Path(cfg.out)
+    ckpt = out / "checkpoint"
+    state_file = ckpt / "state.json"
+    if resume:
+        if not state_file.exists():
+            raise BearlError(f"{out}: nothing to resume (no checkpoint/state.json)")
+    elif (out / "evaluations.csv").exists():
+        raise BearlError(f"{out}: a run already exists here; use --resume or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "snapshots").mkdir(exist_ok=True)
+    refs = reference_scores(env_id)
+    env = make_env(env_id)
+    wall0 = time.time()
+
+    if resume:
+        state = json.loads(state_file.read_text())
+        model = SAC.load(ckpt / "model.zip", env=env, device="cpu")
+        model.load_replay_buffer(ckpt / "replay_buffer.pkl")
+        wall0 -= state["wall_time"]
+        _truncate_evaluations(out / "evaluations.csv", state["step"])
+    else:
+        (out / "run.json").write_text(
+            json.dumps({"config": asdict(cfg), "env_id": env_id, **_versions()}, indent=2)
+        )
+        with open(out / "evaluations.csv", "w", newline="") as f:
+            csv.writer(f).writerow(
+                ["step", "wall_time", "stoch_mean", "stoch_std", "det_mean", "normalized_stoch"]
+            )
+        model = SAC(
+            "MlpPolicy",
+            env,
+            learning_starts=cfg.learning_starts,
+            train_freq=cfg.train_freq,
+            gradient_steps=1,
+            batch_size=cfg.batch_size,
+            buffer_size=max(cfg.steps, 1_000_000),  # never overwritten: medium-replay slices it
+            policy_kwargs={"net_arch": list(cfg.hidden)},
+            seed=cfg.seed,
+            device="cpu",
+            verbose=0,
+        )
+
+    start = model.num_timesteps
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, unit="step", smoothing=0.05)
+
+    def evaluate(step: int) -> None:
+        actor = sb3_actor_to_bearl(model)
+        stoch = run_episodes(
+            policy_act(actor, False, cfg.seed + step),
+            env_id,
+            cfg.eval_episodes,
+            seed=10_000 + cfg.seed,
+        )
+        det = run_episodes(
+            policy_act(actor, True), env_id, cfg.eval_episodes, seed=10_000 + cfg.seed
+        )
+        s_mean = float(stoch.returns.mean())
+        norm = float(normalized_score(s_mean, *refs)) if refs else float("nan")
+        save_policy(
+            actor,
+            out / "snapshots" / f"step_{step:07d}.pt",
+            env_id=env_id,
+            step=step,
+            stoch_return_mean=s_mean,
+            stoch_return_std=float(stoch.returns.std()),
+            det_return_mean=float(det.returns.mean()),
+            normalized_stoch=norm,
+        )
+        with open(out / "evaluations.csv", "a", newline="") as f:
+            csv.writer(f).writerow(
+                [
+                    step,
+                    round(time.time() - wall0, 1),
+                    round(s_mean, 2),
+                    round(float(stoch.returns.std()), 2),
+                    round(float(det.returns.mean()), 2),
+                    round(norm, 2),
+                ]
+            )
+        bar.set_postfix(stoch=f"{s_mean:.0f}", det=f"{det.returns.mean():.0f}")
+        bar.write(
+            f"step {step}: stochastic return {s_mean:.1f} (norm {norm:.1f}), "
+            f"deterministic {det.returns.mean():.1f}"
+        )
+
+    def checkpoint(step: int) -> None:
+        tmp = out / "checkpoint.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        model.save(tmp / "model.zip")
+        model.save_replay_buffer(tmp / "replay_buffer.pkl")
+        (tmp / "state.json").write_text(
+            json.dumps({"step": step, "wall_time": time.time() - wall0})
+        )
+        old = out / "checkpoint.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if ckpt.exists():
+            ckpt.rename(old)
+        tmp.rename(ckpt)
+        shutil.rmtree(old, ignore_errors=True)
+
+    class Hook(BaseCallback):
+        def _on_step(self) -> bool:
+            step = self.num_timesteps
+            if step % 100 == 0:
+                bar.update(step - bar.n)
+            if step % cfg.eval_every == 0:
+                evaluate(step)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                checkpoint(step)
+            return True
+
+    if start < cfg.steps:
+        model.learn(cfg.steps - start, callback=Hook(), reset_num_timesteps=False)
+    bar.close()
+    return out
+
+
+def _truncate_evaluations(path: Path, last_step: int) -> None:
+    """Drop evaluation rows written after the checkpoint a run resumes from (they are redone)."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    keep = [rows[0]] + [r for r in rows[1:] if int(r[0]) <= last_step]
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(keep)
+
+
+def _versions() -> dict[str, str]:
+    import gymnasium
+    import mujoco
+
+    return {
+        "mujoco": mujoco.__version__,
+        "gymnasium": gymnasium.__version__,
+        "torch": torch.__version__,
+    }

@@ -1,0 +1,301 @@
+"""The one in-memory representation of a dataset of transitions, and minibatch sampling.
+
+A :class:`Dataset` holds ``observations, actions, rewards, next_observations, terminals,
+timeouts`` with one row per transition. ``terminals[i]`` means the environment terminated after
+transition i (no bootstrapping from ``next_observations[i]``); ``timeouts[i]`` means the episode
+was cut there by a time limit or by the end of the data (bootstrapping continues). A row is
+never both: termination wins.
+
+Memory: the float fields are column views of ONE float32 matrix
+``[observations | actions | rewards | next_observations]``. On CPU the sampler wraps that
+matrix with ``torch.from_numpy`` (no copy) and a minibatch is one row gather.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from bearl.errors import DatasetError
+
+
+class Batch(NamedTuple):
+    """A minibatch of transitions as tensors on the sampler's device."""
+
+    observations: torch.Tensor  # [B, obs_dim]
+    actions: torch.Tensor  # [B, act_dim]
+    rewards: torch.Tensor  # [B]
+    next_observations: torch.Tensor  # [B, obs_dim]
+    terminals: torch.Tensor  # [B] float, 1.0 where the env terminated (no bootstrap)
+
+
+@dataclass
+class DatasetInfo:
+    """Where a dataset came from and what it is about."""
+
+    source: str = "<memory>"
+    """Path or id it was loaded from."""
+    env_name: str | None = None
+    """Environment the data was collected in (gymnasium id), when known."""
+    ref_min_score: float | None = None
+    """Return of a random policy, for normalized scores (dataset's own or D4RL's)."""
+    ref_max_score: float | None = None
+    """Return of an expert policy, for normalized scores."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Anything else the source said (generation settings, versions, description, ...)."""
+
+
+class Dataset:
+    """Transitions of a fixed dataset, validated at construction.
+
+    Args:
+        observations: ``[N, obs_dim]``.
+        actions: ``[N, act_dim]``.
+        rewards: ``[N]``.
+        next_observations: ``[N, obs_dim]``.
+        terminals: ``[N]`` bool: the env terminated after this transition.
+        timeouts: ``[N]`` bool: the episode was cut after this transition. The last row always
+            ends an episode (it is marked as a timeout if it is not terminal).
+        info: provenance and reference scores.
+
+    Raises:
+        DatasetError: on missing fields, mismatched lengths, NaN/Inf, or an empty dataset.
+    """
+
+    FIELDS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+
+    def __init__(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_observations: np.ndarray,
+        terminals: np.ndarray,
+        timeouts: np.ndarray | None = None,
+        info: DatasetInfo | None = None,
+    ) -> None:
+        self.info = info or DatasetInfo()
+        src = self.info.source
+        arrays = {
+            "observations": observations,
+            "actions": actions,
+            "rewards": rewards,
+            "next_observations": next_observations,
+            "terminals": terminals,
+            "timeouts": np.zeros(len(rewards), bool) if timeouts is None else timeouts,
+        }
+        arrays = {k: _as_array(src, k, v) for k, v in arrays.items()}
+        n = len(arrays["rewards"])
+        if n == 0:
+            raise DatasetError(src, "the dataset is empty (0 transitions)")
+        for k, want in (("observations", 2), ("actions", 2), ("next_observations", 2)):
+            a = arrays[k]
+            if a.ndim == 1:
+                arrays[k] = a = a[:, None]
+            if a.ndim != want:
+                raise DatasetError(src, f"expected a 2-D array [N, dim], got shape {a.shape}", k)
+        for k in ("rewards", "terminals", "timeouts"):
+            a = arrays[k]
+            if a.ndim == 2 and a.shape[1] == 1:
+                arrays[k] = a = a[:, 0]
+            if a.ndim != 1:
+                raise DatasetError(src, f"expected a 1-D array [N], got shape {a.shape}", k)
+        for k, a in arrays.items():
+            if len(a) != n:
+                raise DatasetError(src, f"has {len(a)} rows but 'rewards' has {n}", k)
+        if arrays["observations"].shape[1] != arrays["next_observations"].shape[1]:
+            raise DatasetError(
+                src,
+                f"width {arrays['next_observations'].shape[1]} differs from observations' "
+                f"{arrays['observations'].shape[1]}",
+                "next_observations",
+            )
+        for k in ("observations", "actions", "rewards", "next_observations"):
+            _check_finite(src, k, arrays[k])
+
+        obs_dim = arrays["observations"].shape[1]
+        act_dim = arrays["actions"].shape[1]
+        # one float32 matrix, fields are views of it (see module docstring)
+        packed = np.empty((n, 2 * obs_dim + act_dim + 1), dtype=np.float32)
+        packed[:, :obs_dim] = arrays["observations"]
+        packed[:, obs_dim : obs_dim + act_dim] = arrays["actions"]
+        packed[:, obs_dim + act_dim] = arrays["rewards"]
+        packed[:, obs_dim + act_dim + 1 :] = arrays["next_observations"]
+        self._packed = packed
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.terminals = _as_bool(src, "terminals", arrays["terminals"])
+        self.timeouts = _as_bool(src, "timeouts", arrays["timeouts"]) & ~self.terminals
+        if not (self.terminals[-1] or self.timeouts[-1]):
+            self.timeouts[-1] = True  # the end of the data cuts the last episode
+
+    # -- fields (views of the packed matrix) --------------------------------------------------
+    @property
+    def observations(self) -> np.ndarray:
+        return self._packed[:, : self.obs_dim]
+
+    @property
+    def actions(self) -> np.ndarray:
+        return self._packed[:, self.obs_dim : self.obs_dim + self.act_dim]
+
+    @property
+    def rewards(self) -> np.ndarray:
+        return self._packed[:, self.obs_dim + self.act_dim]
+
+    @property
+    def next_observations(self) -> np.ndarray:
+        return self._packed[:, self.obs_dim + self.act_dim + 1 :]
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({len(self)} transitions, {self.num_episodes} episodes, "
+            f"obs_dim={self.obs_dim}, act_dim={self.act_dim}, env={self.info.env_name!r}, "
+            f"source={self.info.source!r})"
+        )
+
+    # -- episodes ----------------------------------------------------------------------------
+    @property
+    def episode_ends(self) -> np.ndarray:
+        """Index of the last transition of each episode (rows where terminal or timeout)."""
+        return np.flatnonzero(self.terminals | self.timeouts)
+
+    @property
+    def episode_starts(self) -> np.ndarray:
+        """Index of the first transition of each episode."""
+        return np.concatenate([[0], self.episode_ends[:-1] + 1])
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episode_ends)
+
+    @property
+    def episode_lengths(self) -> np.ndarray:
+        return self.episode_ends - self.episode_starts + 1
+
+    @property
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of each episode."""
+        sums = np.add.reduceat(self.rewards.astype(np.float64), self.episode_starts)
+        return sums
+
+    def normalized(self, returns: np.ndarray | float) -> np.ndarray | None:
+        """D4RL normalized score of ``returns`` with this dataset's reference scores, or None."""
+        lo, hi = self.info.ref_min_score, self.info.ref_max_score
+        if lo is None or hi is None:
+            return None
+        return 100.0 * (np.asarray(returns, dtype=np.float64) - lo) / (hi - lo)
+
+    def subset(self, rows: np.ndarray | slice, source_suffix: str = "") -> Dataset:
+        """A new Dataset of the given rows (copied)."""
+        info = DatasetInfo(
+            self.info.source + source_suffix,
+            self.info.env_name,
+            self.info.ref_min_score,
+            self.info.ref_max_score,
+            dict(self.info.metadata),
+        )
+        return Dataset(
+            self.observations[rows],
+            self.actions[rows],
+            self.rewards[rows],
+            self.next_observations[rows],
+            self.terminals[rows],
+            self.timeouts[rows],
+            info,
+        )
+
+    def check_spaces(self, observation_space, action_space, env_name: str = "the env") -> None:
+        """Raise DatasetError if the dimensions disagree with an environment's spaces."""
+        src = self.info.source
+        obs_shape = getattr(observation_space, "shape", None)
+        act_shape = getattr(action_space, "shape", None)
+        if obs_shape is not None and int(np.prod(obs_shape)) != self.obs_dim:
+            raise DatasetError(
+                src, f"width {self.obs_dim} but {env_name} observes {obs_shape}", "observations"
+            )
+        if act_shape is not None and int(np.prod(act_shape)) != self.act_dim:
+            raise DatasetError(
+                src, f"width {self.act_dim} but {env_name} acts with {act_shape}", "actions"
+            )
+
+    # -- sampling ----------------------------------------------------------------------------
+    def sampler(
+        self, batch_size: int, device: str | torch.device = "cpu", seed: int = 0
+    ) -> Sampler:
+        """A uniform minibatch sampler with the whole dataset as tensors on ``device``."""
+        return Sampler(self, batch_size, device, seed)
+
+
+class Sampler:
+    """Uniform sampling with replacement: indices from a seeded torch generator, one gather.
+
+    ``state_dict`` / ``load_state_dict`` save and restore the generator, so a resumed run
+    draws the same minibatches as an uninterrupted one.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, device: str | torch.device, seed: int):
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.obs_dim, self.act_dim = dataset.obs_dim, dataset.act_dim
+        data = torch.from_numpy(dataset._packed)  # shares memory with the dataset
+        done = torch.from_numpy(dataset.terminals.astype(np.float32))
+        self.data = data.to(self.device)
+        self.done = done.to(self.device)
+        self.n = len(dataset)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def sample(self) -> Batch:
+        idx = torch.randint(
+            self.n, (self.batch_size,), device=self.device, generator=self.generator
+        )
+        rows = self.data.index_select(0, idx)
+        s, a = self.obs_dim, self.act_dim
+        return Batch(
+            rows[:, :s],
+            rows[:, s : s + a],
+            rows[:, s + a],
+            rows[:, s + a + 1 :],
+            self.done.index_select(0, idx),
+        )
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def _as_array(src: str, name: str, value: Any) -> np.ndarray:
+    try:
+        a = np.asarray(value)
+    except Exception as e:  # noqa: BLE001
+        raise DatasetError(src, f"cannot be read as an array ({e})", name) from None
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise DatasetError(src, f"has dtype {a.dtype}; expected numbers", name)
+    return a
+
+
+def _as_bool(src: str, name: str, a: np.ndarray) -> np.ndarray:
+    if a.dtype != bool:
+        bad = ~np.isin(a, (0, 1))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DatasetError(src, f"must be 0/1 or bool; row {i} is {a[i]!r}", name)
+    return a.astype(bool)
+
+
+def _check_finite(src: str, name: str, a: np.ndarray) -> None:
+    if np.issubdtype(a.dtype, np.floating):
+        bad = ~np.isfinite(a)
+        if bad.any():
+            rows = np.flatnonzero(bad.reshape(len(a), -1).any(axis=1))
+            raise DatasetError(
+                src,
+                f"{int(bad.sum())} NaN/Inf values in {len(rows)} rows (first at row {rows[0]})",
+                name,
+            )

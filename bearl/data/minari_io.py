@@ -1,0 +1,292 @@
+"""Minari datasets: read them into a :class:`Dataset`, write a Dataset as one, through minari.
+
+A Minari episode of T steps has T+1 observations (the reset observation and every next one).
+Reading maps ``obs[:-1]`` to observations, ``obs[1:]`` to next observations, terminations to
+terminals and ``truncations & ~terminations`` to timeouts; the last step of an episode that
+neither terminated nor was truncated is marked as a timeout too, so that episodes never merge.
+
+Datasets live under ``$MINARI_DATASETS_PATH`` (minari's default: ``~/.minari/datasets``), one
+folder per id, e.g. ``mujoco/hopper/medium-v0/data/{main_data.hdf5, metadata.json}``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bearl.data.dataset import Dataset, DatasetInfo
+from bearl.envs import make_env, reference_scores
+from bearl.errors import DatasetError
+
+ROOT_VAR = "MINARI_DATASETS_PATH"
+
+# metadata.json keys kept in DatasetInfo.metadata
+_KEPT_METADATA = (
+    "dataset_id",
+    "description",
+    "algorithm_name",
+    "author",
+    "author_email",
+    "code_permalink",
+    "minari_version",
+    "total_episodes",
+    "total_steps",
+)
+
+
+def minari_root() -> Path:
+    """Where minari keeps datasets: ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``."""
+    root = os.environ.get(ROOT_VAR)
+    return Path(root) if root else Path.home() / ".minari" / "datasets"
+
+
+def minari_local_exists(dataset_id: str) -> bool:
+    """True if a dataset with this id is stored under :func:`minari_root` (no side effects)."""
+    rel = Path(dataset_id)
+    if rel.is_absolute() or ".." in rel.parts:
+        return False
+    return (minari_root() / rel / "data" / "metadata.json").is_file()
+
+
+@contextmanager
+def datasets_path(root: str | os.PathLike | None) -> Iterator[None]:
+    """Temporarily point ``MINARI_DATASETS_PATH`` at ``root`` (no-op when None)."""
+    if root is None:
+        yield
+        return
+    old = os.environ.get(ROOT_VAR)
+    os.environ[ROOT_VAR] = str(root)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ROOT_VAR, None)
+        else:
+            os.environ[ROOT_VAR] = old
+
+
+def read_minari(
+    id_or_folder: str | os.PathLike,
+    download: bool = False,
+    root: str | os.PathLike | None = None,
+) -> Dataset:
+    """Read a Minari dataset given its id or its folder.
+
+    Args:
+        id_or_folder: a dataset id (``mujoco/hopper/medium-v0``), the dataset's folder (the one
+            holding ``data/metadata.json``) or its ``data`` folder.
+        download: let minari download an id that is not stored locally.
+        root: datasets root to use instead of ``$MINARI_DATASETS_PATH`` for an id.
+
+    Raises:
+        DatasetError: naming the id or folder (and the episode) when the dataset is missing,
+            unreadable or inconsistent.
+    """
+    import minari
+
+    folder = Path(id_or_folder).expanduser()
+    if folder.is_dir():
+        src = str(folder)
+        data_dir = folder / "data" if (folder / "data" / "metadata.json").is_file() else folder
+        if not (data_dir / "metadata.json").is_file():
+            raise DatasetError(src, "not a Minari dataset folder (no data/metadata.json)")
+        try:
+            mds = minari.MinariDataset(str(data_dir))
+        except Exception as e:  # minari raises many kinds on a bad folder
+            raise DatasetError(src, f"not a readable Minari dataset ({e})") from None
+        return _to_dataset(mds, src)
+
+    dataset_id = str(id_or_folder)
+    src = f"minari:{dataset_id}"
+    with datasets_path(root):
+        where = _describe_root()
+        if not download and not minari_local_exists(dataset_id):
+            raise DatasetError(
+                src,
+                f"Minari dataset not found locally; looked in {where}. Pass download=True "
+                "to let minari download it, or set MINARI_DATASETS_PATH to where it is stored",
+            )
+        try:
+            mds = minari.load_dataset(dataset_id, download=download)
+        except Exception as e:  # download or read errors
+            raise DatasetError(
+                src, f"could not load the Minari dataset from {where} ({e})"
+            ) from None
+    return _to_dataset(mds, src)
+
+
+def write_minari(
+    ds: Dataset,
+    dataset_id: str,
+    description: str | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    algorithm_name: str | None = None,
+    author: str = "bearl",
+    code_permalink: str = "bearl",
+) -> Path:
+    """Write ``ds`` as the Minari dataset ``dataset_id`` with minari's own API; return its folder.
+
+    Episodes split at terminals and timeouts, and wherever ``next_observations[t]`` differs from
+    ``observations[t+1]`` (written as a truncation). The env id is recorded when
+    ``ds.info.env_name`` is set (its spaces must fit the data); otherwise unbounded float32 Box
+    spaces of the data's widths are recorded.
+
+    Args:
+        root: datasets root to write under instead of ``$MINARI_DATASETS_PATH``.
+        overwrite: replace an existing dataset with the same id.
+
+    Raises:
+        DatasetError: if the id is malformed or exists already (without ``overwrite``).
+    """
+    import gymnasium as gym
+    import minari
+    from minari.dataset.minari_dataset import parse_dataset_id
+
+    src = f"minari:{dataset_id}"
+    try:
+        parse_dataset_id(dataset_id)
+    except ValueError as e:
+        raise DatasetError(src, str(e)) from None
+
+    with datasets_path(root):
+        folder = minari_root() / dataset_id
+        if folder.exists():
+            if not overwrite:
+                raise DatasetError(src, f"exists already at {folder}; pass overwrite=True")
+            shutil.rmtree(folder)
+
+        env = None
+        spaces: dict[str, Any] = {
+            "observation_space": gym.spaces.Box(-np.inf, np.inf, (ds.obs_dim,), np.float32),
+            "action_space": gym.spaces.Box(-np.inf, np.inf, (ds.act_dim,), np.float32),
+        }
+        if ds.info.env_name:
+            env = make_env(ds.info.env_name)
+            ds.check_spaces(env.observation_space, env.action_space, env.spec.id)
+            spaces = {}
+        lo, hi = ds.info.ref_min_score, ds.info.ref_max_score
+        refs = {"ref_min_score": lo, "ref_max_score": hi} if None not in (lo, hi) else {}
+        if algorithm_name is None:
+            algorithm_name = str(ds.info.metadata.get("algorithm_name", "unknown"))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # minari's missing-field nags
+                mds = minari.create_dataset_from_buffers(
+                    dataset_id,
+                    _episode_buffers(ds),
+                    env=env,
+                    algorithm_name=algorithm_name,
+                    author=author,
+                    code_permalink=code_permalink,
+                    description=description or f"written by bearl from {ds.info.source}",
+                    data_format="hdf5",
+                    **spaces,
+                    **refs,
+                )
+        finally:
+            if env is not None:
+                env.close()
+        if env is None and refs:  # minari records reference scores only with an env
+            mds.storage.update_metadata(refs)
+    return folder
+
+
+def _episode_buffers(ds: Dataset) -> list[Any]:
+    """One minari EpisodeBuffer per episode (T+1 observations, T of everything else)."""
+    from minari.data_collector import EpisodeBuffer
+
+    obs, next_obs = ds.observations, ds.next_observations
+    ends = ds.terminals | ds.timeouts
+    ends[:-1] |= np.any(next_obs[:-1] != obs[1:], axis=1)
+    ends[-1] = True
+    truncations = ends & ~ds.terminals
+    last = np.flatnonzero(ends)
+    first = np.concatenate([[0], last[:-1] + 1])
+    buffers = []
+    for i, (s, e) in enumerate(zip(first, last + 1, strict=True)):
+        buffers.append(
+            EpisodeBuffer(
+                id=i,
+                observations=np.concatenate([obs[s:e], next_obs[e - 1 : e]]),
+                actions=ds.actions[s:e].copy(),
+                rewards=ds.rewards[s:e].copy(),
+                terminations=ds.terminals[s:e].copy(),
+                truncations=truncations[s:e].copy(),
+                infos={},
+            )
+        )
+    return buffers
+
+
+def _to_dataset(mds: Any, src: str) -> Dataset:
+    """Concatenate the episodes of a MinariDataset, checking every episode's lengths."""
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in Dataset.FIELDS}
+    for ep in mds.iterate_episodes():
+        obs, actions = ep.observations, ep.actions
+        if not isinstance(obs, np.ndarray) or not isinstance(actions, np.ndarray):
+            raise DatasetError(src, f"episode {ep.id}: dict/tuple spaces are not supported")
+        t = len(actions)
+        if len(obs) != t + 1:
+            raise DatasetError(
+                src,
+                f"episode {ep.id} has {len(obs)} observations for {t} actions (expected {t + 1})",
+                "observations",
+            )
+        for key in ("rewards", "terminations", "truncations"):
+            if len(getattr(ep, key)) != t:
+                raise DatasetError(
+                    src, f"episode {ep.id} has {len(getattr(ep, key))} values for {t} actions", key
+                )
+        if t == 0:
+            continue
+        terminals = np.asarray(ep.terminations, dtype=bool)
+        timeouts = np.asarray(ep.truncations, dtype=bool) & ~terminals
+        timeouts[-1] = not terminals[-1]  # the episode ends here in any case
+        parts["observations"].append(obs[:-1])
+        parts["next_observations"].append(obs[1:])
+        parts["actions"].append(actions)
+        parts["rewards"].append(np.asarray(ep.rewards))
+        parts["terminals"].append(terminals)
+        parts["timeouts"].append(timeouts)
+    if not parts["rewards"]:
+        raise DatasetError(src, "the dataset is empty (0 transitions)")
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+
+    meta = dict(mds.storage.metadata)
+    env_name = mds.env_spec.id if mds.env_spec is not None else None
+    lo, hi = meta.get("ref_min_score"), meta.get("ref_max_score")
+    ref = reference_scores(env_name) if (lo is None or hi is None) else None
+    if ref is not None:
+        lo, hi = ref
+    info = DatasetInfo(
+        source=src,
+        env_name=env_name,
+        ref_min_score=float(lo) if lo is not None else None,
+        ref_max_score=float(hi) if hi is not None else None,
+        metadata={k: _plain(meta[k]) for k in _KEPT_METADATA if k in meta},
+    )
+    return Dataset(**arrays, info=info)
+
+
+def _describe_root() -> str:
+    if os.environ.get(ROOT_VAR):
+        return f"{minari_root()} (from MINARI_DATASETS_PATH)"
+    return f"{minari_root()} (minari's default; set MINARI_DATASETS_PATH to change it)"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-like plain values (sets become sorted lists)."""
+    if isinstance(value, (set, frozenset)):
+        return sorted(str(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,284 @@
+"""bearl's own D4RL-style suite: ``<env>-<kind>`` datasets made from shipped behaviour policies.
+
+Made the way D4RL made its gym-MuJoCo datasets: roll out a behaviour policy, sampling its
+stochastic tanh-Gaussian actions, 1000-step time limit, ``terminals`` = env termination,
+``timeouts`` = time limit. Kinds:
+
+- ``random``: uniform random actions (D4RL's ``collect_data.py --random``);
+- ``medium`` / ``expert``: the shipped medium / expert SAC snapshots (``bearl/policies``);
+- ``medium-replay``: the training history up to the medium snapshot, rebuilt by rolling out the
+  shipped chain of snapshots in order (see docs/datasets.md for why and how it differs from
+  D4RL's stored replay buffer);
+- ``medium-expert``: the first half ``medium`` and the second half ``expert`` rollouts.
+
+Datasets are written as Minari datasets ``bearl/<env>/<kind>-v0`` (under
+``MINARI_DATASETS_PATH``, default Minari's own root) with env spec, D4RL's reference scores and
+a description of how they were made. Same name + size + seed = the same data, bit for bit.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bearl.data.dataset import Dataset, DatasetInfo
+from bearl.envs import ENV_IDS, make_env, reference_scores
+from bearl.errors import DatasetError
+from bearl.nets import TanhGaussianActor
+from bearl.policy_io import load_policy_file
+
+SUITE_ENVS = ("hopper", "walker2d", "halfcheetah")
+SUITE_KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
+DEFAULT_SIZE = 1_000_000
+MAX_EPISODE_STEPS = 1000
+
+
+def parse_name(name: str) -> tuple[str, str]:
+    """``"hopper-medium-replay"`` -> ``("hopper", "medium-replay")``; DatasetError otherwise."""
+    family, _, kind = name.strip().lower().partition("-")
+    if family not in SUITE_ENVS or kind not in SUITE_KINDS:
+        names = [f"{e}-{k}" for e in SUITE_ENVS for k in SUITE_KINDS]
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f" (known: {', '.join(names)})"
+        raise DatasetError(name, f"not a bearl suite dataset{hint}")
+    return family, kind
+
+
+def dataset_id(name: str) -> str:
+    """The Minari id of a suite dataset: ``hopper-medium`` -> ``bearl/hopper/medium-v0``."""
+    family, kind = parse_name(name)
+    return f"bearl/{family}/{kind}-v0"
+
+
+def policy_file(family: str, level: str) -> Path:
+    """Path of a shipped policy file (``bearl/policies/<env>-<level>.pt``)."""
+    return Path(str(resources.files("bearl") / "policies" / f"{family}-{level}.pt"))
+
+
+def load_shipped_policy(family: str, level: str) -> tuple[TanhGaussianActor, dict[str, Any]]:
+    path = policy_file(family, level)
+    if not path.exists():
+        raise DatasetError(
+            f"{family}-{level}",
+            f"no shipped {level} policy for {family} ({path.name} is not in this bearl "
+            f"version); train one with `bearl data train-behavior --env {ENV_IDS[family]}`",
+        )
+    return load_policy_file(path)
+
+
+# -- rollouts ------------------------------------------------------------------------------------
+def rollout(
+    env_id: str,
+    actor: TanhGaussianActor | None,
+    size: int,
+    seed: int = 0,
+    num_envs: int = 10,
+    progress: bool = True,
+    desc: str = "rollout",
+) -> Dataset:
+    """Roll out ``actor`` (None: uniform random actions) until ``size`` transitions.
+
+    ``num_envs`` episodes run side by side with the policy batched over them. Complete episodes
+    are kept in the order they finish; the data is then cut to exactly ``size`` rows (the last
+    episode may be cut: its last row is then a timeout). Deterministic for a given seed.
+    """
+    from tqdm import tqdm
+
+    envs = [make_env(env_id) for _ in range(num_envs)]
+    space = envs[0].action_space
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    resets = [0] * num_envs
+
+    def reset(i: int) -> np.ndarray:
+        obs, _ = envs[i].reset(seed=seed * 1_000_003 + i * 100_003 + resets[i])
+        resets[i] += 1
+        return obs
+
+    obs = np.stack([reset(i) for i in range(num_envs)]).astype(np.float32)
+    current: list[dict[str, list]] = [_new_episode() for _ in range(num_envs)]
+    done_eps: list[dict[str, np.ndarray]] = []
+    total = 0
+    bar = tqdm(total=size, disable=not progress, unit="tr", desc=desc, smoothing=0.05)
+    with torch.no_grad():
+        while total < size:
+            if actor is None:
+                actions = rng.uniform(space.low, space.high, size=(num_envs, *space.shape))
+            else:
+                mean, log_std = actor.dist_params(torch.from_numpy(obs))
+                eps = torch.randn(mean.shape, generator=gen)
+                actions = torch.tanh(mean + log_std.exp() * eps).numpy()
+            actions = actions.astype(np.float32)
+            for i, env in enumerate(envs):
+                nxt, r, term, trunc, _ = env.step(actions[i])
+                ep = current[i]
+                ep["obs"].append(obs[i].copy())
+                ep["act"].append(actions[i])
+                ep["rew"].append(r)
+                ep["next"].append(np.asarray(nxt, np.float32))
+                if term or trunc:
+                    ep_arr = _finish(ep, bool(term))
+                    done_eps.append(ep_arr)
+                    total += len(ep_arr["rew"])
+                    bar.update(len(ep_arr["rew"]))
+                    current[i] = _new_episode()
+                    obs[i] = reset(i)
+                else:
+                    obs[i] = nxt
+    bar.close()
+    for env in envs:
+        env.close()
+    cat = {k: np.concatenate([e[k] for e in done_eps])[:size] for k in done_eps[0]}
+    lo_hi = reference_scores(env_id)
+    return Dataset(
+        cat["obs"],
+        cat["act"],
+        cat["rew"],
+        cat["next"],
+        cat["term"],
+        cat["timeout"],
+        DatasetInfo(
+            source=desc,
+            env_name=env_id,
+            ref_min_score=lo_hi[0] if lo_hi else None,
+            ref_max_score=lo_hi[1] if lo_hi else None,
+        ),
+    )
+
+
+def _new_episode() -> dict[str, list]:
+    return {"obs": [], "act": [], "rew": [], "next": []}
+
+
+def _finish(ep: dict[str, list], terminated: bool) -> dict[str, np.ndarray]:
+    n = len(ep["rew"])
+    term = np.zeros(n, bool)
+    timeout = np.zeros(n, bool)
+    (term if terminated else timeout)[-1] = True
+    return {
+        "obs": np.stack(ep["obs"]),
+        "act": np.stack(ep["act"]),
+        "rew": np.asarray(ep["rew"], np.float32),
+        "next": np.stack(ep["next"]),
+        "term": term,
+        "timeout": timeout,
+    }
+
+
+def concat(parts: list[Dataset], source: str) -> Dataset:
+    """Datasets one after another (each part's last row already ends an episode)."""
+    first = parts[0].info
+    return Dataset(
+        np.concatenate([p.observations for p in parts]),
+        np.concatenate([p.actions for p in parts]),
+        np.concatenate([p.rewards for p in parts]),
+        np.concatenate([p.next_observations for p in parts]),
+        np.concatenate([p.terminals for p in parts]),
+        np.concatenate([p.timeouts for p in parts]),
+        DatasetInfo(source, first.env_name, first.ref_min_score, first.ref_max_score),
+    )
+
+
+# -- the suite -----------------------------------------------------------------------------------
+def generate(name: str, size: int = DEFAULT_SIZE, seed: int = 0, progress: bool = True) -> Dataset:
+    """Make suite dataset ``name`` in memory (no file written)."""
+    family, kind = parse_name(name)
+    env_id = ENV_IDS[family]
+    meta: dict[str, Any] = {"suite_name": f"{family}-{kind}", "size": size, "seed": seed}
+    if kind == "random":
+        ds = rollout(env_id, None, size, seed, progress=progress, desc=name)
+        meta["policy"] = "uniform random actions"
+    elif kind in ("medium", "expert"):
+        actor, pmeta = load_shipped_policy(family, kind)
+        ds = rollout(env_id, actor, size, seed, progress=progress, desc=name)
+        meta["policy"] = f"{family}-{kind}.pt"
+        meta["policy_meta"] = json.dumps(pmeta)
+    elif kind == "medium-expert":
+        half = size // 2
+        parts = []
+        for level, n, s in (("medium", half, seed), ("expert", size - half, seed + 1)):
+            actor, _ = load_shipped_policy(family, level)
+            parts.append(rollout(env_id, actor, n, s, progress=progress, desc=f"{name}/{level}"))
+        ds = concat(parts, name)
+        meta["policy"] = f"first {half} rows: {family}-medium.pt, then {family}-expert.pt"
+    else:  # medium-replay
+        ds = _medium_replay(family, size, seed, progress)
+        meta["policy"] = f"chain of snapshots in {family}-replay.pt up to the medium snapshot"
+    ds.info.source = f"bearl:{name}"
+    ds.info.metadata.update(meta)
+    return ds
+
+
+def _medium_replay(family: str, size: int, seed: int, progress: bool) -> Dataset:
+    """Roll out the shipped snapshot chain (one equal share of ``size`` per snapshot)."""
+    path = policy_file(family, "replay")
+    if not path.exists():
+        raise DatasetError(
+            f"{family}-medium-replay", f"no shipped snapshot chain for {family} ({path.name})"
+        )
+    chain = torch.load(path, map_location="cpu", weights_only=True)
+    snaps = chain["snapshots"]  # list of state dicts, oldest first; None = random warm-up
+    env_id = ENV_IDS[family]
+    share = [size // len(snaps) + (1 if i < size % len(snaps) else 0) for i in range(len(snaps))]
+    parts = []
+    for i, (sd, n) in enumerate(zip(snaps, share)):
+        actor = None
+        if sd is not None:
+            actor = TanhGaussianActor(
+                chain["obs_dim"], chain["act_dim"], chain["hidden"], tuple(chain["log_std_bounds"])
+            )
+            actor.load_state_dict({k: v.float() for k, v in sd.items()})
+        parts.append(
+            rollout(
+                env_id,
+                actor,
+                n,
+                seed * 1000 + i,
+                progress=progress,
+                desc=f"{family}-medium-replay {i + 1}/{len(snaps)}",
+            )
+        )
+    return concat(parts, f"{family}-medium-replay")
+
+
+def make(
+    name: str,
+    size: int = DEFAULT_SIZE,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    root: str | None = None,
+) -> Dataset:
+    """Make suite dataset ``name`` and write it as the Minari dataset :func:`dataset_id`."""
+    from bearl.data.minari_io import write_minari
+
+    ds = generate(name, size, seed, progress)
+    meta = ds.info.metadata
+    desc = (
+        f"bearl suite dataset {name}: {len(ds)} transitions, seed {seed}, "
+        f"{meta['policy']}; stochastic tanh-Gaussian actions, 1000-step limit."
+    )
+    ds.info.metadata["algorithm_name"] = (
+        "SAC (stable-baselines3)" if "random" not in name else "random"
+    )
+    write_minari(ds, dataset_id(name), desc, root=root, overwrite=overwrite)
+    return ds
+
+
+def load_or_make(name: str, size: int = DEFAULT_SIZE, seed: int = 0) -> Dataset:
+    """Read suite dataset ``name`` from the Minari root, making it first if it is missing."""
+    from bearl.data.minari_io import minari_local_exists, read_minari
+
+    did = dataset_id(name)
+    if not minari_local_exists(did):
+        print(f"bearl: {name} is not made yet; making it now ({size} transitions)")
+        make(name, size, seed)
+    ds = read_minari(did)
+    ds.info.source = name
+    return ds

@@ -1,0 +1,29 @@
+"""Errors bearl reports to users as one clear line (the CLI prints them without a traceback)."""
+
+from __future__ import annotations
+
+
+class BearlError(Exception):
+    """Base class of every error bearl raises on purpose for bad input or bad state."""
+
+
+class DatasetError(BearlError):
+    """A dataset could not be found, read or validated.
+
+    The message always names the source (file, folder or dataset id) and, where it applies,
+    the field that is wrong: ``"data.hdf5: field 'rewards': 3 NaN values (first at row 17)"``.
+    """
+
+    def __init__(self, source: object, message: str, field: str | None = None) -> None:
+        self.source = str(source)
+        self.field = field
+        where = f"{self.source}: field '{field}': " if field else f"{self.source}: "
+        super().__init__(where + message)
+
+
+class ConfigError(BearlError):
+    """A configuration value is invalid or unknown."""
+
+
+class CheckpointError(BearlError):
+    """A checkpoint could not be read or does not fit the run it is loaded into."""

@@ -1,0 +1,199 @@
+"""Networks shared by the algorithms: MLPs, a batched Q ensemble, a tanh-Gaussian actor, a VAE.
+
+Speed notes. The Q ensemble is one module whose weights are stacked ``[N, in, out]``, so all N
+critics run in one batched matmul (no Python loop over critics). Sampling K actions per state
+from the Gaussian actor needs one forward pass per state, not K: the mean and std are computed
+once and K noise draws are broadcast against them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def mlp(in_dim: int, out_dim: int, hidden: Sequence[int]) -> nn.Sequential:
+    """Linear layers with ReLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    last = in_dim
+    for h in hidden:
+        layers += [nn.Linear(last, h), nn.ReLU()]
+        last = h
+    layers.append(nn.Linear(last, out_dim))
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """``n`` independent linear layers evaluated with one batched matmul.
+
+    Weights are ``[n, in, out]`` and biases ``[n, 1, out]``; each member is initialised like
+    ``nn.Linear`` (uniform in +-1/sqrt(in)). Input ``[B, in]`` (shared by all members) or
+    ``[n, B, in]``; output ``[n, B, out]``.
+    """
+
+    def __init__(self, n: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = nn.Parameter(
+            torch.empty(n, in_features, out_features).uniform_(-bound, bound)
+        )
+        self.bias = nn.Parameter(torch.empty(n, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # shared input: broadcast matmul [B,in] @ [n,in,out]
+            return torch.matmul(x, self.weight) + self.bias
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleCritic(nn.Module):
+    """``n`` Q-networks Q_i(s, a) in one module. ``forward`` returns ``[n, *batch]``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], n: int = 2) -> None:
+        super().__init__()
+        self.n = n
+        dims = [obs_dim + act_dim, *hidden]
+        self.hidden = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.out = EnsembleLinear(n, dims[-1], 1)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        batch_shape = act.shape[:-1]
+        if obs.shape[:-1] != batch_shape:
+            obs = obs.expand(*batch_shape, obs.shape[-1])
+        x = torch.cat([obs, act], dim=-1).reshape(-1, obs.shape[-1] + act.shape[-1])
+        for layer in self.hidden:
+            x = F.relu(layer(x))
+        return self.out(x).reshape(self.n, *batch_shape)
+
+
+class TanhGaussianActor(nn.Module):
+    """Gaussian policy squashed by tanh: ``a = tanh(mu(s) + sigma(s) * eps)`` in [-1, 1].
+
+    Args:
+        log_std_bounds: clamp of the log-std head (None: unclamped, as the original BEAR code).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        log_std_bounds: tuple[float, float] | None = (-5.0, 2.0),
+    ) -> None:
+        super().__init__()
+        self.trunk = mlp(obs_dim, hidden[-1], hidden[:-1])
+        self.mean = nn.Linear(hidden[-1], act_dim)
+        self.log_std = nn.Linear(hidden[-1], act_dim)
+        self.log_std_bounds = log_std_bounds
+
+    def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = F.relu(self.trunk(obs))
+        log_std = self.log_std(h)
+        if self.log_std_bounds is not None:
+            log_std = log_std.clamp(*self.log_std_bounds)
+        return self.mean(h), log_std
+
+    def sample(
+        self, obs: torch.Tensor, n: int | None = None, noise_clip: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised samples ``(action, pre_tanh)``.
+
+        With ``n``, returns ``[B, n, act_dim]``: n samples per state from ONE forward pass.
+        ``noise_clip`` clips the standard-normal noise (the original BEAR used 0.5 in training).
+        """
+        mean, log_std = self.dist_params(obs)
+        if n is not None:
+            mean, log_std = mean.unsqueeze(-2), log_std.unsqueeze(-2)
+            eps = torch.randn(
+                *obs.shape[:-1], n, mean.shape[-1], device=obs.device, dtype=obs.dtype
+            )
+        else:
+            eps = torch.randn_like(mean)
+        if noise_clip is not None:
+            eps = eps.clamp(-noise_clip, noise_clip)
+        pre_tanh = mean + log_std.exp() * eps
+        return torch.tanh(pre_tanh), pre_tanh
+
+    def log_prob(self, obs: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) for ``a = tanh(pre_tanh)``; ``obs`` broadcasts against ``pre_tanh``'s
+        leading dims (``obs [B, S]`` with ``pre_tanh [B, n, A]`` is allowed)."""
+        mean, log_std = self.dist_params(obs)
+        if pre_tanh.dim() == mean.dim() + 1:
+            mean, log_std = mean.unsqueeze(-2), log_std.unsqueeze(-2)
+        z = (pre_tanh - mean) / log_std.exp()
+        gauss = (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        # log|d tanh(u)/du| = log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u)), stable form
+        squash = (2.0 * (math.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
+        return gauss - squash
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        """The squashed mean action ``tanh(mu(s))``."""
+        return torch.tanh(self.dist_params(obs)[0])
+
+
+class DeterministicActor(nn.Module):
+    """``a = tanh(f(s))`` in [-1, 1] (TD3, DQfD)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, act_dim, hidden)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
+
+
+class VAE(nn.Module):
+    """Conditional VAE of the behaviour policy (BCQ / BEAR): encoder q(z|s,a), decoder p(a|s,z).
+
+    Latent size defaults to ``2 * act_dim``; the encoder log-std is clamped to [-4, 15] and
+    prior samples are clipped to +-``latent_clip`` (0.5), as in BCQ and BEAR.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int] = (750, 750),
+        latent_dim: int | None = None,
+        latent_clip: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim or 2 * act_dim
+        self.latent_clip = latent_clip
+        self.encoder = mlp(obs_dim + act_dim, 2 * self.latent_dim, hidden)
+        self.decoder = mlp(obs_dim + self.latent_dim, act_dim, hidden)
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor):
+        """Returns ``(reconstruction, mean, std)`` for the ELBO."""
+        mean, log_std = self.encoder(torch.cat([obs, act], -1)).chunk(2, -1)
+        std = log_std.clamp(-4.0, 15.0).exp()
+        z = mean + std * torch.randn_like(std)
+        return self.decode(obs, z)[0], mean, std
+
+    def loss(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """Reconstruction MSE + 0.5 * KL(q(z|s,a) || N(0, I)), both averaged (as BCQ/BEAR)."""
+        recon, mean, std = self(obs, act)
+        kl = -0.5 * (1 + torch.log(std.pow(2)) - mean.pow(2) - std.pow(2)).mean()
+        return F.mse_loss(recon, act) + 0.5 * kl
+
+    def decode(
+        self, obs: torch.Tensor, z: torch.Tensor | None = None, n: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decoded actions ``(tanh(out), out)``; without ``z``, z ~ N(0, I) clipped to
+        +-latent_clip.
+
+        With ``n``, draws n latents per state and returns ``[B, n, act_dim]``.
+        """
+        if z is None:
+            shape = (
+                (*obs.shape[:-1], n, self.latent_dim) if n else (*obs.shape[:-1], self.latent_dim)
+            )
+            z = torch.randn(shape, device=obs.device, dtype=obs.dtype)
+            z = z.clamp(-self.latent_clip, self.latent_clip)
+        if z.dim() == obs.dim() + 1:
+            obs = obs.unsqueeze(-2).expand(*z.shape[:-1], obs.shape[-1])
+        out = self.decoder(torch.cat([obs, z], -1))
+        return torch.tanh(out), out

@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny datasets built in memory (no files, no downloads)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bearl.data.dataset import Dataset, DatasetInfo
+
+
+def make_random_dataset(
+    n: int = 600,
+    obs_dim: int = 3,
+    act_dim: int = 1,
+    episode_len: int = 50,
+    seed: int = 0,
+    env_name: str | None = "Pendulum-v1",
+    action_scale: float = 2.0,
+) -> Dataset:
+    """A dataset of consistent episodes (next_obs[t] == obs[t+1] inside an episode)."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n + 1, obs_dim)).astype(np.float32)
+    next_obs = obs[1:].copy()
+    obs = obs[:-1]
+    ends = np.zeros(n, bool)
+    ends[episode_len - 1 :: episode_len] = True
+    terminals = ends & (rng.random(n) < 0.5)
+    timeouts = ends & ~terminals
+    actions = rng.uniform(-action_scale, action_scale, size=(n, act_dim)).astype(np.float32)
+    rewards = (-np.square(actions).sum(1) + 0.1 * rng.normal(size=n)).astype(np.float32)
+    return Dataset(
+        obs,
+        actions,
+        rewards,
+        next_obs,
+        terminals,
+        timeouts,
+        DatasetInfo(
+            source="memory:random", env_name=env_name, ref_min_score=-1500.0, ref_max_score=0.0
+        ),
+    )
+
+
+@pytest.fixture
+def tiny_dataset() -> Dataset:
+    return make_random_dataset()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+    yield

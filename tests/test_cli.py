@@ -1,0 +1,129 @@
+"""The command line: help, data info/convert, clean one-line errors, train with original flags."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from bearl.cli import main
+from bearl.data.d4rl import write_d4rl
+
+from conftest import make_random_dataset
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("train", "data", "plot"):
+        assert cmd in out
+
+
+def test_train_help_documents_every_bear_knob(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    for flag in (
+        "--mmd_sigma",
+        "--kernel_type",
+        "--num_samples_match",
+        "--mode",
+        "--lagrange_thresh",
+        "--distance_type",
+        "--version",
+        "--use_ensemble_variance",
+        "--lamda",
+        "--delta_conf",
+        "--warm_start_steps",
+        "--num_qs",
+        "--resume",
+    ):
+        assert flag in out, flag
+
+
+def test_data_info_and_convert(tmp_path, capsys):
+    ds = make_random_dataset()
+    src = tmp_path / "d.hdf5"
+    write_d4rl(ds, src)
+    assert main(["data", "info", str(src), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["transitions"] == len(ds) and info["episodes"] == ds.num_episodes
+    out = tmp_path / "copy.hdf5"
+    assert main(["data", "convert", str(src), "--to", "d4rl", str(out)]) == 0
+    assert out.exists()
+    assert main(["data", "convert", str(src), "--to", "d4rl", str(out)]) == 2  # exists
+
+
+def test_bad_file_is_one_line_without_traceback(tmp_path):
+    bad = tmp_path / "broken.hdf5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 50)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bearl.cli", "data", "info", str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "broken.hdf5" in lines[0]
+
+
+def test_debug_shows_traceback(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bearl.cli",
+            "--debug",
+            "data",
+            "info",
+            str(tmp_path / "missing.pkl"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_train_with_original_flags(tmp_path, capsys):
+    ds = make_random_dataset()
+    src = tmp_path / "buffer.hdf5"
+    write_d4rl(ds, src)
+    code = main(
+        [
+            "train",
+            "--algo_name=BEAR",
+            f"--buffer_name={src}",
+            "--env_name=Pendulum-v1",
+            "--eval_freq=10",
+            f"--log_dir={tmp_path / 'runs'}",
+            "--lagrange_thresh=10.0",
+            "--distance_type=MMD",
+            "--mode=auto",
+            "--num_samples_match=5",
+            "--lamda=0.0",
+            "--version=0",
+            "--mmd_sigma=20.0",
+            "--kernel_type=gaussian",
+            "--use_ensemble_variance=False",
+            "--max_timesteps=20",
+            "--eval_episodes=1",
+            "--actor_hidden=16,16",
+            "--critic_hidden=16,16",
+            "--vae_hidden=16,16",
+            "--num_eval_samples=2",
+            "--progress=false",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "result.json" in out and "progress.png" in out
+    (run,) = (tmp_path / "runs").iterdir()
+    variant = json.loads((run / "variant.json").read_text())
+    assert variant["algo"]["kernel_type"] == "gaussian"
+    assert variant["algo"]["num_samples_match"] == 5
+    assert (run / "progress.png").exists()

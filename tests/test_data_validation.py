@@ -1,0 +1,312 @@
+"""Every way a dataset file can be wrong gives a DatasetError naming the file and the field."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+from pathlib import Path
+
+import h5py
+import minari
+import numpy as np
+import pytest
+from minari.data_collector import EpisodeBuffer
+from numpy.lib import format as npy_format
+
+from bearl.data import load_dataset
+from bearl.data.d4rl import write_d4rl
+from bearl.data.dataset import Dataset
+from bearl.data.minari_io import read_minari
+from bearl.errors import DatasetError
+
+N = 8
+
+
+def _arrays(obs_dim: int = 3, act_dim: int = 1) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(N, obs_dim)).astype(np.float32)
+    return {
+        "observations": obs,
+        "next_observations": obs + 1,
+        "actions": rng.uniform(-1, 1, (N, act_dim)).astype(np.float32),
+        "rewards": rng.normal(size=N).astype(np.float32),
+        "terminals": np.eye(1, N, 3, dtype=bool)[0],
+        "timeouts": np.zeros(N, bool),
+    }
+
+
+def _write_h5(path: Path, arrays: dict) -> Path:
+    with h5py.File(path, "w") as f:
+        for key, value in arrays.items():
+            f.create_dataset(key, data=value)
+    return path
+
+
+def _error(source, **kwargs) -> DatasetError:
+    with pytest.raises(DatasetError) as info:
+        load_dataset(source, **kwargs)
+    return info.value
+
+
+def _assert_names(err: DatasetError, path: Path, field: str | None = None) -> None:
+    assert str(path) in str(err)
+    if field is not None:
+        assert err.field == field
+        assert f"'{field}'" in str(err)
+
+
+# -- D4RL HDF5 ----------------------------------------------------------------------------------
+def test_missing_key(tmp_path):
+    arrays = _arrays()
+    del arrays["actions"]
+    path = _write_h5(tmp_path / "no_actions.hdf5", arrays)
+    err = _error(path)
+    _assert_names(err, path, "actions")
+    assert "missing" in str(err)
+
+
+def test_mismatched_lengths(tmp_path):
+    arrays = _arrays()
+    arrays["rewards"] = arrays["rewards"][:-2]
+    path = _write_h5(tmp_path / "short.hdf5", arrays)
+    err = _error(path)
+    _assert_names(err, path, "rewards")
+    assert "6 rows" in str(err) and "8" in str(err)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("field", ["observations", "rewards", "next_observations"])
+def test_nan_and_inf(tmp_path, bad, field):
+    arrays = _arrays()
+    arrays[field][5] = bad
+    path = _write_h5(tmp_path / "nonfinite.hdf5", arrays)
+    err = _error(path)
+    _assert_names(err, path, field)
+    assert "NaN/Inf" in str(err) and "row 5" in str(err)
+
+
+def test_nan_in_a_file_without_next_observations(tmp_path):
+    arrays = _arrays()
+    del arrays["next_observations"]
+    arrays["actions"][2, 0] = np.nan
+    path = _write_h5(tmp_path / "nonfinite.hdf5", arrays)
+    _assert_names(_error(path), path, "actions")
+
+
+def test_string_array(tmp_path):
+    arrays = _arrays()
+    arrays["rewards"] = np.array([b"a"] * N)
+    path = _write_h5(tmp_path / "strings.hdf5", arrays)
+    err = _error(path)
+    _assert_names(err, path, "rewards")
+    assert "dtype" in str(err)
+
+
+def test_flags_that_are_not_zero_or_one(tmp_path):
+    arrays = _arrays()
+    arrays["terminals"] = np.full(N, 2.0, np.float32)
+    path = _write_h5(tmp_path / "flags.hdf5", arrays)
+    _assert_names(_error(path), path, "terminals")
+
+
+def test_empty_dataset(tmp_path):
+    arrays = {k: v[:0] for k, v in _arrays().items()}
+    path = _write_h5(tmp_path / "zero_rows.hdf5", arrays)
+    err = _error(path)
+    _assert_names(err, path)
+    assert "empty" in str(err)
+
+
+def test_hdf5_without_datasets(tmp_path):
+    path = _write_h5(tmp_path / "nothing.hdf5", {})
+    assert "no datasets" in str(_error(path))
+
+
+def test_empty_file(tmp_path):
+    for name in ("empty.hdf5", "empty.pkl", "empty"):
+        path = tmp_path / name
+        path.write_bytes(b"")
+        err = _error(path)
+        _assert_names(err, path)
+        assert "empty file" in str(err)
+
+
+def test_truncated_hdf5(tmp_path):
+    path = tmp_path / "truncated.hdf5"
+    write_d4rl(Dataset(**_arrays()), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    err = _error(path)
+    _assert_names(err, path)
+    assert "not a readable HDF5 file (truncated or corrupt?)" in str(err)
+
+
+def test_random_bytes(tmp_path):
+    junk = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    junk = b"junk" + junk  # no magic bytes of any format
+    path = tmp_path / "random.bin"
+    path.write_bytes(junk)
+    err = _error(path)
+    _assert_names(err, path)
+    assert "unrecognised file format" in str(err) and "D4RL HDF5" in str(err)
+    named_hdf5 = tmp_path / "random.hdf5"
+    named_hdf5.write_bytes(junk)
+    assert "not a readable HDF5 file" in str(_error(named_hdf5))
+
+
+def test_dims_that_do_not_fit_the_env(tmp_path):
+    path = write_d4rl(Dataset(**_arrays(obs_dim=5)), tmp_path / "wide.hdf5")
+    err = _error(path, env="Pendulum-v1")
+    _assert_names(err, path, "observations")
+    assert "Pendulum-v1" in str(err)
+
+    path = write_d4rl(Dataset(**_arrays(act_dim=2)), tmp_path / "two_actions.hdf5")
+    _assert_names(_error(path, env="pendulum"), path, "actions")
+
+    path = write_d4rl(Dataset(**_arrays()), tmp_path / "fits.hdf5")
+    ds = load_dataset(path, env="pendulum")
+    assert ds.info.env_name == "Pendulum-v1"
+    assert ds.info.ref_min_score is None  # no D4RL reference scores for Pendulum
+
+
+# -- names --------------------------------------------------------------------------------------
+def test_unknown_name_suggests_close_matches():
+    err = _error("hoper-medium")
+    assert "hoper-medium" in str(err) and "unknown dataset" in str(err)
+    assert "did you mean hopper-medium" in str(err)
+    assert "no such file" in str(_error("./missing/data.hdf5"))
+
+
+def test_d4rl_name_absent_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("D4RL_DATASET_DIR", str(tmp_path))
+    err = _error("hopper-medium-replay-v2")
+    message = str(err)
+    assert "hopper_medium_replay-v2.hdf5" in message and str(tmp_path) in message
+    assert "'hopper-medium-replay'" in message
+    assert "bearl data make hopper-medium-replay" in message
+
+    write_d4rl(Dataset(**_arrays(obs_dim=11, act_dim=3)), tmp_path / "hopper_medium_replay-v2.hdf5")
+    ds = load_dataset("hopper-medium-replay-v2")
+    assert ds.info.source == str(tmp_path / "hopper_medium_replay-v2.hdf5")
+
+
+def test_missing_minari_id(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    err = _error("minari:mujoco/hopper/medium-v0")
+    message = str(err)
+    assert "mujoco/hopper/medium-v0" in message
+    assert str(tmp_path) in message and "MINARI_DATASETS_PATH" in message
+    assert "download=True" in message
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_minari_episode_with_misaligned_lengths(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    buffers = []
+    for i, t in enumerate((4, 2, 5)):
+        buffers.append(
+            EpisodeBuffer(
+                id=i,
+                observations=np.zeros((t + 1, 3), np.float32),
+                actions=np.zeros((t, 1), np.float32),
+                rewards=np.zeros(t),
+                terminations=np.zeros(t, bool),
+                truncations=np.eye(1, t, t - 1, dtype=bool)[0],
+                infos={},
+            )
+        )
+    minari.create_dataset_from_buffers(
+        "bad-v0", buffers, env="Pendulum-v1", algorithm_name="x", data_format="hdf5"
+    )
+    with h5py.File(tmp_path / "bad-v0" / "data" / "main_data.hdf5", "a") as f:
+        del f["episode_2/observations"]
+        f["episode_2/observations"] = np.zeros((5, 3), np.float32)  # 5 observations, 5 actions
+    with pytest.raises(DatasetError) as info:
+        read_minari("bad-v0")
+    assert "episode 2" in str(info.value) and "minari:bad-v0" in str(info.value)
+    assert info.value.field == "observations"
+
+    folder = tmp_path / "not_minari"
+    folder.mkdir()
+    _assert_names(_error(folder), folder)
+
+
+# -- original buffers ---------------------------------------------------------------------------
+def test_buffer_without_next_observations(tmp_path):
+    arrays = _arrays()
+    del arrays["next_observations"]
+    path = tmp_path / "buffer.npz"
+    np.savez(path, **arrays)
+    _assert_names(_error(path), path, "next_observations")
+
+
+def test_buffer_that_is_not_a_dict(tmp_path):
+    path = tmp_path / "list.pkl"
+    path.write_bytes(pickle.dumps([1, 2, 3]))
+    assert "expected a dict of arrays" in str(_error(path))
+    path = tmp_path / "array.npy"
+    np.save(path, np.zeros((3, 2)))
+    assert "expected a dict of arrays" in str(_error(path))
+
+
+def test_npz_with_object_member_is_refused(tmp_path):
+    arrays = _arrays()
+    arrays["rewards"] = np.array([{"a": 1}] * N, dtype=object)
+    path = tmp_path / "objects.npz"
+    np.savez(path, **arrays)
+    err = _error(path)
+    _assert_names(err, path, "rewards")
+    assert "refusing" in str(err)
+
+
+def _make_marker(path: str) -> None:
+    Path(path).touch()
+
+
+class _Evil:
+    def __init__(self, call, arg):
+        self.call, self.arg = call, arg
+
+    def __reduce__(self):
+        return (self.call, (self.arg,))
+
+
+def _evil_payloads(marker: Path) -> list[object]:
+    """Pickles that would create ``marker`` if anything in them were called."""
+    return [
+        _Evil(_make_marker, str(marker)),
+        _Evil(os.system, f"touch {marker}"),
+        {"observations": _Evil(_make_marker, str(marker))},
+        _Evil(eval, f"open({str(marker)!r}, 'w')"),
+    ]
+
+
+def test_pickles_that_run_code_are_refused(tmp_path):
+    marker = tmp_path / "MARKER"
+    for i, payload in enumerate(_evil_payloads(marker)):
+        data = pickle.dumps(payload)
+        plain = tmp_path / f"evil{i}.pkl"
+        plain.write_bytes(data)
+        zipped = tmp_path / f"evil{i}.gz"
+        zipped.write_bytes(gzip.compress(data))
+        for path in (plain, zipped):
+            err = _error(path)
+            _assert_names(err, path)
+            assert "refusing to unpickle" in str(err)
+            assert "only numpy arrays and plain containers are allowed" in str(err)
+            assert not marker.exists()
+
+
+def test_npy_object_array_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "MARKER"
+    for i, payload in enumerate(_evil_payloads(marker)):
+        buf = io.BytesIO()
+        npy_format.write_array_header_1_0(buf, {"descr": "|O", "fortran_order": False, "shape": ()})
+        path = tmp_path / f"evil{i}.npy"
+        path.write_bytes(buf.getvalue() + pickle.dumps(np.array(payload, dtype=object)))
+        err = _error(path)
+        _assert_names(err, path)
+        assert "refusing to unpickle" in str(err)
+        assert not marker.exists()

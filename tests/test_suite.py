@@ -1,0 +1,110 @@
+"""bearl's generated suite: determinism, the Minari round trip, medium-replay / medium-expert."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bearl.data import suite
+from bearl.errors import DatasetError
+from bearl.nets import TanhGaussianActor
+from bearl.policy_io import save_policy
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """Stand-in shipped policies for hopper: random-init actors in tmp_path."""
+    folder = tmp_path / "policies"
+    torch.manual_seed(0)
+    for level in ("medium", "expert"):
+        save_policy(
+            TanhGaussianActor(11, 3, (16, 16), (-20.0, 2.0)),
+            folder / f"hopper-{level}.pt",
+            level=level,
+        )
+    chain = [None] + [
+        {k: v.half() for k, v in TanhGaussianActor(11, 3, (16, 16)).state_dict().items()}
+        for _ in range(2)
+    ]
+    torch.save(
+        {
+            "obs_dim": 11,
+            "act_dim": 3,
+            "hidden": [16, 16],
+            "log_std_bounds": [-20.0, 2.0],
+            "snapshots": chain,
+            "steps": [0, 10, 20],
+        },
+        folder / "hopper-replay.pt",
+    )
+    monkeypatch.setattr(suite, "policy_file", lambda fam, level: folder / f"{fam}-{level}.pt")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    return folder
+
+
+def test_names():
+    assert suite.dataset_id("walker2d-medium-replay") == "bearl/walker2d/medium-replay-v0"
+    with pytest.raises(DatasetError, match="did you mean hopper-medium"):
+        suite.parse_name("hoper-medium")
+
+
+def test_same_name_and_seed_give_the_same_data(shipped):
+    a = suite.generate("hopper-medium", size=700, seed=3, progress=False)
+    b = suite.generate("hopper-medium", size=700, seed=3, progress=False)
+    c = suite.generate("hopper-medium", size=700, seed=4, progress=False)
+    assert len(a) == 700
+    assert np.array_equal(a._packed, b._packed) and np.array_equal(a.terminals, b.terminals)
+    assert not np.array_equal(a._packed, c._packed)
+
+
+def test_rollout_episodes_are_consistent(shipped):
+    ds = suite.generate("hopper-random", size=500, seed=0, progress=False)
+    ends = ds.terminals | ds.timeouts
+    inside = ~ends[:-1]
+    # inside an episode the next observation is the following row's observation
+    assert np.array_equal(ds.next_observations[:-1][inside], ds.observations[1:][inside])
+    assert ds.terminals.any()  # random hopper falls
+    assert np.all(np.abs(ds.actions) <= 1.0)
+
+
+def test_make_writes_a_minari_dataset_that_loads_back(shipped):
+    import minari
+
+    made = suite.make("hopper-medium", size=400, seed=1, progress=False)
+    mds = minari.load_dataset("bearl/hopper/medium-v0")
+    assert mds.total_steps == 400
+    assert mds.spec.env_spec.id == "Hopper-v5"
+    assert mds.storage.metadata["ref_max_score"] == pytest.approx(3234.3)
+    back = suite.load_or_make("hopper-medium")
+    np.testing.assert_array_equal(back.observations, made.observations)
+    np.testing.assert_array_equal(back.terminals, made.terminals)
+    np.testing.assert_array_equal(back.timeouts, made.timeouts)
+
+
+def test_medium_expert_is_medium_then_expert_halves(shipped):
+    me = suite.generate("hopper-medium-expert", size=600, seed=0, progress=False)
+    med = suite.rollout(
+        "Hopper-v5", suite.load_shipped_policy("hopper", "medium")[0], 300, 0, progress=False
+    )
+    exp = suite.rollout(
+        "Hopper-v5", suite.load_shipped_policy("hopper", "expert")[0], 300, 1, progress=False
+    )
+    assert len(me) == 600
+    np.testing.assert_array_equal(me.observations[:300], med.observations)
+    np.testing.assert_array_equal(me.observations[300:], exp.observations)
+    assert me.terminals[299] or me.timeouts[299]  # the halves never share an episode
+
+
+def test_medium_replay_rolls_out_the_chain(shipped):
+    ds = suite.generate("hopper-medium-replay", size=900, seed=0, progress=False)
+    assert len(ds) == 900
+    # three equal shares, each ending an episode
+    for end in (299, 599, 899):
+        assert ds.terminals[end] or ds.timeouts[end]
+
+
+def test_missing_policy_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(suite, "policy_file", lambda fam, level: tmp_path / "none.pt")
+    with pytest.raises(DatasetError, match="no shipped medium policy for walker2d"):
+        suite.generate("walker2d-medium", size=10, progress=False)

@@ -1,0 +1,178 @@
+"""The training loop: logs, result, checkpoints, resume equality, divergence, CLI flags."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from bearl.config import resolve
+from bearl.train import TrainingDiverged, train
+
+from conftest import make_random_dataset
+
+SMALL = {
+    "dataset": "memory",
+    "env": "Pendulum-v1",
+    "eval_every": 20,
+    "eval_episodes": 2,
+    "actor_hidden": "32,32",
+    "critic_hidden": "32,32",
+    "vae_hidden": "32,32",
+    "warm_start_steps": 10,
+    "batch_size": 32,
+    "num_eval_samples": 4,
+    "progress": False,
+}
+
+TRAINING_COLUMNS = {
+    "critic_loss",
+    "actor_loss",
+    "vae_loss",
+    "distance",
+    "alpha",
+    "q_data",
+    "q_target",
+    "policy_q",
+}
+EVAL_COLUMNS = {"AverageReturn", "StdReturn", "MedianReturn", "NormalizedScore", "BestScore"}
+
+
+def run(tmp_path, name, **over):
+    cfg, algo_cfg = resolve({**SMALL, "log_dir": str(tmp_path), "run_name": name, **over})
+    return train(cfg, algo_cfg, dataset=make_random_dataset())
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_short_run_writes_every_log_file(tmp_path):
+    result = run(tmp_path, "r", steps=40)
+    d = tmp_path / "r"
+    for name in (
+        "progress.csv",
+        "variant.json",
+        "params.json",
+        "debug.log",
+        "result.json",
+        "checkpoint.pt",
+        "best.pt",
+    ):
+        assert (d / name).exists(), name
+    rows = read_rows(d / "progress.csv")
+    assert [int(r["Step"]) for r in rows] == [20, 40]
+    assert TRAINING_COLUMNS | EVAL_COLUMNS | {"Step", "WallTime", "UpdatesPerSecond"} <= set(
+        rows[0]
+    )
+    variant = json.loads((d / "variant.json").read_text())
+    assert variant["algorithm"] == "BEAR" and variant["algo"]["batch_size"] == 32
+    assert variant["dataset"]["transitions"] == 600
+    saved = json.loads((d / "result.json").read_text())
+    assert saved == result
+    assert result["final_score"] == pytest.approx(float(rows[-1]["NormalizedScore"]), abs=1e-4)
+    best = max(float(r["NormalizedScore"]) for r in rows)
+    assert result["best_score"] == pytest.approx(best, abs=1e-4)
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    run(tmp_path, "full", steps=60)
+    run(tmp_path, "part", steps=40)
+    cfg, _ = resolve({**SMALL, "steps": 60})
+    train(cfg, resume=tmp_path / "part", dataset=make_random_dataset())
+
+    def strip(rows):
+        return [
+            {k: v for k, v in r.items() if k not in ("WallTime", "UpdatesPerSecond")} for r in rows
+        ]
+
+    full = strip(read_rows(tmp_path / "full" / "progress.csv"))
+    part = strip(read_rows(tmp_path / "part" / "progress.csv"))
+    assert len(full) == 3 and full == part
+
+
+def test_resume_after_crash_drops_rows_past_the_checkpoint(tmp_path):
+    run(tmp_path, "r", steps=40)
+    path = tmp_path / "r" / "progress.csv"
+    rows = read_rows(path)
+    with open(path, "a", newline="") as f:  # a row logged after the last checkpoint
+        csv.writer(f).writerow(["60"] + ["0"] * (len(rows[0]) - 1))
+    cfg, _ = resolve({**SMALL, "steps": 60})
+    train(cfg, resume=tmp_path / "r", dataset=make_random_dataset())
+    assert [int(r["Step"]) for r in read_rows(path)] == [20, 40, 60]
+
+
+def test_nan_stops_with_the_loss_name_and_step(tmp_path, monkeypatch):
+    from bearl.algos.bear import BEAR
+
+    real = BEAR.update
+
+    def poisoned(self, batch):
+        m = real(self, batch)
+        if self.step == 25:
+            m["critic_loss"] = torch.tensor(float("nan"))
+        return m
+
+    monkeypatch.setattr(BEAR, "update", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"critic_loss became NaN/Inf at step 25"):
+        run(tmp_path, "nan", steps=60)
+    assert (tmp_path / "nan" / "checkpoint.pt").exists()  # the step-20 checkpoint is kept
+
+
+def test_original_flag_names_are_accepted():
+    cfg, algo = resolve(
+        {
+            "algo_name": "BEAR",
+            "buffer_name": "some.pkl",
+            "env_name": "Hopper-v5",
+            "eval_freq": "1000",
+            "log_dir": "x",
+            "lagrange_thresh": "10.0",
+            "distance_type": "MMD",
+            "mode": "auto",
+            "num_samples_match": "5",
+            "lamda": "0.0",
+            "version": "0",
+            "mmd_sigma": "20.0",
+            "kernel_type": "gaussian",
+            "use_ensemble_variance": "False",
+            "max_timesteps": "1e6",
+        }
+    )
+    assert (cfg.dataset, cfg.env, cfg.eval_every, cfg.steps) == (
+        "some.pkl",
+        "Hopper-v5",
+        1000,
+        1_000_000,
+    )
+    assert (algo.kernel_type, algo.mmd_sigma, algo.num_samples_match) == ("gaussian", 20.0, 5)
+    assert algo.use_ensemble_variance is False
+
+
+def test_d4rl_env_name_is_also_the_dataset():
+    cfg, _ = resolve({"env_name": "hopper-medium-v2"})
+    assert cfg.dataset == "hopper-medium-v2"
+
+
+def test_paper_preset_picks_kernel_per_env_unless_given():
+    assert resolve({"dataset": "halfcheetah-medium"})[1].kernel_type == "gaussian"
+    assert resolve({"dataset": "hopper-medium"})[1].kernel_type == "laplacian"
+    assert resolve({"dataset": "hopper-medium", "kernel_type": "gaussian"})[1].kernel_type == (
+        "gaussian"
+    )
+    orig = resolve({"dataset": "hopper-medium", "preset": "original"})[1]
+    assert orig.batch_size == 100 and orig.actor_hidden == (400, 300)
+
+
+def test_bad_values_are_config_errors():
+    from bearl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="version"):
+        resolve({"version": "5"})
+    with pytest.raises(ConfigError, match="expected int"):
+        resolve({"steps": "many"})
+    with pytest.raises(ConfigError, match="unknown algorithm"):
+        resolve({"algo": "PPO"})
