@@ -107,7 +107,13 @@ def _data_parser(sub) -> None:
         "bearl/<env>/<kind>-v0 under MINARI_DATASETS_PATH.",
     )
     mk.add_argument("name", nargs="+", help="suite dataset name(s), or 'all'")
-    mk.add_argument("--size", type=int, default=1_000_000, help="transitions (default 1000000)")
+    mk.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="transitions (default: 1000000; medium-replay: the env steps of the "
+        "behaviour run up to the medium snapshot, as D4RL)",
+    )
     mk.add_argument("--seed", type=int, default=0)
     mk.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     mk.set_defaults(func=cmd_data_make)
@@ -125,6 +131,20 @@ def _data_parser(sub) -> None:
     add_dataclass_flags(tb, BehaviorConfig, "behaviour training")
     tb.add_argument("--resume", action="store_true", help="continue the run in --out")
     tb.set_defaults(func=cmd_train_behavior)
+
+    ex = dsub.add_parser(
+        "export-policies",
+        help="choose medium/expert snapshots of a behaviour run and write them as policy files",
+    )
+    ex.add_argument("run", help="behaviour run folder (from train-behavior)")
+    ex.add_argument("--out", default=None, help="folder (default: the package's policies/)")
+    ex.add_argument("--medium-step", type=int, default=None)
+    ex.add_argument("--expert-step", type=int, default=None)
+    ex.add_argument("--episodes", type=int, default=50, help="episodes to measure each policy")
+    ex.set_defaults(func=cmd_export_policies)
+
+    pol = dsub.add_parser("policies", help="the shipped behaviour policies and their returns")
+    pol.set_defaults(func=cmd_policies)
 
 
 def cmd_data_info(args: argparse.Namespace) -> int:
@@ -184,7 +204,7 @@ def cmd_data_make(args: argparse.Namespace) -> int:
 
 def cmd_data_list(args: argparse.Namespace) -> int:
     from bearl.data import suite
-    from bearl.data.minari_io import minari_local_exists, minari_root, read_minari
+    from bearl.data.minari_io import minari_local_exists, minari_root
 
     print(f"suite datasets under {minari_root()}:")
     print(f"{'name':<28} {'transitions':>11} {'episodes':>8} {'return':>9} {'normalized':>10}")
@@ -194,7 +214,7 @@ def cmd_data_list(args: argparse.Namespace) -> int:
             if not minari_local_exists(suite.dataset_id(name)):
                 print(f"{name:<28} {'-':>11}   (make it: bearl data make {name})")
                 continue
-            ds = read_minari(suite.dataset_id(name))
+            ds = suite.read_local(name)
             ret = ds.episode_returns
             norm = ds.normalized(ret)
             print(
@@ -211,6 +231,35 @@ def cmd_train_behavior(args: argparse.Namespace) -> int:
     values = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(BehaviorConfig)}}
     out = train_behavior(build(BehaviorConfig, values), resume=args.resume)
     print(f"behaviour run: {out} (snapshots in {out / 'snapshots'})")
+    return 0
+
+
+def cmd_export_policies(args: argparse.Namespace) -> int:
+    from bearl.data.behavior import export_policies
+
+    out = Path(args.out) if args.out else Path(__file__).parent / "policies"
+    entry = export_policies(args.run, out, args.medium_step, args.expert_step, args.episodes)
+    print(json.dumps(entry, indent=2))
+    return 0
+
+
+def cmd_policies(args: argparse.Namespace) -> int:
+    index = Path(__file__).parent / "policies" / "policies.json"
+    data = json.loads(index.read_text()) if index.exists() else {}
+    if not data:
+        print("no behaviour policies are shipped in this bearl version")
+        return 0
+    head = f"{'env':<12} {'level':<7} {'train step':>10} {'return':>16} {'normalized':>10}"
+    print(head + "  versions")
+    for fam, levels in sorted(data.items()):
+        for level in ("medium", "expert"):
+            if level in levels:
+                p = levels[level]
+                ret = f"{p['return_mean']:.1f} ± {p['return_std']:.1f}"
+                print(
+                    f"{fam:<12} {level:<7} {p['train_step']:>10} {ret:>16} "
+                    f"{p['normalized']:>10.1f}  mujoco {p['mujoco']}, {p['env_id']}"
+                )
     return 0
 
 

@@ -35,6 +35,7 @@ def shipped(tmp_path, monkeypatch):
             "log_std_bounds": [-20.0, 2.0],
             "snapshots": chain,
             "steps": [0, 10, 20],
+            "transitions_per_snapshot": 300,
         },
         folder / "hopper-replay.pt",
     )
@@ -76,10 +77,18 @@ def test_make_writes_a_minari_dataset_that_loads_back(shipped):
     assert mds.total_steps == 400
     assert mds.spec.env_spec.id == "Hopper-v5"
     assert mds.storage.metadata["ref_max_score"] == pytest.approx(3234.3)
+    for _ in range(2):  # first from the flat cache written by make, then again
+        back = suite.load_or_make("hopper-medium")
+        np.testing.assert_array_equal(back.observations, made.observations)
+        np.testing.assert_array_equal(back.terminals, made.terminals)
+        np.testing.assert_array_equal(back.timeouts, made.timeouts)
+        assert back.info.env_name == "Hopper-v5" and back.info.ref_max_score == 3234.3
+    cache = suite.cache_path("hopper-medium")
+    assert cache.exists()
+    cache.unlink()  # without the cache the Minari dataset is read (and the cache rewritten)
     back = suite.load_or_make("hopper-medium")
-    np.testing.assert_array_equal(back.observations, made.observations)
-    np.testing.assert_array_equal(back.terminals, made.terminals)
-    np.testing.assert_array_equal(back.timeouts, made.timeouts)
+    np.testing.assert_array_equal(back.actions, made.actions)
+    assert cache.exists()
 
 
 def test_medium_expert_is_medium_then_expert_halves(shipped):
@@ -97,7 +106,8 @@ def test_medium_expert_is_medium_then_expert_halves(shipped):
 
 
 def test_medium_replay_rolls_out_the_chain(shipped):
-    ds = suite.generate("hopper-medium-replay", size=900, seed=0, progress=False)
+    assert suite.default_size("hopper-medium-replay") == 900
+    ds = suite.generate("hopper-medium-replay", seed=0, progress=False)
     assert len(ds) == 900
     # three equal shares, each ending an episode
     for end in (299, 599, 899):

@@ -247,3 +247,111 @@ def _versions() -> dict[str, str]:
         "gymnasium": gymnasium.__version__,
         "torch": torch.__version__,
     }
+
+
+# -- choosing and shipping policies ---------------------------------------------------------
+def read_evaluations(run_dir: Path) -> list[dict[str, float]]:
+    """Rows of a behaviour run's evaluations.csv as dicts of floats."""
+    path = Path(run_dir) / "evaluations.csv"
+    if not path.exists():
+        raise BearlError(f"{run_dir}: no evaluations.csv (not a behaviour run folder?)")
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def choose_snapshots(
+    rows: list[dict[str, float]], medium_step: int | None = None, expert_step: int | None = None
+) -> tuple[int, int]:
+    """(medium step, expert step) of a behaviour run.
+
+    expert: the snapshot with the highest stochastic return. medium: the first snapshot whose
+    stochastic return is within [0.9, 1.2] x one third of the expert's (D4RL's "about a third of
+    the expert"), else the one closest to a third.
+    """
+    by_step = {int(r["step"]): r["stoch_mean"] for r in rows}
+    if expert_step is None:
+        expert_step = max(by_step, key=lambda s: by_step[s])
+    target = by_step[expert_step] / 3.0
+    if medium_step is None:
+        inside = [s for s in sorted(by_step) if 0.9 * target <= by_step[s] <= 1.2 * target]
+        medium_step = inside[0] if inside else min(by_step, key=lambda s: abs(by_step[s] - target))
+    for s in (medium_step, expert_step):
+        if s not in by_step:
+            raise BearlError(f"no snapshot at step {s}")
+    return medium_step, expert_step
+
+
+def export_policies(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    medium_step: int | None = None,
+    expert_step: int | None = None,
+    episodes: int = 50,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Write ``<env>-medium.pt``, ``<env>-expert.pt`` and ``<env>-replay.pt`` into ``out_dir``.
+
+    The replay file is the chain of snapshots that collected the run's data up to the medium
+    snapshot (None for the uniform-random warm-up), stored in float16, which
+    ``bearl.data.suite`` rolls out to rebuild medium-replay. The chosen snapshots are measured
+    again over ``episodes`` stochastic episodes; the numbers go into ``policies.json``.
+    """
+    from bearl.envs import env_family
+    from bearl.policy_io import load_policy_file
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    run = json.loads((run_dir / "run.json").read_text())
+    env_id = run["env_id"]
+    family = env_family(env_id)
+    rows = read_evaluations(run_dir)
+    m_step, e_step = choose_snapshots(rows, medium_step, expert_step)
+    refs = reference_scores(env_id)
+    index_path = out_dir / "policies.json"
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    entry: dict[str, dict] = {}
+    for level, step in (("medium", m_step), ("expert", e_step)):
+        actor, meta = load_policy_file(run_dir / "snapshots" / f"step_{step:07d}.pt")
+        res = run_episodes(policy_act(actor, False, seed), env_id, episodes, seed=20_000 + seed)
+        stats = {
+            "env_id": env_id,
+            "train_step": step,
+            "episodes": episodes,
+            "return_mean": round(float(res.returns.mean()), 1),
+            "return_std": round(float(res.returns.std()), 1),
+            "normalized": round(float(normalized_score(res.returns.mean(), *refs)), 1)
+            if refs
+            else None,
+            "mujoco": run.get("mujoco"),
+            "gymnasium": run.get("gymnasium"),
+        }
+        save_policy(actor, out_dir / f"{family}-{level}.pt", **stats)
+        entry[level] = stats
+    learning_starts = int(run["config"]["learning_starts"])
+    every = int(run["config"]["eval_every"])
+    chain: list = []
+    steps: list[int] = []
+    for start in range(0, m_step, every):
+        if start < learning_starts or start == 0:
+            chain.append(None)  # uniform random actions (SB3's warm-up)
+        else:
+            actor, _ = load_policy_file(run_dir / "snapshots" / f"step_{start:07d}.pt")
+            chain.append({k: v.half() for k, v in actor.state_dict().items()})
+        steps.append(start)
+    medium, _ = load_policy_file(run_dir / "snapshots" / f"step_{m_step:07d}.pt")
+    torch.save(
+        {
+            "obs_dim": medium.trunk[0].in_features,
+            "act_dim": medium.mean.out_features,
+            "hidden": [m.out_features for m in medium.trunk if isinstance(m, torch.nn.Linear)],
+            "log_std_bounds": list(SB3_LOG_STD_BOUNDS),
+            "snapshots": chain,
+            "steps": steps,
+            "transitions_per_snapshot": every,
+            "env_id": env_id,
+        },
+        out_dir / f"{family}-replay.pt",
+    )
+    entry["medium-replay"] = {"snapshots": len(chain), "env_steps": m_step}
+    index[family] = entry
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True))
+    return entry

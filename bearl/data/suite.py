@@ -186,9 +186,20 @@ def concat(parts: list[Dataset], source: str) -> Dataset:
 
 
 # -- the suite -----------------------------------------------------------------------------------
-def generate(name: str, size: int = DEFAULT_SIZE, seed: int = 0, progress: bool = True) -> Dataset:
+def default_size(name: str) -> int:
+    """1M transitions (D4RL's size), except medium-replay: as many as the behaviour run took
+    env steps up to the medium snapshot (as D4RL's replay datasets)."""
+    family, kind = parse_name(name)
+    if kind == "medium-replay" and policy_file(family, "replay").exists():
+        chain = torch.load(policy_file(family, "replay"), map_location="cpu", weights_only=True)
+        return int(chain["transitions_per_snapshot"]) * len(chain["snapshots"])
+    return DEFAULT_SIZE
+
+
+def generate(name: str, size: int | None = None, seed: int = 0, progress: bool = True) -> Dataset:
     """Make suite dataset ``name`` in memory (no file written)."""
     family, kind = parse_name(name)
+    size = size or default_size(name)
     env_id = ENV_IDS[family]
     meta: dict[str, Any] = {"suite_name": f"{family}-{kind}", "size": size, "seed": seed}
     if kind == "random":
@@ -267,18 +278,55 @@ def make(
     ds.info.metadata["algorithm_name"] = (
         "SAC (stable-baselines3)" if "random" not in name else "random"
     )
-    write_minari(ds, dataset_id(name), desc, root=root, overwrite=overwrite)
+    folder = write_minari(ds, dataset_id(name), desc, root=root, overwrite=overwrite)
+    _write_cache(ds, folder / CACHE_NAME)
     return ds
 
 
-def load_or_make(name: str, size: int = DEFAULT_SIZE, seed: int = 0) -> Dataset:
+# Minari keeps one HDF5 group per episode; random datasets have ~50k short episodes and read
+# slowly (over a minute). A flat D4RL-layout copy next to the Minari files loads in seconds.
+CACHE_NAME = "bearl_flat_cache.hdf5"
+
+
+def cache_path(name: str) -> Path:
+    from bearl.data.minari_io import minari_root
+
+    return minari_root() / dataset_id(name) / CACHE_NAME
+
+
+def _write_cache(ds: Dataset, path: Path) -> None:
+    from bearl.data.d4rl import write_d4rl
+
+    tmp = path.with_name(path.name + ".tmp")
+    write_d4rl(ds, tmp)
+    tmp.replace(path)
+
+
+def load_or_make(name: str, size: int | None = None, seed: int = 0) -> Dataset:
     """Read suite dataset ``name`` from the Minari root, making it first if it is missing."""
-    from bearl.data.minari_io import minari_local_exists, read_minari
+    from bearl.data.minari_io import minari_local_exists
+
+    if not minari_local_exists(dataset_id(name)):
+        print(
+            f"bearl: {name} is not made yet; making it now ({size or default_size(name)} "
+            "transitions)",
+            flush=True,
+        )
+        make(name, size, seed)
+    return read_local(name)
+
+
+def read_local(name: str) -> Dataset:
+    """Read suite dataset ``name`` that exists locally (from its flat cache when present)."""
+    from bearl.data.d4rl import read_d4rl
+    from bearl.data.minari_io import read_minari
 
     did = dataset_id(name)
-    if not minari_local_exists(did):
-        print(f"bearl: {name} is not made yet; making it now ({size} transitions)")
-        make(name, size, seed)
-    ds = read_minari(did)
+    cache = cache_path(name)
+    if cache.exists():
+        ds = read_d4rl(cache)
+    else:
+        ds = read_minari(did)
+        _write_cache(ds, cache)
     ds.info.source = name
     return ds
