@@ -29,7 +29,7 @@ class TrainConfig:
     """What to train on and how the run is driven (algorithm-independent)."""
 
     algo: str = "BEAR"
-    """Algorithm: BEAR, or a baseline once available (see ``bearl train --help``)."""
+    """Algorithm: BEAR, BCQ, TD3, BC, KLControl or DQfD (case-insensitive)."""
     dataset: str = "hopper-medium"
     """Dataset: a file (D4RL HDF5, original pickle, npy/npz), a Minari id (``minari:ID``) or
     folder, a D4RL name from the local cache (``hopper-medium-v2``) or a bearl suite name."""
@@ -64,6 +64,11 @@ class TrainConfig:
 # Algorithm name -> "module:Class". Names are case-insensitive on the command line.
 ALGORITHMS: dict[str, str] = {
     "BEAR": "bearl.algos.bear:BEAR",
+    "BCQ": "bearl.algos.bcq:BCQ",
+    "TD3": "bearl.algos.td3:TD3",
+    "BC": "bearl.algos.bc:BC",
+    "KLControl": "bearl.algos.kl_control:KLControl",
+    "DQfD": "bearl.algos.dqfd:DQfD",
 }
 
 # The original code's flag names that differ from ours.
@@ -86,6 +91,99 @@ def algorithm_class(name: str) -> type:
 
 
 # -- presets ------------------------------------------------------------------------------------
+# The baselines' presets (docs/algorithms.md). ``original``: the NeurIPS 2019 BEAR repository's
+# code (every Adam at lr 1e-3, batch 100, 400-300 networks). ``paper``: the dataclass defaults,
+# written out; BCQ's paper used its code's settings, so its two presets are one.
+_BCQ = {
+    "actor_hidden": (400, 300),
+    "critic_hidden": (400, 300),
+    "vae_hidden": (750, 750),
+    "actor_lr": 1e-3,
+    "critic_lr": 1e-3,
+    "vae_lr": 1e-3,
+    "batch_size": 100,
+}
+BASELINE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "BCQ": {"paper": _BCQ, "original": _BCQ},
+    "TD3": {
+        "paper": {  # the TD3 author's current settings
+            "actor_hidden": (256, 256),
+            "critic_hidden": (256, 256),
+            "actor_lr": 3e-4,
+            "critic_lr": 3e-4,
+            "batch_size": 256,
+        },
+        "original": {
+            "actor_hidden": (400, 300),
+            "critic_hidden": (400, 300),
+            "actor_lr": 1e-3,
+            "critic_lr": 1e-3,
+            "batch_size": 100,
+        },
+    },
+    "BC": {
+        "paper": {
+            "bc_type": "gaussian",
+            "actor_hidden": (256, 256),
+            "actor_lr": 3e-4,
+            "batch_size": 256,
+        },
+        "original": {  # BCQ(cloning=True): VAE cloning
+            "bc_type": "vae",
+            "vae_hidden": (750, 750),
+            "vae_lr": 1e-3,
+            "batch_size": 100,
+        },
+    },
+    "KLControl": {
+        "paper": {
+            "actor_hidden": (256, 256),
+            "critic_hidden": (256, 256),
+            "actor_lr": 3e-4,
+            "critic_lr": 3e-4,
+            "behavior_lr": 3e-4,
+            "batch_size": 256,
+            "gamma": 0.99,
+            "actor_log_std_bounds": (-5.0, 2.0),
+            "actor_noise_clip": None,
+        },
+        "original": {
+            "actor_hidden": (400, 300),
+            "critic_hidden": (400, 300),
+            "actor_lr": 1e-3,
+            "critic_lr": 1e-3,
+            "behavior_lr": 1e-3,
+            "batch_size": 100,
+            "gamma": 0.98,
+            "actor_log_std_bounds": None,
+            "actor_noise_clip": 0.5,
+        },
+    },
+    "DQfD": {
+        "paper": {
+            "actor_hidden": (256, 256),
+            "critic_hidden": (256, 256),
+            "actor_lr": 3e-4,
+            "critic_lr": 3e-4,
+            "batch_size": 256,
+            "demo_action": "dataset",
+            "lamda": 1.0,
+        },
+        "original": {
+            "actor_hidden": (400, 300),
+            "critic_hidden": (400, 300),
+            "vae_hidden": (750, 750),
+            "actor_lr": 1e-3,
+            "critic_lr": 1e-3,
+            "vae_lr": 1e-3,
+            "batch_size": 100,
+            "demo_action": "vae",
+            "lamda": 0.5,  # main.py's --lamda default, passed to DQfD
+        },
+    },
+}
+
+
 def preset_overrides(algo: str, preset: str, env: str | None) -> dict[str, Any]:
     """Config values of a preset for an algorithm and env family."""
     if preset not in ("paper", "original"):
@@ -107,6 +205,7 @@ def preset_overrides(algo: str, preset: str, env: str | None) -> dict[str, Any]:
             "batch_size": 100,
             "num_samples_match": 5,
             "backup_with_target_actor": True,
+            "q_over_all_samples": True,
             "actor_log_std_bounds": None,
             "actor_noise_clip": 0.5,
             "warm_start_steps": 20_000,
@@ -114,7 +213,8 @@ def preset_overrides(algo: str, preset: str, env: str | None) -> dict[str, Any]:
             "kernel_type": "gaussian",
             "mmd_sigma": 20.0,
         }
-    return {}
+    presets = {k.upper(): v for k, v in BASELINE_PRESETS.items()}.get(algo.upper(), {})
+    return dict(presets.get(preset, {}))
 
 
 # -- field docs and parsing ---------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Networks shared by the algorithms: MLPs, a batched Q ensemble, a tanh-Gaussian actor, a VAE.
+"""Networks shared by the algorithms: MLPs, a batched Q ensemble, actors (tanh-Gaussian,
+deterministic, BCQ's perturbation model), a VAE.
 
 Speed notes. The Q ensemble is one module whose weights are stacked ``[N, in, out]``, so all N
 critics run in one batched matmul (no Python loop over critics). Sampling K actions per state
@@ -50,22 +51,35 @@ class EnsembleLinear(nn.Module):
 
 
 class EnsembleCritic(nn.Module):
-    """``n`` Q-networks Q_i(s, a) in one module. ``forward`` returns ``[n, *batch]``."""
+    """``n`` Q-networks Q_i(s, a) in one module. ``forward`` returns ``[n, *act.shape[:-1]]``.
+
+    ``obs`` either has the same batch shape as ``act`` or is shared by several actions:
+    ``obs [B, S]`` or ``[B, 1, S]`` with ``act [B, K, A]``. Then the state's part of the first
+    layer is computed once per state, not once per action (no copies of the state either).
+    """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], n: int = 2) -> None:
         super().__init__()
-        self.n = n
+        self.n, self.obs_dim = n, obs_dim
         dims = [obs_dim + act_dim, *hidden]
         self.hidden = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:]))
         self.out = EnsembleLinear(n, dims[-1], 1)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         batch_shape = act.shape[:-1]
-        if obs.shape[:-1] != batch_shape:
-            obs = obs.expand(*batch_shape, obs.shape[-1])
-        x = torch.cat([obs, act], dim=-1).reshape(-1, obs.shape[-1] + act.shape[-1])
-        for layer in self.hidden:
-            x = F.relu(layer(x))
+        first = self.hidden[0]
+        o = obs.reshape(-1, self.obs_dim)  # distinct states [Bo, S]
+        a = act.reshape(-1, act.shape[-1])  # [Ba, A]
+        h_obs = torch.matmul(o, first.weight[:, : self.obs_dim])  # [n, Bo, h]
+        h = torch.matmul(a, first.weight[:, self.obs_dim :])  # [n, Ba, h]
+        if o.shape[0] == a.shape[0]:
+            h = h + h_obs
+        else:  # each state is shared by Ba / Bo consecutive actions
+            n, bo, width = h_obs.shape
+            h = (h.view(n, bo, -1, width) + h_obs.unsqueeze(2)).view(n, -1, width)
+        x = h.add_(first.bias).relu_()
+        for layer in self.hidden[1:]:
+            x = layer(x).relu_()
         return self.out(x).reshape(self.n, *batch_shape)
 
 
@@ -143,6 +157,27 @@ class DeterministicActor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))
+
+
+class PerturbationActor(nn.Module):
+    """BCQ's perturbation model: ``clamp(a + phi * tanh(f(s, a)), -1, 1)``.
+
+    Each output lies within ``phi`` of its input action (the clamp only moves it towards the
+    input, which is already in [-1, 1]). ``obs [B, S]`` broadcasts against ``act [B, K, A]``.
+    """
+
+    def __init__(
+        self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (400, 300), phi: float = 0.05
+    ) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim + act_dim, act_dim, hidden)
+        self.phi = phi
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        if obs.dim() < act.dim():
+            obs = obs.unsqueeze(-2).expand(*act.shape[:-1], obs.shape[-1])
+        xi = self.phi * torch.tanh(self.net(torch.cat([obs, act], -1)))
+        return (act + xi).clamp(-1.0, 1.0)
 
 
 class VAE(nn.Module):

@@ -28,6 +28,7 @@ from bearl.envs import make_env, reference_scores
 from bearl.errors import BearlError, ConfigError
 from bearl.evaluation import run_episodes
 from bearl.logging import RunLogger, truncate_progress
+from bearl.perf import tune_allocator
 
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds seed+OFFSET+i, apart from training
 
@@ -63,6 +64,7 @@ def train(
             cfg, algo_cfg = resolve({**to_dict(cfg)})
         run_dir = _new_run_dir(cfg)
 
+    tune_allocator()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = _device(cfg.device)

@@ -83,6 +83,9 @@ class BEARConfig:
     """Soft clipping in the target: lmbda * min + (1 - lmbda) * max over the ensemble."""
     num_backup_samples: int = 10
     """Next actions sampled per next state in the target; the max over them is taken."""
+    q_over_all_samples: bool = False
+    """Average Q over all ``num_samples_match`` actor samples in the actor loss (original code)
+    instead of using one sample per state (rlkit); both estimate the same expectation."""
     backup_with_target_actor: bool = False
     """Sample backup actions from a Polyak-averaged target actor (original) instead of the
     current actor (rlkit)."""
@@ -218,21 +221,22 @@ class BEAR(Algorithm):
             self.log_alpha.exp().detach() if c.mode == "auto" else torch.as_tensor(c.fixed_alpha)
         )
 
-        self.critic.requires_grad_(False)  # gradients flow through Q into the actor only
-        q_all = self.critic(obs.unsqueeze(1), pi_a).mean(-1)  # [Q, B], mean over samples
-        self.critic.requires_grad_(True)
-        if c.version == 0:
-            q_agg = q_all.min(0).values
-        elif c.version == 1:
-            q_agg = q_all.max(0).values
-        else:
-            q_agg = q_all.mean(0)
-        # population std over the ensemble; the 1e-8 floor keeps its gradient finite
-        std_q = (q_all.var(0, unbiased=False) + 1e-8).sqrt()
-
-        if self.step < c.warm_start_steps:
+        if self.step < c.warm_start_steps:  # support matching only: no Q needed
             loss = (alpha * dist).mean()
+            q_agg = std_q = dist.new_zeros(())
         else:
+            self.critic.requires_grad_(False)  # gradients flow through Q into the actor only
+            q_in = pi_a if c.q_over_all_samples else pi_a[:, :1]
+            q_all = self.critic(obs.unsqueeze(1), q_in).mean(-1)  # [Q, B], mean over samples
+            self.critic.requires_grad_(True)
+            if c.version == 0:
+                q_agg = q_all.min(0).values
+            elif c.version == 1:
+                q_agg = q_all.max(0).values
+            else:
+                q_agg = q_all.mean(0)
+            # population std over the ensemble; the 1e-8 floor keeps its gradient finite
+            std_q = (q_all.var(0, unbiased=False) + 1e-8).sqrt()
             loss = (-q_agg + self.std_factor * std_q + alpha * dist).mean()
         self.optims["actor"].zero_grad(set_to_none=True)
         loss.backward()

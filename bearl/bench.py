@@ -1,0 +1,364 @@
+"""``bearl bench``: gradient updates per second, FLOPs, roofline, evaluation and rollout speed.
+
+For each algorithm and thread count it times minibatch sampling + one update after a warm-up,
+repeated and interleaved with d3rlpy's counterpart at the SAME hyperparameters (batch size,
+network sizes, numbers of MMD / backup samples) when the peer virtualenv exists
+(``bench/setup_peer.sh``). It reports the median and spread of the repeats.
+
+Roofline: the matrix multiplies of one update are recorded with their shapes (forward and
+backward), each shape is timed on this machine at the same thread count, and the sum of
+``flops / measured GEMM throughput`` over them is the fastest an update could run if nothing but
+its matmuls took time. ``roofline_fraction`` = measured rate / that bound.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from bearl.config import algorithm_class
+from bearl.data.dataset import Dataset, DatasetInfo
+from bearl.perf import tune_allocator
+
+# The peer's hyperparameters (d3rlpy 2.8 defaults for BEAR / TD3; BCQ and BC use batch 100),
+# applied to both sides so that both compute the same thing.
+BENCH_SETTINGS: dict[str, dict[str, Any]] = {
+    "BEAR": {
+        "batch_size": 256,
+        "actor_hidden": (256, 256),
+        "critic_hidden": (256, 256),
+        "vae_hidden": (256, 256),
+        "num_samples_match": 4,
+        "num_backup_samples": 10,
+        "warm_start_steps": 0,
+        "q_over_all_samples": False,
+    },
+    "BCQ": {
+        "batch_size": 100,
+        "actor_hidden": (256, 256),
+        "critic_hidden": (256, 256),
+        "vae_hidden": (256, 256),
+        "num_backup_samples": 10,
+    },
+    "TD3": {"batch_size": 256, "actor_hidden": (256, 256), "critic_hidden": (256, 256)},
+    "BC": {"batch_size": 100, "actor_hidden": (256, 256), "bc_type": "deterministic"},
+}
+PEERS = {"BEAR", "BCQ", "TD3", "BC"}
+OBS_DIM, ACT_DIM = 11, 3  # Hopper's shapes
+
+
+@dataclass
+class Row:
+    algo: str
+    threads: int
+    updates_per_s: float
+    spread: tuple[float, float]
+    peer: str | None = None
+    peer_updates_per_s: float | None = None
+    ratio: float | None = None
+    flops_per_update: float | None = None
+    roofline_updates_per_s: float | None = None
+    roofline_fraction: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def bench_dataset(n: int = 50_000, seed: int = 0) -> Dataset:
+    """Random Hopper-shaped transitions (the content does not change the cost of an update)."""
+    rng = np.random.default_rng(seed)
+    timeouts = np.zeros(n, bool)
+    timeouts[999::1000] = True
+    return Dataset(
+        rng.normal(size=(n, OBS_DIM)).astype(np.float32),
+        rng.uniform(-1, 1, size=(n, ACT_DIM)).astype(np.float32),
+        rng.normal(size=n).astype(np.float32),
+        rng.normal(size=(n, OBS_DIM)).astype(np.float32),
+        np.zeros(n, bool),
+        timeouts,
+        DatasetInfo(source="bench:random"),
+    )
+
+
+def make_algo(name: str, device: str = "cpu"):
+    cls = algorithm_class(name)
+    names = cls.config_cls.__dataclass_fields__
+    cfg = cls.config_cls(**{k: v for k, v in BENCH_SETTINGS.get(name, {}).items() if k in names})
+    return cls(cfg, OBS_DIM, ACT_DIM, device), cfg
+
+
+def time_updates(algo, sampler, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        algo.update(sampler.sample())
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        algo.update(sampler.sample())
+    return steps / (time.perf_counter() - t0)
+
+
+# -- FLOPs and roofline --------------------------------------------------------------------------
+_MM_OPS = {"mm", "addmm", "bmm", "baddbmm"}
+
+
+class _MatmulRecorder(TorchDispatchMode):
+    """Records (op, m, k, n, batch) of every matrix multiply dispatched inside the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, int, int, int, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name in _MM_OPS:
+            a, b = (args[1], args[2]) if name in ("addmm", "baddbmm") else (args[0], args[1])
+            if a.dim() == 3:
+                self.calls.append(("bmm", a.shape[1], a.shape[2], b.shape[2], a.shape[0]))
+            else:
+                self.calls.append(("mm", a.shape[0], a.shape[1], b.shape[1], 1))
+        return func(*args, **(kwargs or {}))
+
+
+def gemm_gflops(m: int, k: int, n: int, batch: int = 1, min_time: float = 0.05) -> float:
+    """Measured fp32 GEMM throughput (GFLOP/s) at one shape on this machine."""
+    a = torch.randn(batch, m, k) if batch > 1 else torch.randn(m, k)
+    b = torch.randn(batch, k, n) if batch > 1 else torch.randn(k, n)
+    op = torch.bmm if batch > 1 else torch.mm
+    for _ in range(3):
+        op(a, b)
+    reps, elapsed = 1, 0.0
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            op(a, b)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time:
+            break
+        reps *= 2
+    return 2.0 * m * k * n * batch * reps / elapsed / 1e9
+
+
+def flops_and_roofline(algo, sampler) -> tuple[float, float]:
+    """(FLOPs of one update by torch's counter, matmul-roofline updates/s)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    batch = sampler.sample()
+    with FlopCounterMode(display=False) as counter:
+        algo.update(batch)
+    flops = float(counter.get_total_flops())
+    rec = _MatmulRecorder()
+    with rec:
+        algo.update(sampler.sample())
+    cache: dict[tuple[int, int, int, int], float] = {}
+    seconds = 0.0
+    for _, m, k, n, bt in rec.calls:
+        key = (m, k, n, bt)
+        if key not in cache:
+            cache[key] = gemm_gflops(m, k, n, bt)
+        seconds += 2.0 * m * k * n * bt / (cache[key] * 1e9)
+    return flops, (1.0 / seconds if seconds > 0 else float("nan"))
+
+
+# -- the peer ------------------------------------------------------------------------------------
+def peer_python() -> Path | None:
+    """The d3rlpy virtualenv's python (``$BEARL_PEER_PYTHON`` or ``.venv-d3rlpy``), if present."""
+    env = os.environ.get("BEARL_PEER_PYTHON")
+    candidates = [Path(env)] if env else []
+    root = Path(__file__).resolve().parent.parent
+    candidates.append(root / ".venv-d3rlpy" / "bin" / "python")
+    return next((p for p in candidates if p.exists()), None)
+
+
+def run_peer(python: Path, name: str, threads: int, steps: int, warmup: int) -> float | None:
+    s = BENCH_SETTINGS[name]
+    script = Path(__file__).resolve().parent.parent / "bench" / "peer_d3rlpy.py"
+    if not script.exists():
+        return None
+    cmd = [
+        str(python),
+        str(script),
+        "--algo",
+        name,
+        "--threads",
+        str(threads),
+        "--steps",
+        str(steps),
+        "--warmup",
+        str(warmup),
+        "--batch",
+        str(s["batch_size"]),
+        "--hidden",
+        *map(str, s["actor_hidden"]),
+    ]
+    if "vae_hidden" in s:
+        cmd += ["--vae-hidden", *map(str, s["vae_hidden"])]
+    if name == "BEAR":
+        cmd += ["--n-mmd", str(s["num_samples_match"]), "--n-target", str(s["num_backup_samples"])]
+    if name == "BCQ":  # d3rlpy samples n_action_samples in its target; bearl uses 10
+        cmd += ["--n-action-samples", str(s["num_backup_samples"])]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith("{"):
+            return float(json.loads(line)["updates_per_s"])
+    print(f"peer {name} failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+    return None
+
+
+# -- evaluation and rollout speed ------------------------------------------------------------------
+def bench_evaluation(episodes: int = 10, env_name: str = "Hopper-v5") -> dict[str, float]:
+    """Seconds for ``episodes`` evaluation episodes: batched evaluator vs one env at a time,
+    against the raw env steps alone (same number of steps, no policy)."""
+    from bearl.envs import make_env
+    from bearl.evaluation import run_episodes
+
+    torch.manual_seed(0)
+    algo, _ = make_algo("BEAR")
+
+    @torch.no_grad()
+    def act(obs: np.ndarray) -> np.ndarray:
+        return algo.act(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+
+    t0 = time.perf_counter()
+    res = run_episodes(act, env_name, episodes, seed=0)
+    batched = time.perf_counter() - t0
+    total_steps = int(res.lengths.sum())
+    t0 = time.perf_counter()
+    for i in range(episodes):
+        run_episodes(act, env_name, 1, seed=i)
+    single = time.perf_counter() - t0
+    env = make_env(env_name)
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(total_steps, ACT_DIM))
+    t0 = time.perf_counter()
+    for a in actions:
+        _, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            env.reset()
+    raw = time.perf_counter() - t0
+    return {
+        "episodes": episodes,
+        "env_steps": total_steps,
+        "batched_s": batched,
+        "one_at_a_time_s": single,
+        "raw_env_steps_s": raw,
+        "batched_over_raw": batched / raw,
+    }
+
+
+def bench_rollout(n: int = 20_000) -> dict[str, float]:
+    """Transitions per second of suite rollouts (the cost of ``bearl data make``)."""
+    from bearl.data.suite import rollout
+    from bearl.nets import TanhGaussianActor
+
+    torch.manual_seed(0)
+    actor = TanhGaussianActor(OBS_DIM, ACT_DIM, (256, 256), (-20.0, 2.0))
+    t0 = time.perf_counter()
+    rollout("Hopper-v5", actor, n, seed=0, progress=False)
+    return {"transitions": n, "transitions_per_s": n / (time.perf_counter() - t0)}
+
+
+# -- the command -----------------------------------------------------------------------------------
+def run(
+    algos: list[str],
+    threads: list[int],
+    steps: int,
+    repeats: int,
+    warmup: int,
+    peer: bool = True,
+    extras: bool = True,
+) -> list[Row]:
+    tune_allocator()
+    py = peer_python() if peer else None
+    if peer and py is None:
+        print(
+            "d3rlpy peer not found: run bench/setup_peer.sh (or set BEARL_PEER_PYTHON); "
+            "measuring bearl only",
+            file=sys.stderr,
+        )
+    ds = bench_dataset()
+    rows = []
+    for name in algos:
+        for t in threads:
+            torch.set_num_threads(t)
+            torch.manual_seed(0)
+            algo, cfg = make_algo(name)
+            sampler = ds.sampler(cfg.batch_size, "cpu", seed=0)
+            ours, theirs = [], []
+            for _ in range(repeats):  # interleaved: ours, peer, ours, peer, ...
+                ours.append(time_updates(algo, sampler, steps, warmup))
+                if py is not None and name in PEERS:
+                    v = run_peer(py, name, t, max(steps // 4, 20), warmup)
+                    if v is not None:
+                        theirs.append(v)
+            flops, roof = flops_and_roofline(algo, sampler)
+            med = statistics.median(ours)
+            peer_med = statistics.median(theirs) if theirs else None
+            row = Row(
+                name,
+                t,
+                med,
+                (min(ours), max(ours)),
+                peer=f"d3rlpy {name}" if peer_med else None,
+                peer_updates_per_s=peer_med,
+                ratio=med / peer_med if peer_med else None,
+                flops_per_update=flops,
+                roofline_updates_per_s=roof,
+                roofline_fraction=med / roof,
+            )
+            if theirs:
+                row.extra["peer_spread"] = (min(theirs), max(theirs))
+            rows.append(row)
+            print(_fmt_row(row), flush=True)
+    if extras:
+        torch.set_num_threads(threads[0])
+        ev = bench_evaluation()
+        print(
+            f"evaluation, {ev['episodes']} Hopper episodes ({ev['env_steps']} steps): batched "
+            f"{ev['batched_s']:.2f} s, one at a time {ev['one_at_a_time_s']:.2f} s, raw env "
+            f"steps {ev['raw_env_steps_s']:.2f} s -> batched/raw {ev['batched_over_raw']:.2f}x"
+        )
+        ro = bench_rollout()
+        print(f"rollout (bearl data make): {ro['transitions_per_s']:.0f} transitions/s")
+        if rows:
+            rows[0].extra.update({"evaluation": ev, "rollout": ro})
+    return rows
+
+
+def _fmt_row(r: Row) -> str:
+    peer = (
+        f" | d3rlpy {r.peer_updates_per_s:7.1f} -> {r.ratio:5.2f}x" if r.peer_updates_per_s else ""
+    )
+    return (
+        f"{r.algo:<10} threads {r.threads} | {r.updates_per_s:7.1f} upd/s "
+        f"[{r.spread[0]:.1f}-{r.spread[1]:.1f}]{peer} | {r.flops_per_update / 1e9:.2f} "
+        f"GFLOP/update | roofline {r.roofline_updates_per_s:.1f} upd/s "
+        f"({100 * r.roofline_fraction:.0f}%)"
+    )
+
+
+def rows_to_json(rows: list[Row]) -> list[dict[str, Any]]:
+    return [
+        {
+            "algo": r.algo,
+            "threads": r.threads,
+            "updates_per_s": r.updates_per_s,
+            "spread": list(r.spread),
+            "peer": r.peer,
+            "peer_updates_per_s": r.peer_updates_per_s,
+            "ratio": r.ratio,
+            "flops_per_update": r.flops_per_update,
+            "roofline_updates_per_s": r.roofline_updates_per_s,
+            "roofline_fraction": r.roofline_fraction,
+            **r.extra,
+        }
+        for r in rows
+    ]
