@@ -17,7 +17,7 @@ from bearl.errors import BearlError
 
 
 def _train_parser(sub) -> None:
-    from bearl.config import ALGORITHMS, ORIGINAL_FLAGS, TrainConfig, add_dataclass_flags
+    from bearl.config import ORIGINAL_FLAGS, TrainConfig, add_algorithm_flags, add_dataclass_flags
 
     p = sub.add_parser(
         "train",
@@ -40,14 +40,7 @@ def _train_parser(sub) -> None:
         const="True",
         help=argparse.SUPPRESS,
     )
-    from bearl.config import algorithm_class
-
-    seen: set[str] = set()
-    for name in ALGORITHMS:
-        cls = algorithm_class(name).config_cls
-        if any(f.name not in seen for f in fields(cls)):
-            add_dataclass_flags(p, cls, f"{name} (and other algorithms with these settings)")
-            seen.update(f.name for f in fields(cls))
+    add_algorithm_flags(p)
     p.set_defaults(func=cmd_train)
 
 

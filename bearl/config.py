@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import importlib
 import inspect
+import sys
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -282,27 +283,51 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, title: str) 
     """Add ``--field_name`` / ``--field-name`` for every field of ``cls`` (default suppressed,
     so only flags the user gave appear in the namespace)."""
     group = parser.add_argument_group(title)
-    docs = field_docs(cls)
-    hints = _hints(cls)
-    taken = {opt for a in parser._actions for opt in a.option_strings}
+    docs, hints = field_docs(cls), _hints(cls)
     for f in fields(cls):
-        flags = [f"--{f.name}"]
-        if "_" in f.name:
-            flags.append(f"--{f.name.replace('_', '-')}")
-        flags = [x for x in flags if x not in taken]
-        if not flags:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        tp = hints[f.name]
-        extra: dict[str, Any] = {"nargs": "?", "const": "true"} if tp is bool else {}
-        group.add_argument(
-            *flags,
-            dest=f.name,
-            default=argparse.SUPPRESS,
-            metavar=_metavar(tp),
-            **extra,
-            help=f"{docs.get(f.name, '')} (default: {default})".strip(),
-        )
+        _add_flag(group, f.name, hints[f.name], f"{docs.get(f.name, '')} (default: {_default(f)})")
+
+
+def add_algorithm_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting of any registered algorithm. A setting several algorithms share
+    (``batch_size``, ``gamma``, ...) appears once, with each algorithm's default."""
+    owners: dict[str, list[tuple[str, type, Any]]] = {}
+    for name in ALGORITHMS:
+        cls = algorithm_class(name).config_cls
+        for f in fields(cls):
+            owners.setdefault(f.name, []).append((name, cls, f))
+    groups: dict[str, Any] = {}
+    for field_name, users in owners.items():
+        first_algo, cls, f = users[0]
+        if first_algo not in groups:
+            title = f"{first_algo} settings" + (" (also used by others)" if groups else "")
+            groups[first_algo] = parser.add_argument_group(title)
+        doc = field_docs(cls).get(field_name, "")
+        if len(users) == 1:
+            text = f"{doc} (default: {_default(f)})"
+        else:
+            defaults = ", ".join(f"{a} {_default(g)}" for a, _, g in users)
+            text = f"[{first_algo}] {doc} (defaults: {defaults})"
+        _add_flag(groups[first_algo], field_name, _hints(cls)[field_name], text)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+
+
+def _add_flag(group: Any, name: str, tp: Any, text: str) -> None:
+    flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+    taken = {opt for a in group._group_actions for opt in a.option_strings}
+    flags = [x for x in flags if x not in taken]
+    extra: dict[str, Any] = {"nargs": "?", "const": "true"} if tp is bool else {}
+    group.add_argument(
+        *flags,
+        dest=name,
+        default=argparse.SUPPRESS,
+        metavar=_metavar(tp),
+        help=text.strip(),
+        **extra,
+    )
 
 
 def _metavar(tp: Any) -> str:
@@ -365,8 +390,15 @@ def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
     algo_names = {f.name for f in fields(algo_cls_cfg)}
     user_algo = {k: v for k, v in values.items() if k not in train_names}
     unknown = set(user_algo) - algo_names
-    if unknown:
-        raise ConfigError(f"{cls.name} has no setting(s): {', '.join(sorted(unknown))}")
+    anywhere = {f.name for a in ALGORITHMS for f in fields(algorithm_class(a).config_cls)}
+    if unknown - anywhere:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown - anywhere))}")
+    if unknown:  # the original CLI passed every flag to every algorithm: accept, say so
+        print(
+            f"bearl: ignoring settings {cls.name} does not have: {', '.join(sorted(unknown))}",
+            file=sys.stderr,
+        )
+        user_algo = {k: v for k, v in user_algo.items() if k in algo_names}
     merged = {**preset_overrides(cls.name, train.preset, train.env or train.dataset), **user_algo}
     try:
         algo_cfg = build(algo_cls_cfg, merged)

@@ -176,3 +176,13 @@ def test_bad_values_are_config_errors():
         resolve({"steps": "many"})
     with pytest.raises(ConfigError, match="unknown algorithm"):
         resolve({"algo": "PPO"})
+
+
+def test_settings_of_other_algorithms_are_ignored_with_a_note(capsys):
+    from bearl.errors import ConfigError
+
+    _, td3 = resolve({"algo": "TD3", "mmd_sigma": "10"})
+    assert not hasattr(td3, "mmd_sigma")
+    assert "ignoring settings TD3 does not have: mmd_sigma" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="unknown setting"):
+        resolve({"algo": "TD3", "mmd_sigmaa": "10"})
