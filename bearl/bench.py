@@ -89,11 +89,11 @@ def bench_dataset(n: int = 50_000, seed: int = 0) -> Dataset:
     )
 
 
-def make_algo(name: str, device: str = "cpu"):
+def make_algo(name: str, device: str = "cpu", obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM):
     cls = algorithm_class(name)
     names = cls.config_cls.__dataclass_fields__
     cfg = cls.config_cls(**{k: v for k, v in BENCH_SETTINGS.get(name, {}).items() if k in names})
-    return cls(cfg, OBS_DIM, ACT_DIM, device), cfg
+    return cls(cfg, obs_dim, act_dim, device), cfg
 
 
 def time_updates(algo, sampler, steps: int, warmup: int) -> float:
@@ -214,14 +214,15 @@ def run_peer(python: Path, name: str, threads: int, steps: int, warmup: int) -> 
 
 
 # -- evaluation and rollout speed ------------------------------------------------------------------
-def bench_evaluation(episodes: int = 10, env_name: str = "Hopper-v5") -> dict[str, float]:
+def bench_evaluation(episodes: int = 10, env_name: str = "HalfCheetah-v5") -> dict[str, float]:
     """Seconds for ``episodes`` evaluation episodes: batched evaluator vs one env at a time,
-    against the raw env steps alone (same number of steps, no policy)."""
+    against the raw env steps alone (same number of steps, no policy). HalfCheetah never
+    terminates, so every episode is the full 1000 steps."""
     from bearl.envs import make_env
     from bearl.evaluation import run_episodes
 
     torch.manual_seed(0)
-    algo, _ = make_algo("BEAR")
+    algo, _ = make_algo("BEAR", obs_dim=17, act_dim=6)
 
     @torch.no_grad()
     def act(obs: np.ndarray) -> np.ndarray:
@@ -237,7 +238,7 @@ def bench_evaluation(episodes: int = 10, env_name: str = "Hopper-v5") -> dict[st
     single = time.perf_counter() - t0
     env = make_env(env_name)
     env.reset(seed=0)
-    actions = np.random.default_rng(0).uniform(-1, 1, size=(total_steps, ACT_DIM))
+    actions = np.random.default_rng(0).uniform(-1, 1, size=(total_steps, env.action_space.shape[0]))
     t0 = time.perf_counter()
     for a in actions:
         _, _, term, trunc, _ = env.step(a)

@@ -186,3 +186,10 @@ def test_settings_of_other_algorithms_are_ignored_with_a_note(capsys):
     assert "ignoring settings TD3 does not have: mmd_sigma" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="unknown setting"):
         resolve({"algo": "TD3", "mmd_sigmaa": "10"})
+
+
+def test_warm_start_is_capped_for_short_runs_unless_set():
+    assert resolve({"steps": 1_000_000})[1].warm_start_steps == 40_000
+    assert resolve({"steps": 50_000})[1].warm_start_steps == 10_000
+    assert resolve({"steps": 50_000, "warm_start_steps": 30_000})[1].warm_start_steps == 30_000
+    assert resolve({"steps": 50_000, "preset": "original"})[1].warm_start_steps == 10_000
