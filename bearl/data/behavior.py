@@ -107,7 +107,7 @@ def train_behavior(cfg: BehaviorConfig, resume: bool = False, progress: bool = T
         raise BearlError(
             "training behaviour policies needs stable-baselines3: pip install 'bearl[datagen]'"
         ) from None
-    from tqdm import tqdm
+    from bearl.progress import progress_bar
 
     torch.set_num_threads(cfg.threads)
     env_id = resolve_env_id(cfg.env)
@@ -154,7 +154,7 @@ def train_behavior(cfg: BehaviorConfig, resume: bool = False, progress: bool = T
         )
 
     start = model.num_timesteps
-    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, unit="step", smoothing=0.05)
+    bar = progress_bar(cfg.steps, disable=not progress, initial=start, unit="step", smoothing=0.05)
 
     def evaluate(step: int) -> None:
         actor = sb3_actor_to_bearl(model)

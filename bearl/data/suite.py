@@ -88,7 +88,7 @@ def rollout(
     are kept in the order they finish; the data is then cut to exactly ``size`` rows (the last
     episode may be cut: its last row is then a timeout). Deterministic for a given seed.
     """
-    from tqdm import tqdm
+    from bearl.progress import progress_bar
 
     envs = [make_env(env_id) for _ in range(num_envs)]
     space = envs[0].action_space
@@ -105,7 +105,7 @@ def rollout(
     current: list[dict[str, list]] = [_new_episode() for _ in range(num_envs)]
     done_eps: list[dict[str, np.ndarray]] = []
     total = 0
-    bar = tqdm(total=size, disable=not progress, unit="tr", desc=desc, smoothing=0.05)
+    bar = progress_bar(size, disable=not progress, unit="tr", desc=desc, smoothing=0.05)
     with torch.no_grad():
         while total < size:
             if actor is None:
