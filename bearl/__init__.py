@@ -16,6 +16,7 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "load_dataset",
+    "load_policy",
     "make_env",
     "normalized_score",
     "train",
@@ -28,6 +29,10 @@ def __getattr__(name: str):
         import bearl.data as data
 
         return getattr(data, name)
+    if name == "load_policy":
+        from bearl.policy import load_policy
+
+        return load_policy
     if name == "train":
         from bearl.train import train
 

@@ -1,4 +1,4 @@
-"""The ``bearl`` command line: train, data (info, convert, train-behavior), plot.
+"""The ``bearl`` command line: train, data (info, convert, train-behavior), plot, report, sweep.
 
 Errors in the input (a bad file, an unknown flag value) are printed as one line and exit with
 status 2; ``--debug`` shows the Python traceback as well.
@@ -257,18 +257,286 @@ def cmd_policies(args: argparse.Namespace) -> int:
 
 
 def _plot_parser(sub) -> None:
-    p = sub.add_parser("plot", help="learning curves from run folders")
-    p.add_argument("runs", nargs="+", help="run folders (with progress.csv)")
-    p.add_argument("-o", "--out", default="curves.png", help="output file (.png or .svg)")
-    p.add_argument("--metric", default="NormalizedScore")
+    p = sub.add_parser(
+        "plot",
+        help="learning curves from run folders",
+        description="Plot a progress.csv column against gradient steps: runs grouped by "
+        "algorithm and dataset (and --by settings), the mean over seeds with a shaded band.",
+    )
+    p.add_argument("runs", nargs="+", help="run folders, or folders of runs (one level down)")
+    p.add_argument("-o", "--out", default="curves.png", help="output file (.png, .svg or .pdf)")
+    p.add_argument(
+        "--metric",
+        default="NormalizedScore",
+        help="progress.csv column, e.g. NormalizedScore, AverageReturn, Overestimation, "
+        "ActionMSE, NearestActionDistance (default: NormalizedScore)",
+    )
     p.add_argument("--smooth", type=int, default=1, help="moving-average window (rows)")
+    p.add_argument(
+        "--band",
+        choices=["std", "minmax", "none"],
+        default="std",
+        help="shaded band over seeds: mean ± 1 std, or min to max (default: std)",
+    )
+    p.add_argument(
+        "--by",
+        action="append",
+        default=[],
+        metavar="SETTING",
+        help="also group runs by this setting (e.g. --by mmd_sigma); repeatable",
+    )
     p.set_defaults(func=cmd_plot)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from bearl.plot import plot_runs
 
-    print(plot_runs([Path(r) for r in args.runs], Path(args.out), args.metric, args.smooth))
+    print(
+        plot_runs(
+            [Path(r) for r in args.runs],
+            Path(args.out),
+            args.metric,
+            args.smooth,
+            args.band,
+            args.by,
+        )
+    )
+    return 0
+
+
+def _report_parser(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="table of final and best scores per algorithm and dataset (mean ± std over seeds)",
+    )
+    p.add_argument("runs", nargs="+", help="run folders, or folders of runs (one level down)")
+    p.add_argument("--format", choices=["markdown", "csv"], default="markdown")
+    p.add_argument(
+        "--by",
+        action="append",
+        default=[],
+        metavar="SETTING",
+        help="also group runs by this setting (e.g. --by mmd_sigma); repeatable",
+    )
+    p.add_argument("-o", "--out", default=None, help="write the table to this file")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bearl.report import report
+
+    text = report(args.runs, args.format, args.by)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(args.out)
+    else:
+        print(text, end="")
+    return 0
+
+
+def _sweep_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run algorithms x datasets x grid x seeds from a YAML spec (on Ray), resumable",
+        description="Expand SPEC.yaml (algos, datasets, seeds or num_seeds, grid, base, "
+        "log_dir; see docs/experiments.md) into trials, one run folder each, and run the "
+        "unfinished ones on Ray with one CPU per trial. Running it again skips finished "
+        "trials and resumes interrupted ones from their checkpoints.",
+    )
+    p.add_argument("spec", metavar="SPEC.yaml")
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster address, e.g. auto or ray://HEAD:10001 (default: start Ray locally)",
+    )
+    p.add_argument(
+        "--max-concurrent",
+        "--max_concurrent",
+        dest="max_concurrent",
+        type=int,
+        default=None,
+        metavar="N",
+        help="trials running at once (default: the cluster's CPUs)",
+    )
+    p.add_argument(
+        "--dry-run",
+        "--dry_run",
+        dest="dry_run",
+        action="store_true",
+        help="print the trials and their state, run nothing",
+    )
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="run the trials one after another in this process, without Ray",
+    )
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from bearl.sweep import run_sweep
+
+    summary = run_sweep(
+        args.spec, args.address, args.max_concurrent, local=args.local, dry_run=args.dry_run
+    )
+    counts = summary["counts"]
+    return 1 if counts.get("failed") or counts.get("conflict") else 0
+
+
+# -- using a trained policy: eval, export, record (bearl/policy.py, export.py, record.py) --------
+def _policy_parsers(sub) -> None:
+    def common(p, what: str) -> None:
+        p.add_argument("run", metavar="RUN_DIR", help="run folder (or a checkpoint file)")
+        p.add_argument(
+            "--checkpoint",
+            default="best",
+            metavar="best|final|PATH",
+            help=f"best.pt (default), final (checkpoint.pt) or a checkpoint file to {what}",
+        )
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a trained policy: returns, normalized scores, 95%% CI",
+        description="Run episodes of a trained policy and print raw and normalized returns with "
+        "mean, std, median and a Student-t confidence interval of the mean.",
+    )
+    common(ev, "evaluate")
+    ev.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
+    ev.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="episode i is reset with seed S+i; torch's sampling is seeded with S (default: the "
+        "run's seed + 200000, not the episodes the best checkpoint was selected on)",
+    )
+    ev.add_argument("--env", help="evaluate in this environment (e.g. another version)")
+    ev.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="the algorithm's deterministic action (e.g. BEAR's mean action) instead of its own "
+        "action selection",
+    )
+    ev.add_argument("--confidence", type=float, default=0.95, help="CI level (default: 0.95)")
+    ev.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-': stdout)")
+    ev.set_defaults(func=cmd_eval)
+
+    ex = sub.add_parser(
+        "export",
+        help="write a trained policy as a TorchScript or ONNX file (no bearl needed to run it)",
+        description="Export a trained policy: observations [batch, obs_dim] float32 -> actions "
+        "in the env's bounds. Default: the algorithm's own action selection, sampling inside "
+        "the graph (BEAR: argmax of Q_1 over sampled actions); --deterministic: its "
+        "deterministic action.",
+    )
+    common(ex, "export")
+    ex.add_argument(
+        "--format",
+        choices=["torchscript", "onnx"],
+        default=None,
+        help="file format (default: from the suffix, .onnx -> onnx, else torchscript)",
+    )
+    ex.add_argument("-o", "--out", required=True, metavar="FILE", help="output file")
+    ex.add_argument("--deterministic", action="store_true", help="export the deterministic action")
+    ex.set_defaults(func=cmd_export)
+
+    rec = sub.add_parser(
+        "record",
+        help="render episodes of a trained policy to a GIF or MP4",
+        description="Render episodes offscreen (MuJoCo: EGL, then OSMesa, unless MUJOCO_GL is "
+        "set) and write them with imageio (pip install 'bearl[video]').",
+    )
+    common(rec, "record")
+    rec.add_argument("-o", "--out", required=True, metavar="FILE", help="video.mp4 or out.gif")
+    rec.add_argument("--episodes", type=int, default=1, help="episodes (default: 1)")
+    rec.add_argument("--seed", type=int, default=None, help="episode i is reset with seed S+i")
+    rec.add_argument("--env", help="render this environment (e.g. another version)")
+    rec.add_argument("--deterministic", action="store_true", help="the deterministic action")
+    rec.add_argument("--max-steps", type=int, default=None, help="cap each episode's length")
+    rec.add_argument("--fps", type=float, default=None, help="frame rate (default: the env's)")
+    rec.set_defaults(func=cmd_record)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from bearl.policy import evaluate, load_policy
+
+    if not 0.0 < args.confidence < 1.0:
+        raise BearlError(f"--confidence must be in (0, 1), not {args.confidence}")
+    policy = load_policy(args.run, args.checkpoint, env=args.env)
+    res = evaluate(policy, args.episodes, args.seed, args.env, args.deterministic, args.confidence)
+    how = "deterministic actions" if args.deterministic else "the algorithm's own action selection"
+    last = res["seed"] + res["episodes"] - 1
+    print(
+        f"{res['algo']} from {res['checkpoint']} (step {res['step']}) on {res['env']}: "
+        f"{res['episodes']} episodes, seeds {res['seed']}..{last}, {how}"
+    )
+    level = f"{100 * args.confidence:g}% CI of the mean"
+    print(f"{'':<11} {'mean':>10} {'std':>10} {'median':>10}   {level}")
+    for label in ("return", "normalized"):
+        s = res[label]
+        if s is None:
+            continue
+        ci = (
+            f"[{s['ci_low']:.2f}, {s['ci_high']:.2f}]"
+            if s["ci_low"] is not None
+            else "n/a (one episode)"
+        )
+        print(f"{label:<11} {s['mean']:>10.2f} {s['std']:>10.2f} {s['median']:>10.2f}   {ci}")
+    if res["normalized"] is None:
+        print("(no reference scores for this environment: no normalized score)")
+    else:
+        lo, hi = res["ref_scores"]
+        print(f"(normalized: 100 * (return - ref_min) / (ref_max - ref_min), refs {lo:g}, {hi:g})")
+    print(f"(std: population, as progress.csv; CI: {res['ci_method']}, {res['episodes'] - 1} dof)")
+    if args.json:
+        text = json.dumps(res, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+            print(f"json: {args.json}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bearl.export import export_policy
+    from bearl.policy import load_policy
+
+    fmt = args.format or ("onnx" if Path(args.out).suffix.lower() == ".onnx" else "torchscript")
+    policy = load_policy(args.run, args.checkpoint)
+    meta = export_policy(policy, args.out, fmt, args.deterministic)
+    print(f"wrote {args.out} ({fmt}): {meta['algo']} step {meta['step']}, {meta['selection']}")
+    print(f"input {meta['input']} -> output {meta['output']}")
+    if fmt == "torchscript":
+        print(f"run it: torch.jit.load('{args.out}')(obs)")
+    else:
+        print(f"run it: onnxruntime.InferenceSession('{args.out}').run(None, {{'obs': obs}})[0]")
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from bearl.policy import load_policy, resolve_checkpoint, run_env_name
+    from bearl.record import ensure_mujoco_gl, is_mujoco_env, record
+
+    # choose the OpenGL backend before anything imports a renderer
+    run, _ = resolve_checkpoint(args.run, args.checkpoint)
+    env_name = args.env or run_env_name(run)
+    if env_name and is_mujoco_env(env_name):
+        ensure_mujoco_gl()
+    policy = load_policy(args.run, args.checkpoint, env=args.env)
+    res = record(
+        policy,
+        args.out,
+        episodes=args.episodes,
+        seed=args.seed,
+        env=args.env,
+        deterministic=args.deterministic,
+        max_steps=args.max_steps,
+        fps=args.fps,
+    )
+    rets = ", ".join(f"{r:.1f}" for r in res["returns"])
+    print(f"wrote {res['path']}: {res['frames']} frames at {res['fps']:g} fps; returns {rets}")
     return 0
 
 
@@ -286,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _data_parser(sub)
     _plot_parser(sub)
+    _report_parser(sub)
+    _sweep_parser(sub)
+    _policy_parsers(sub)  # eval, export, record
     return parser
 
 

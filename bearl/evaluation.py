@@ -18,12 +18,20 @@ from bearl.envs import make_env, normalized_score
 
 @dataclass
 class EvalResult:
-    """Returns and lengths of evaluation episodes, with summary statistics."""
+    """Returns and lengths of evaluation episodes, with summary statistics.
+
+    ``discounted_returns`` (sum of gamma^t r_t from each episode's first step) and
+    ``start_obs`` (each episode's first observation, one row per episode) feed the
+    bootstrapping-error diagnostics (bearl/diagnostics.py); ``summary()`` does not use them.
+    """
 
     returns: np.ndarray
     lengths: np.ndarray
     ref_min: float | None = None
     ref_max: float | None = None
+    discounted_returns: np.ndarray | None = None
+    start_obs: np.ndarray | None = None
+    gamma: float | None = None
 
     @property
     def normalized(self) -> np.ndarray | None:
@@ -56,14 +64,19 @@ def run_episodes(
     seed: int = 0,
     ref_scores: tuple[float, float] | None = None,
     envs: list | None = None,
+    gamma: float = 0.99,
 ) -> EvalResult:
     """Run ``episodes`` episodes of ``act`` (a batch of observations -> a batch of actions).
 
     Episode i is reset with seed ``seed + i``. ``envs`` may pass pre-built environments to reuse.
+    Besides the returns, the result holds each episode's discounted return with ``gamma`` and
+    its start observation.
     """
     envs = envs if envs is not None else [make_env(env_name) for _ in range(episodes)]
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs[:episodes])])
+    start_obs = obs.copy()
     returns = np.zeros(episodes)
+    discounted = np.zeros(episodes)
     lengths = np.zeros(episodes, dtype=np.int64)
     live = np.arange(episodes)
     while live.size:
@@ -73,9 +86,10 @@ def run_episodes(
             o, r, term, trunc, _ = envs[i].step(actions[k])
             obs[i] = o
             returns[i] += r
+            discounted[i] += gamma ** lengths[i] * r
             lengths[i] += 1
             if not (term or trunc):
                 still.append(i)
         live = np.asarray(still, dtype=np.int64)
     lo, hi = ref_scores if ref_scores else (None, None)
-    return EvalResult(returns, lengths, lo, hi)
+    return EvalResult(returns, lengths, lo, hi, discounted, start_obs, gamma)

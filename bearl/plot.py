@@ -1,16 +1,35 @@
-"""Learning curves from run folders: runs grouped by algorithm and dataset, mean and a band
-(min to max over seeds) per group."""
+"""Learning curves from run folders: runs grouped by algorithm and dataset (and optionally by
+settings), the mean over seeds with a shaded band (std or min-max over seeds).
+
+``bearl plot RUN_DIR... -o fig.png``: each argument is a run folder or a folder of runs (searched
+one level down). The format follows the output extension (.png, .svg, .pdf).
+"""
 
 from __future__ import annotations
 
 import csv
-import json
-from collections import defaultdict
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bearl.errors import BearlError
+from bearl.runs import find_runs, group_runs, run_info, warn_mixed_groups
+
+BANDS = ("std", "minmax", "none")
+FORMATS = (".png", ".svg", ".pdf")
+AXIS_LABELS = {
+    "NormalizedScore": "normalized score (0 random, 100 expert)",
+    "AverageReturn": "average return",
+    "BestScore": "best normalized score so far",
+    "Overestimation": "Q(s0, pi(s0)) - discounted return",
+    "QEstimateStart": "Q(s0, pi(s0))",
+    "DiscountedReturnStart": "discounted return from s0",
+    "ActionMSE": "MSE(pi(s), dataset action)",
+    "NearestActionDistance": "distance of (s, pi(s)) to the data",
+}
 
 
 def read_progress(run_dir: Path) -> dict[str, np.ndarray]:
@@ -22,63 +41,144 @@ def read_progress(run_dir: Path) -> dict[str, np.ndarray]:
         rows = list(csv.DictReader(f))
     if not rows:
         raise BearlError(f"{path}: no rows yet")
-    return {
-        k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows])
-        for k in rows[0]
-    }
+    return {k: np.array([_float(r.get(k)) for r in rows]) for k in rows[0]}
 
 
-def _group(run_dir: Path) -> str:
+def _float(text: str | None) -> float:
     try:
-        v = json.loads((Path(run_dir) / "variant.json").read_text())
-        return f"{v['algorithm']} / {Path(str(v['train']['dataset'])).name}"
-    except (OSError, KeyError, ValueError):
-        return Path(run_dir).name
+        return float(text) if text not in ("", None) else np.nan
+    except ValueError:
+        return np.nan
+
+
+@dataclass
+class Curve:
+    """One group's curve: mean over its runs at the steps all of them logged, and the band."""
+
+    label: str
+    steps: np.ndarray
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    runs: int
+
+
+def curves(
+    paths: Sequence[str | Path],
+    metric: str = "NormalizedScore",
+    smooth: int = 1,
+    band: str = "std",
+    by: Sequence[str] = (),
+) -> tuple[str, list[Curve]]:
+    """The curves ``plot_runs`` draws, and the metric actually used (``NormalizedScore`` falls
+    back to ``AverageReturn`` when no run has reference scores)."""
+    if band not in BANDS:
+        raise BearlError(f"--band {band}: choose one of {', '.join(BANDS)}")
+    data = {}
+    for r in find_runs(paths):
+        try:
+            data[r] = read_progress(r)
+        except BearlError as e:
+            print(f"bearl: skipping {r}: {e}", file=sys.stderr)
+    if not data:
+        raise BearlError("no run has progress rows yet")
+
+    def has(d: dict[str, np.ndarray], m: str) -> bool:
+        return m in d and bool(np.isfinite(d[m]).any())
+
+    if metric == "NormalizedScore" and not any(has(d, metric) for d in data.values()):
+        metric = "AverageReturn"
+    usable = {r: d for r, d in data.items() if has(d, metric)}
+    if not usable:
+        columns = sorted({k for d in data.values() for k in d})
+        raise BearlError(f"no run has values of '{metric}' (columns: {', '.join(columns)})")
+    for r in data.keys() - usable.keys():
+        print(f"bearl: skipping {r}: no values of '{metric}'", file=sys.stderr)
+
+    groups = group_runs([run_info(r) for r in usable], by)
+    warn_mixed_groups(groups, by)
+    out = []
+    for label, infos in groups.items():
+        series = [usable[i.path] for i in infos]
+        steps = series[0]["Step"]
+        for d in series[1:]:
+            steps = np.intersect1d(steps, d["Step"])
+        ys = np.stack([_smooth(d[metric], smooth)[np.isin(d["Step"], steps)] for d in series])
+        mean = _nan_reduce(np.nanmean, ys)
+        if band == "std":
+            sd = _nan_reduce(np.nanstd, ys)
+            low, high = mean - sd, mean + sd
+        elif band == "minmax":
+            low, high = _nan_reduce(np.nanmin, ys), _nan_reduce(np.nanmax, ys)
+        else:
+            low = high = mean
+        out.append(Curve(label, steps, mean, low, high, len(series)))
+    return metric, out
 
 
 def plot_runs(
-    runs: list[Path], out: Path, metric: str = "NormalizedScore", smooth: int = 1
+    runs: Sequence[str | Path],
+    out: str | Path,
+    metric: str = "NormalizedScore",
+    smooth: int = 1,
+    band: str = "std",
+    by: Sequence[str] = (),
 ) -> Path:
-    """Plot ``metric`` against gradient steps; returns the written file."""
+    """Plot ``metric`` against gradient steps for run folders (or folders of runs); returns the
+    written file. ``band``: ``std`` (mean ± one std over seeds), ``minmax`` or ``none``."""
+    out = Path(out)
+    if out.suffix.lower() not in FORMATS:
+        raise BearlError(f"{out}: choose an output file ending in {', '.join(FORMATS)}")
+    metric, items = curves(runs, metric, smooth, band, by)
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups: dict[str, list[dict[str, np.ndarray]]] = defaultdict(list)
-    for r in runs:
-        data = read_progress(r)
-        if metric not in data:
-            if metric == "NormalizedScore" and "AverageReturn" in data:
-                metric = "AverageReturn"
-            else:
-                raise BearlError(f"{r}: progress.csv has no column '{metric}'")
-        groups[_group(r)].append(data)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for label, items in sorted(groups.items()):
-        n = min(len(d["Step"]) for d in items)
-        steps = items[0]["Step"][:n]
-        ys = np.stack([_smooth(d[metric][:n], smooth) for d in items])
-        mean = np.nanmean(ys, axis=0)
-        ax.plot(steps, mean, label=f"{label} ({len(items)} seed{'s' * (len(items) > 1)})")
-        if len(items) > 1:
-            ax.fill_between(steps, np.nanmin(ys, 0), np.nanmax(ys, 0), alpha=0.2)
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, c in enumerate(items):
+        color = colors[i % len(colors)]
+        ax.plot(c.steps, c.mean, color=color, lw=1.8, label=f"{c.label}  (n={c.runs})")
+        if c.runs > 1 and band != "none":
+            ax.fill_between(c.steps, c.low, c.high, color=color, alpha=0.2, lw=0)
+    if metric == "Overestimation":
+        ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
+    what = {"std": "mean ± 1 std over seeds", "minmax": "mean, min-max over seeds"}
+    title = f"{metric}: {what.get(band, 'mean over seeds')}"
+    if smooth > 1:
+        title += f", moving average of {smooth} evaluations"
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel("gradient steps")
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} during training")
+    ax.set_ylabel(AXIS_LABELS.get(metric, metric))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 4), useMathText=True)
+    ax.legend(fontsize=8, loc="best", framealpha=0.85)
     fig.tight_layout()
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=150)
     plt.close(fig)
     return out
 
 
+def _nan_reduce(fn, ys: np.ndarray) -> np.ndarray:
+    """``fn(ys, axis=0)`` without the all-NaN-slice warning (an all-NaN column stays NaN)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(ys, axis=0)
+
+
 def _smooth(y: np.ndarray, k: int) -> np.ndarray:
-    if k <= 1 or len(y) < k:
+    """Trailing moving average over ``k`` rows, ignoring empty (NaN) cells."""
+    if k <= 1:
         return y
-    kernel = np.ones(k) / k
-    pad = np.concatenate([np.full(k - 1, y[0]), y])
-    return np.convolve(pad, kernel, mode="valid")
+    valid = np.isfinite(y)
+    sums = np.cumsum(np.where(valid, y, 0.0))
+    counts = np.cumsum(valid)
+    sums[k:] = sums[k:] - sums[:-k]
+    counts[k:] = counts[k:] - counts[:-k]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)

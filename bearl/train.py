@@ -24,11 +24,13 @@ import torch
 from bearl.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bearl.config import TrainConfig, algorithm_class, build, to_dict
 from bearl.data.dataset import Dataset
+from bearl.diagnostics import BootstrapDiagnostics
 from bearl.envs import make_env, reference_scores
 from bearl.errors import BearlError, ConfigError
 from bearl.evaluation import run_episodes
 from bearl.logging import RunLogger, truncate_progress
 from bearl.perf import tune_allocator
+from bearl.progress import progress_bar
 
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds seed+OFFSET+i, apart from training
 
@@ -95,8 +97,9 @@ def train(
     algo_cls = algorithm_class(cfg.algo)
     algo = algo_cls(algo_cfg, dataset.obs_dim, dataset.act_dim, device)
     sampler = dataset.sampler(getattr(algo_cfg, "batch_size", 256), device, seed=cfg.seed)
+    gamma = getattr(algo_cfg, "gamma", 0.99)
+    diagnostics = BootstrapDiagnostics(dataset, device, gamma, low, high) if evaluate else None
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     _check_writable(run_dir)
     logger = RunLogger(
         run_dir,
@@ -134,22 +137,13 @@ def train(
         a = algo.act(torch.as_tensor(obs, dtype=torch.float32, device=device))
         return (a * half + center).cpu().numpy() if rescale else a.cpu().numpy()
 
-    from tqdm import tqdm
-
-    bar = tqdm(
-        total=cfg.steps,
-        initial=start,
-        disable=not cfg.progress,
-        unit="step",
-        dynamic_ncols=True,
-        file=sys.stderr,
-    )
+    bar = progress_bar(cfg.steps, disable=not cfg.progress, initial=start, unit="step")
     sums: dict[str, torch.Tensor] = {}
     count = 0
     t_start = time.time()
     t_row, step_row = time.time(), start
     check_every = 1 if device.type == "cpu" else 100
-    last = {}
+    last = _last_row(run_dir / "progress.csv") if resume is not None else {}
     for step in range(start + 1, cfg.steps + 1):
         batch = sampler.sample()
         if rescale:
@@ -183,6 +177,7 @@ def train(
                     seed=cfg.seed + EVAL_SEED_OFFSET,
                     ref_scores=refs,
                     envs=envs,
+                    gamma=gamma,
                 )
             row.update(result.summary())
             score = row.get("NormalizedScore", row["AverageReturn"])
@@ -190,6 +185,7 @@ def train(
             if improved:
                 best = {"score": score, "step": step, "return": row["AverageReturn"]}
             row["BestScore"] = best["score"]
+            row.update(diagnostics(algo, result))  # bootstrapping error (bearl/diagnostics.py)
         else:
             improved = False
         logger.row(row, step)
@@ -208,7 +204,8 @@ def train(
             save_checkpoint(run_dir / "best.pt", payload)
         msg = _row_message(row, best)
         bar.set_postfix_str(msg.split(" | ", 1)[1] if evaluate else "", refresh=False)
-        bar.write(msg, file=sys.stderr) if cfg.progress else None
+        if cfg.progress:
+            bar.write(msg, file=sys.stderr)
         logger.info(msg)
         sums, count, t_row, step_row = {}, 0, time.time(), step
     bar.close()
@@ -243,6 +240,17 @@ def _row_message(row: dict[str, Any], best: dict[str, Any]) -> str:
                 f" | score {row['NormalizedScore']:.1f} (best {best['score']:.1f} @ {best['step']})"
             )
     return msg
+
+
+def _last_row(path: Path) -> dict[str, Any]:
+    """The last progress row as numbers (a run resumed at its final step logs no new row)."""
+    import csv
+
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {k: float(v) for k, v in rows[-1].items() if v not in ("", None)} if rows else {}
 
 
 def _check_finite(metrics: dict[str, torch.Tensor], step: int, run_dir: Path, logger) -> None:
@@ -294,8 +302,10 @@ def _new_run_dir(cfg: TrainConfig) -> Path:
 
 
 def _check_writable(run_dir: Path) -> None:
+    """Fail before training starts if the run folder cannot be created or written."""
     probe = run_dir / ".write_test"
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"x" * 4096)
         probe.unlink()
     except OSError as e:

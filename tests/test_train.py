@@ -193,3 +193,21 @@ def test_warm_start_is_capped_for_short_runs_unless_set():
     assert resolve({"steps": 50_000})[1].warm_start_steps == 10_000
     assert resolve({"steps": 50_000, "warm_start_steps": 30_000})[1].warm_start_steps == 30_000
     assert resolve({"steps": 50_000, "preset": "original"})[1].warm_start_steps == 10_000
+
+
+def test_resume_of_a_finished_run_keeps_its_result(tmp_path):
+    result = run(tmp_path, "r", steps=40)
+    (tmp_path / "r" / "result.json").unlink()  # killed after the last checkpoint
+    cfg, _ = resolve({**SMALL, "steps": 40})
+    again = train(cfg, resume=tmp_path / "r", dataset=make_random_dataset())
+    assert again["final_score"] == pytest.approx(result["final_score"])
+    assert again["best_score"] == pytest.approx(result["best_score"])
+
+
+def test_unwritable_log_dir_fails_before_training(tmp_path):
+    from bearl.errors import BearlError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(BearlError, match="cannot write logs"):
+        run(blocker, "r", steps=20)

@@ -6,7 +6,9 @@ An algorithm knows nothing about files, loggers or environments:
 - ``update(batch) -> dict[str, Tensor]``: one gradient step; returns 0-d metric tensors
   (kept on the device; the training loop averages them between log rows);
 - ``act(obs, deterministic=False) -> Tensor``: actions in [-1, 1] for a batch of observations;
-- ``state_dict()`` / ``load_state_dict()``: every network, optimizer and counter.
+- ``state_dict()`` / ``load_state_dict()``: every network, optimizer and counter;
+- ``q_value(obs, act) -> Tensor [B] | None``: the algorithm's Q estimate (default: the min over
+  a ``critic`` EnsembleCritic; None without a critic), used by the diagnostics.
 
 Subclasses list their networks in ``self.nets`` and optimizers in ``self.optims`` (plain dicts),
 and any extra tensors/counters in ``self.extra_state()``; the base class saves and restores them.
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 
 from bearl.data.dataset import Batch
+from bearl.nets import EnsembleCritic
 
 
 class Algorithm:
@@ -42,6 +45,15 @@ class Algorithm:
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         raise NotImplementedError
+
+    @torch.no_grad()
+    def q_value(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor | None:
+        """Q(s, a) [B] for actions in [-1, 1]: the minimum over the ensemble when the algorithm
+        has a ``critic`` EnsembleCritic, else None (algorithms without a critic, e.g. BC)."""
+        critic = getattr(self, "critic", None)
+        if not isinstance(critic, EnsembleCritic):
+            return None
+        return critic(obs, act).min(0).values
 
     # -- state ---------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:

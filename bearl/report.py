@@ -1,0 +1,200 @@
+"""Result tables: one row per (algorithm, dataset) with the final and best normalized score as
+mean ± std over seeds.
+
+``bearl report RUN_DIR... [--format markdown|csv]``. Each run's numbers come from its
+``result.json`` (``final_score``, ``best_score``, ``steps``), or from ``progress.csv`` for a
+run that has not finished (last row's ``NormalizedScore``, the max over rows, the last ``Step``).
+Where a run has no normalized score (no reference scores), the group uses raw returns and the
+table says so. The std is the population std over seeds (numpy's default, ddof=0), the same as
+the band of ``bearl plot``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bearl.errors import BearlError
+from bearl.runs import RunInfo, find_runs, group_runs, run_info, show_value, warn_mixed_groups
+
+FORMATS = ("markdown", "csv")
+
+
+@dataclass
+class RunScores:
+    """A run's final and best score, normalized and raw, and its gradient steps."""
+
+    info: RunInfo
+    steps: int | None
+    final_score: float | None
+    best_score: float | None
+    final_return: float | None
+    best_return: float | None
+
+
+@dataclass
+class ReportRow:
+    """One (algorithm, dataset[, by settings]) group."""
+
+    algorithm: str
+    dataset: str
+    by: dict[str, str]
+    seeds: int
+    steps: str
+    measure: str  # "normalized" or "return"
+    final_mean: float | None
+    final_std: float | None
+    best_mean: float | None
+    best_std: float | None
+
+
+def run_scores(run_dir: str | Path) -> RunScores:
+    """Scores of one run: ``result.json`` when it exists, else ``progress.csv``."""
+    run_dir = Path(run_dir)
+    info = run_info(run_dir)
+    path = run_dir / "result.json"
+    if path.exists():
+        try:
+            r = json.loads(path.read_text())
+        except ValueError as e:
+            raise BearlError(f"{path}: not valid JSON ({e})") from None
+        final_score = _num(r.get("final_score"))
+        return RunScores(
+            info,
+            _int(r.get("steps")),
+            final_score,
+            # without reference scores the loop's best_score is a return: not a score then
+            _num(r.get("best_score")) if final_score is not None else None,
+            _num(r.get("final_return")),
+            _num(r.get("best_return")),
+        )
+    from bearl.plot import read_progress
+
+    d = read_progress(run_dir)
+
+    def last(col: str) -> float | None:
+        return _num(d[col][-1]) if col in d else None
+
+    def best(col: str) -> float | None:
+        v = d.get(col)
+        return _num(np.nanmax(v)) if v is not None and np.isfinite(v).any() else None
+
+    return RunScores(
+        info,
+        _int(last("Step")),
+        last("NormalizedScore"),
+        best("NormalizedScore"),
+        last("AverageReturn"),
+        best("AverageReturn"),
+    )
+
+
+def summarize(paths: Sequence[str | Path], by: Sequence[str] = ()) -> list[ReportRow]:
+    """The table rows for run folders (or folders of runs), sorted by algorithm and dataset."""
+    runs = [run_scores(r) for r in find_runs(paths, ("result.json", "progress.csv"))]
+    scores = {s.info.path: s for s in runs}
+    groups = group_runs([s.info for s in runs], by)
+    warn_mixed_groups(groups, by)
+    rows = []
+    for infos in groups.values():
+        group = [scores[i.path] for i in infos]
+        normalized = all(s.final_score is not None for s in group)
+        if normalized:
+            finals, bests = [s.final_score for s in group], [s.best_score for s in group]
+        else:
+            finals, bests = [s.final_return for s in group], [s.best_return for s in group]
+        steps = sorted({s.steps for s in group if s.steps is not None})
+        first = infos[0]
+        rows.append(
+            ReportRow(
+                first.algorithm,
+                first.dataset,
+                {k: show_value(first.setting(k)) for k in by},
+                len(group),
+                "?" if not steps else str(steps[0]) + (f"-{steps[-1]}" if len(steps) > 1 else ""),
+                "normalized" if normalized else "return",
+                *_mean_std(finals),
+                *_mean_std(bests),
+            )
+        )
+    return rows
+
+
+def report(paths: Sequence[str | Path], fmt: str = "markdown", by: Sequence[str] = ()) -> str:
+    """The table as Markdown or CSV text."""
+    if fmt not in FORMATS:
+        raise BearlError(f"--format {fmt}: choose markdown or csv")
+    rows = summarize(paths, by)
+    return format_csv(rows, by) if fmt == "csv" else format_markdown(rows, by)
+
+
+def format_markdown(rows: Sequence[ReportRow], by: Sequence[str] = ()) -> str:
+    head = ["algorithm", "dataset", *by, "seeds", "steps", "final score", "best score"]
+    align = ["---"] * (2 + len(by)) + ["---:"] * 4
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    for r in rows:
+        mark = "" if r.measure == "normalized" else " (return)"
+        cells = [
+            r.algorithm,
+            r.dataset,
+            *(r.by[k] for k in by),
+            str(r.seeds),
+            r.steps,
+            _pm(r.final_mean, r.final_std) + mark,
+            _pm(r.best_mean, r.best_std) + mark,
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines.append("")
+    lines.append(
+        "Scores: D4RL normalized score (0 = random, 100 = expert; raw return where marked), "
+        "mean ± std over seeds (population std). Final: the last evaluation; best: the best "
+        "evaluation of each run."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def format_csv(rows: Sequence[ReportRow], by: Sequence[str] = ()) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        ["algorithm", "dataset", *by, "seeds", "steps", "measure"]
+        + ["final_mean", "final_std", "best_mean", "best_std"]
+    )
+    for r in rows:
+        w.writerow(
+            [r.algorithm, r.dataset, *(r.by[k] for k in by), r.seeds, r.steps, r.measure]
+            + ["" if v is None else repr(v) for v in (r.final_mean, r.final_std)]
+            + ["" if v is None else repr(v) for v in (r.best_mean, r.best_std)]
+        )
+    return buf.getvalue()
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    v = [x for x in values if x is not None]
+    if not v:
+        return None, None
+    return float(np.mean(v)), float(np.std(v))
+
+
+def _pm(mean: float | None, std: float | None) -> str:
+    return "–" if mean is None else f"{mean:.1f} ± {std:.1f}"
+
+
+def _num(value) -> float | None:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _int(value) -> int | None:
+    f = _num(value)
+    return None if f is None else int(f)

@@ -1,0 +1,166 @@
+"""Run folders on disk: finding them, what each one ran, grouping them (plot, report, sweep).
+
+A run folder is what ``bearl train`` writes: ``progress.csv``, ``variant.json`` / ``params.json``
+(keys ``algorithm``, ``train{...}``, ``algo{...}``, ...), ``result.json`` when finished.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bearl.errors import BearlError
+
+# Settings that do not change what a run computes; runs differing only in these are seeds of
+# one experiment.
+NOT_EXPERIMENT_SETTINGS = frozenset(
+    {"seed", "run_name", "log_dir", "progress", "threads", "device", "tensorboard", "wandb"}
+)
+
+
+def find_runs(
+    paths: Iterable[str | Path], markers: Sequence[str] = ("progress.csv",)
+) -> list[Path]:
+    """Run folders among ``paths``: a folder holding one of ``markers`` is a run, otherwise its
+    direct subfolders holding one are (sorted by name). Raises BearlError for a path that does
+    not exist or holds no run; duplicates are dropped."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise BearlError(f"{p}: no such folder")
+        if not p.is_dir():
+            raise BearlError(f"{p}: not a folder (give run folders or folders of runs)")
+        if _is_run(p, markers):
+            found.append(p)
+            continue
+        children = [c for c in sorted(p.iterdir()) if c.is_dir() and _is_run(c, markers)]
+        if not children:
+            raise BearlError(
+                f"{p}: no bearl runs here (no {' or '.join(markers)} in it or in its subfolders)"
+            )
+        found.extend(children)
+    seen: set[Path] = set()
+    unique = []
+    for r in found:
+        if r.resolve() not in seen:
+            seen.add(r.resolve())
+            unique.append(r)
+    return unique
+
+
+def _is_run(path: Path, markers: Sequence[str]) -> bool:
+    return any((path / m).is_file() for m in markers)
+
+
+@dataclass
+class RunInfo:
+    """What a run folder ran: algorithm, dataset label, seed, and every setting (flat)."""
+
+    path: Path
+    algorithm: str
+    dataset: str
+    seed: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def setting(self, name: str) -> Any:
+        return self.settings.get(name)
+
+
+def run_info(run_dir: str | Path) -> RunInfo:
+    """Read ``variant.json`` (or ``params.json``), else ``result.json``; else the folder name
+    is the algorithm and the dataset is ``?``."""
+    run_dir = Path(run_dir)
+    for name in ("variant.json", "params.json"):
+        v = _read_json(run_dir / name)
+        if isinstance(v, dict) and "train" in v:
+            train, algo = v.get("train") or {}, v.get("algo") or {}
+            return RunInfo(
+                run_dir,
+                str(v.get("algorithm") or train.get("algo") or "?"),
+                dataset_label(str(train.get("dataset", "?"))),
+                _int(v.get("seed", train.get("seed"))),
+                {**algo, **train},
+            )
+    r = _read_json(run_dir / "result.json")
+    if isinstance(r, dict) and "algo" in r:
+        return RunInfo(
+            run_dir, str(r["algo"]), dataset_label(str(r.get("dataset", "?"))), _int(r.get("seed"))
+        )
+    return RunInfo(run_dir, run_dir.name, "?")
+
+
+def dataset_label(source: str) -> str:
+    """A short name of a dataset source: ``hopper-medium`` stays, ``data/x.hdf5`` -> ``x.hdf5``,
+    ``minari:mujoco/hopper/medium-v0`` -> ``mujoco/hopper/medium-v0``."""
+    if source.startswith("minari:"):
+        return source.split(":", 1)[1]
+    if "/" in source or "\\" in source:
+        return Path(source.replace("\\", "/")).name
+    return source
+
+
+def slug(text: Any) -> str:
+    """``text`` as a piece of a folder name (lists/tuples joined with ``-``)."""
+    if isinstance(text, list | tuple):
+        text = "-".join(str(x) for x in text)
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", str(text)).strip("-") or "_"
+
+
+def group_label(info: RunInfo, by: Sequence[str] = ()) -> str:
+    """``ALGO / dataset`` plus ``(field=value, ...)`` for the ``by`` settings."""
+    label = f"{info.algorithm} / {info.dataset}"
+    if by:
+        label += " (" + ", ".join(f"{k}={show_value(info.setting(k))}" for k in by) + ")"
+    return label
+
+
+def group_runs(runs: Iterable[RunInfo], by: Sequence[str] = ()) -> dict[str, list[RunInfo]]:
+    """Runs grouped by algorithm, dataset and the ``by`` settings, labels sorted."""
+    groups: dict[str, list[RunInfo]] = {}
+    for info in runs:
+        groups.setdefault(group_label(info, by), []).append(info)
+    return dict(sorted(groups.items()))
+
+
+def differing_settings(runs: Sequence[RunInfo]) -> list[str]:
+    """Settings (other than seed and bookkeeping) whose values differ among ``runs``."""
+    keys = sorted({k for r in runs for k in r.settings} - NOT_EXPERIMENT_SETTINGS)
+    return [k for k in keys if len({json.dumps(r.settings.get(k)) for r in runs}) > 1]
+
+
+def warn_mixed_groups(groups: dict[str, list[RunInfo]], by: Sequence[str] = ()) -> None:
+    """Print a note for each group whose runs differ in more than the seed."""
+    for label, runs in groups.items():
+        diff = [k for k in differing_settings(runs) if k not in by and k != "steps"]
+        if diff:
+            print(
+                f"bearl: note: the runs of '{label}' differ in {', '.join(diff)}; "
+                f"split them with --by {diff[0]}",
+                file=sys.stderr,
+            )
+
+
+def show_value(value: Any) -> str:
+    """A setting's value for a label (lists joined with commas)."""
+    if isinstance(value, list | tuple):
+        return ",".join(str(x) for x in value)
+    return str(value)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

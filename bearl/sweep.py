@@ -1,0 +1,485 @@
+"""Multi-seed sweeps: a YAML spec expanded into trials, run on Ray (or one after another).
+
+A spec (docs/experiments.md)::
+
+    log_dir: runs/sweep-bear          # parent of the trials' run folders
+    algos: [BEAR, BCQ]
+    datasets: [hopper-medium, walker2d-medium]
+    seeds: [0, 1, 2]                  # or num_seeds: 3 (seeds 0, 1, 2)
+    grid:                             # any TrainConfig or algorithm setting: the values to try
+      mmd_sigma: [10, 20]
+    base:                             # settings common to every trial
+      steps: 100000
+      eval_every: 5000
+
+Trials are the product datasets x algos x grid x seeds. A grid or base setting that an
+algorithm does not have is left out of its trials (BCQ above runs once per seed, not once per
+``mmd_sigma``). Each trial is one run folder with a name built from its values,
+``<ALGO>_<dataset>[_<field>=<value>...]_seed<N>``, so running the spec again skips the trials
+that have ``result.json`` and resumes those that have a checkpoint. A folder whose saved
+settings differ from the trial's is reported as a conflict and left alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from bearl.errors import BearlError, ConfigError
+from bearl.runs import dataset_label, slug
+
+SPEC_KEYS = {"log_dir", "algos", "datasets", "seeds", "num_seeds", "grid", "base"}
+RESERVED = {"algo", "dataset", "seed", "run_name"}  # set by the sweep itself
+REPORT_EVERY = 30.0  # seconds between progress summaries while trials run
+# settings that may differ between a trial and its existing run folder
+NOT_COMPARED = {"steps", "progress", "threads", "device", "log_dir", "run_name"}
+NOT_COMPARED |= {"tensorboard", "wandb"}
+DATA_SUFFIXES = {".hdf5", ".h5", ".pkl", ".pickle", ".npz", ".npy", ".gz"}
+RAY_MISSING = (
+    "bearl sweep runs trials on Ray, which is not installed: pip install 'bearl[ray]' "
+    "(or pass --local to run the trials one after another in this process)"
+)
+
+
+@dataclass
+class SweepSpec:
+    """A parsed sweep spec (see the module docstring)."""
+
+    algos: list[str]
+    datasets: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    base: dict[str, Any] = field(default_factory=dict)
+    log_dir: str = "runs/sweep"
+
+
+@dataclass
+class Trial:
+    """One run of the sweep: its folder name and every setting given to ``config.resolve``."""
+
+    name: str
+    values: dict[str, Any]
+    grid: dict[str, Any] = field(default_factory=dict)  # the grid values of this trial
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.values["log_dir"]) / self.name
+
+    @property
+    def algo(self) -> str:
+        return str(self.values["algo"])
+
+    @property
+    def dataset(self) -> str:
+        return dataset_label(str(self.values["dataset"]))
+
+
+# -- spec -> trials -------------------------------------------------------------------------
+def load_spec(source: str | Path | dict[str, Any]) -> SweepSpec:
+    """Read and check a spec from a YAML file or a dict."""
+    from bearl.config import ORIGINAL_FLAGS, load_yaml
+
+    where = "spec" if isinstance(source, dict) else str(source)
+    data = dict(source) if isinstance(source, dict) else load_yaml(source)
+    unknown = set(data) - SPEC_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+            f"(a spec has {', '.join(sorted(SPEC_KEYS))}; settings go under grid or base)"
+        )
+
+    def names(key: str) -> list[str]:
+        value = data.get(key)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{where}: '{key}' must be a non-empty list")
+        return [str(v) for v in value]
+
+    if "seeds" in data and "num_seeds" in data:
+        raise ConfigError(f"{where}: give either seeds or num_seeds, not both")
+    if "num_seeds" in data:
+        n = data["num_seeds"]
+        if not isinstance(n, int) or n < 1:
+            raise ConfigError(f"{where}: num_seeds must be a positive integer")
+        seeds = list(range(n))
+    else:
+        raw = data.get("seeds", [0])
+        raw = raw if isinstance(raw, list) else [raw]
+        try:
+            seeds = [int(s) for s in raw]
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: seeds must be integers") from None
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ConfigError(f"{where}: seeds must be a non-empty list without repeats")
+
+    def mapping(key: str) -> dict[str, Any]:
+        value = data.get(key) or {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: '{key}' must be a mapping of setting: value")
+        value = {ORIGINAL_FLAGS.get(k, k): v for k, v in value.items()}
+        taken = RESERVED & set(value)
+        if taken:
+            raise ConfigError(
+                f"{where}: {key} may not set {', '.join(sorted(taken))} "
+                "(use algos, datasets and seeds)"
+            )
+        return value
+
+    grid, base = mapping("grid"), mapping("base")
+    for k, v in grid.items():
+        if not isinstance(v, list) or not v:
+            raise ConfigError(f"{where}: grid.{k} must be a non-empty list of values")
+    log_dir = data.get("log_dir") or base.pop("log_dir", None)
+    base.pop("log_dir", None)
+    if not log_dir:
+        log_dir = f"runs/{Path(where).stem}" if where != "spec" else "runs/sweep"
+    return SweepSpec(names("algos"), names("datasets"), seeds, grid, base, str(log_dir))
+
+
+def expand(spec: SweepSpec) -> list[Trial]:
+    """Every trial of the spec, in order dataset, algorithm, grid, seed (duplicates dropped).
+
+    Each trial's settings are checked with ``config.resolve``: a bad value fails here, before
+    anything runs."""
+    from bearl.config import ALGORITHMS, TrainConfig, algorithm_class, resolve
+
+    train_names = {f.name for f in fields(TrainConfig)}
+    anywhere = train_names | {
+        f.name for a in ALGORITHMS for f in fields(algorithm_class(a).config_cls)
+    }
+    for part, values in (("grid", spec.grid), ("base", spec.base)):
+        unknown = set(values) - anywhere
+        if unknown:
+            raise ConfigError(f"{part}: unknown setting(s) {', '.join(sorted(unknown))}")
+    log_dir = Path(spec.log_dir).expanduser().absolute()
+    trials: dict[str, Trial] = {}
+    for dataset, algo_name in itertools.product(spec.datasets, spec.algos):
+        algo = algorithm_class(algo_name).name
+        own = train_names | {f.name for f in fields(algorithm_class(algo).config_cls)}
+        grid = {k: v for k, v in sorted(spec.grid.items()) if k in own}
+        base = {k: v for k, v in spec.base.items() if k in own}
+        for combo in itertools.product(*grid.values()):
+            point = dict(zip(grid, combo))
+            for seed in spec.seeds:
+                name = "_".join(
+                    [algo, _dataset_slug(dataset)]
+                    + [f"{k}={slug(v)}" for k, v in point.items()]
+                    + [f"seed{seed}"]
+                )
+                values = {
+                    "progress": False,
+                    **base,
+                    **point,
+                    "algo": algo,
+                    "dataset": _absolute_if_file(dataset),
+                    "seed": seed,
+                    "log_dir": str(log_dir),
+                    "run_name": name,
+                }
+                if name in trials:  # a grid setting this algorithm lacks: the same trial
+                    if trials[name].values != values:
+                        raise ConfigError(
+                            f"two trials would share the folder {name}: give datasets "
+                            "distinct names"
+                        )
+                    continue
+                resolve(dict(values))  # fail early on a bad value
+                trials[name] = Trial(name, values, point)
+    for k in spec.grid:
+        if not any(k in t.values for t in trials.values()):
+            raise ConfigError(f"grid: none of {', '.join(spec.algos)} has the setting {k}")
+    return list(trials.values())
+
+
+def _dataset_slug(dataset: str) -> str:
+    """``hopper-medium`` -> ``hopper-medium``; ``data/x.hdf5`` -> ``x``."""
+    label = dataset_label(dataset)
+    return slug(Path(label).stem if Path(label).suffix.lower() in DATA_SUFFIXES else label)
+
+
+def _absolute_if_file(dataset: str) -> str:
+    p = Path(dataset).expanduser()
+    return str(p.absolute()) if p.exists() else dataset
+
+
+# -- the state of a trial on disk --------------------------------------------------------------
+def trial_status(trial: Trial) -> tuple[str, str]:
+    """``(status, detail)``: ``done`` (result.json for at least the trial's steps), ``resume``
+    (a checkpoint), ``new``, or ``conflict`` (the folder holds a run with other settings)."""
+    from bearl.config import resolve, to_dict
+
+    d = trial.run_dir
+    cfg, algo_cfg = resolve(dict(trial.values))
+    saved = _read_json(d / "params.json")
+    if saved is not None:
+        diff = _differences(
+            {**to_dict(algo_cfg), **to_dict(cfg)},
+            {**(saved.get("algo") or {}), **(saved.get("train") or {})},
+        )
+        if diff or saved.get("algorithm") != trial.algo:
+            what = ", ".join(diff) or "algorithm"
+            return "conflict", f"its folder holds a run with other settings ({what})"
+    result = _read_json(d / "result.json")
+    if result is not None and int(result.get("steps") or 0) >= cfg.steps:
+        return "done", _score_text(result.get("best_score"))
+    if (d / "checkpoint.pt").exists():
+        return "resume", "from its checkpoint"
+    return "new", ""
+
+
+def _differences(now: dict[str, Any], saved: dict[str, Any]) -> list[str]:
+    keys = (set(now) | set(saved)) - NOT_COMPARED
+    return sorted(k for k in keys if json.dumps(now.get(k)) != json.dumps(saved.get(k)))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_trial(values: dict[str, Any]) -> dict[str, Any]:
+    """Run one trial (in a Ray worker or in this process) with one torch thread: train it, or
+    resume it from its checkpoint, or skip it when finished. Returns ``{"name", "status"
+    (done, skipped, failed, conflict), "result", "error"}``; it does not raise for a failed
+    training (the sweep goes on)."""
+    import torch
+
+    trial = Trial(str(values["run_name"]), dict(values))
+    out: dict[str, Any] = {"name": trial.name, "status": "", "result": None, "error": None}
+    threads = torch.get_num_threads()
+    try:
+        status, detail = trial_status(trial)
+        if status == "done":
+            return {**out, "status": "skipped", "result": _read_json(trial.run_dir / "result.json")}
+        if status == "conflict":
+            return {**out, "status": "conflict", "error": detail}
+        from bearl.config import resolve
+        from bearl.train import train
+
+        cfg, algo_cfg = resolve(dict(values))
+        torch.set_num_threads(1)
+        if status == "resume":
+            result = train(cfg, resume=trial.run_dir)
+        else:
+            result = train(cfg, algo_cfg)
+        return {**out, "status": "done", "result": result}
+    except Exception as e:  # noqa: BLE001 - one failed trial must not stop the sweep
+        return {**out, "status": "failed", "error": f"{type(e).__name__}: {e}"}
+    finally:
+        torch.set_num_threads(threads)
+
+
+# -- progress ----------------------------------------------------------------------------------
+class SweepProgress:
+    """Counts of done / running / pending / failed trials and the best scores so far (from the
+    trials' result.json, or the last BestScore of a running trial's progress.csv)."""
+
+    def __init__(self, trials: list[Trial], out: TextIO) -> None:
+        self.trials = {t.name: t for t in trials}
+        self.state = {t.name: "pending" for t in trials}
+        self.best: dict[str, float] = {}
+        self.errors: dict[str, str] = {}
+        self.out = out
+        self.t0 = time.time()
+
+    def start(self, trial: Trial) -> None:
+        self.state[trial.name] = "running"
+
+    def finish(self, trial: Trial, outcome: dict[str, Any]) -> None:
+        status = outcome.get("status", "failed")
+        self.state[trial.name] = "done" if status in ("done", "skipped") else status
+        if outcome.get("error"):
+            self.errors[trial.name] = str(outcome["error"])
+            self.print(f"{trial.name}: {status}: {outcome['error']}")
+        score = (outcome.get("result") or {}).get("best_score")
+        if isinstance(score, int | float):
+            self.best[trial.name] = float(score)
+
+    def _running_best(self, trial: Trial) -> float | None:
+        from bearl.plot import read_progress
+
+        try:
+            col = read_progress(trial.run_dir).get("BestScore")
+        except BearlError:
+            return None
+        return float(col[-1]) if col is not None and np.isfinite(col[-1]) else None
+
+    def counts(self) -> dict[str, int]:
+        out = {"done": 0, "running": 0, "pending": 0, "failed": 0, "conflict": 0}
+        for s in self.state.values():
+            out[s] = out.get(s, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        c = self.counts()
+        elapsed = time.strftime("%H:%M:%S", time.gmtime(time.time() - self.t0))
+        head = (
+            f"sweep [{elapsed}] {c['done']}/{len(self.trials)} done, {c['running']} running, "
+            f"{c['pending']} pending, {c['failed']} failed"
+            + (f", {c['conflict']} conflicts" if c["conflict"] else "")
+        )
+        best: dict[str, tuple[float, str]] = {}
+        for name, t in self.trials.items():
+            score = self.best.get(name)
+            if score is None and self.state[name] == "running":
+                score = self._running_best(t)
+            group = f"{t.algo} {t.dataset}"
+            if score is not None and (group not in best or score > best[group][0]):
+                best[group] = (score, name)
+        lines = [head] + [
+            f"  best so far  {g:<32} {s:9.2f}  ({n})" for g, (s, n) in sorted(best.items())
+        ]
+        return "\n".join(lines)
+
+    def print(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+# -- running -----------------------------------------------------------------------------------
+def run_sweep(
+    spec: SweepSpec | str | Path | dict[str, Any],
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    local: bool = False,
+    dry_run: bool = False,
+    out: TextIO | None = None,
+) -> dict[str, Any]:
+    """Run every unfinished trial of ``spec``; returns ``{"trials", "counts", "errors"}``.
+
+    Args:
+        address: a Ray cluster to connect to (``auto``, ``ray://host:10001``, ...); None starts
+            a local Ray instance.
+        max_concurrent: trials in flight at once (default: the cluster's CPUs; one CPU each).
+        local: run the trials one after another in this process, without Ray.
+        dry_run: only print the trials and their state.
+    """
+    out = out or sys.stdout
+    spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
+    trials = expand(spec)
+    status = {t.name: trial_status(t) for t in trials}
+    if dry_run:
+        _print_plan(trials, status, spec, out)
+        return {"trials": [t.name for t in trials], "counts": _plan_counts(status), "errors": {}}
+    if max_concurrent is not None and max_concurrent < 1:
+        raise ConfigError("--max-concurrent must be >= 1")
+    progress = SweepProgress(trials, out)
+    todo = []
+    for t in trials:
+        s, detail = status[t.name]
+        if s == "done":
+            progress.finish(
+                t, {"status": "skipped", "result": _read_json(t.run_dir / "result.json")}
+            )
+        elif s == "conflict":
+            progress.finish(t, {"status": "conflict", "error": detail})
+        else:
+            todo.append(t)
+    progress.print(
+        f"sweep: {len(trials)} trials in {spec.log_dir}: {len(trials) - len(todo)} finished or "
+        f"in conflict, {len(todo)} to run"
+        + ("" if local else (f" on Ray ({address})" if address else " on a local Ray instance"))
+    )
+    if local:
+        _run_local(todo, progress)
+    else:
+        _run_ray(todo, progress, address, max_concurrent)
+    progress.print(progress.summary())
+    return {
+        "trials": [t.name for t in trials],
+        "counts": progress.counts(),
+        "errors": progress.errors,
+    }
+
+
+def _run_local(todo: list[Trial], progress: SweepProgress) -> None:
+    for t in todo:
+        progress.start(t)
+        progress.print(progress.summary())
+        progress.print(f"running {t.name}")
+        progress.finish(t, run_trial(t.values))
+
+
+def _run_ray(
+    todo: list[Trial], progress: SweepProgress, address: str | None, max_concurrent: int | None
+) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise BearlError(RAY_MISSING) from None
+    if not todo:
+        return
+    started = not ray.is_initialized()
+    if started:
+        local_only = {} if address else {"include_dashboard": False}
+        ray.init(address=address, log_to_driver=False, **local_only)
+    try:
+        limit = max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        remote: Callable[..., Any] = ray.remote(num_cpus=1, max_retries=0)(run_trial)
+        pending, running = list(todo), {}
+
+        def fill() -> None:
+            while pending and len(running) < limit:
+                t = pending.pop(0)
+                running[remote.remote(t.values)] = t
+                progress.start(t)
+
+        fill()
+        progress.print(progress.summary())
+        last = time.time()
+        try:
+            while running:
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_EVERY)
+                for ref in ready:
+                    t = running.pop(ref)
+                    try:
+                        outcome = ray.get(ref)
+                    except Exception as e:  # noqa: BLE001 - a crashed worker fails one trial
+                        outcome = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+                    progress.finish(t, outcome)
+                fill()
+                if running and (ready or time.time() - last >= REPORT_EVERY):
+                    progress.print(progress.summary())
+                    last = time.time()
+        except KeyboardInterrupt:
+            for ref in running:
+                ray.cancel(ref, force=True)
+            progress.print("sweep interrupted: run the same command again to resume it")
+            raise
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _plan_counts(status: dict[str, tuple[str, str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s, _ in status.values():
+        counts[s] = counts.get(s, 0) + 1
+    return counts
+
+
+def _print_plan(
+    trials: list[Trial], status: dict[str, tuple[str, str]], spec: SweepSpec, out: TextIO
+) -> None:
+    print(f"{len(trials)} trials in {spec.log_dir}:", file=out)
+    width = max(len(t.name) for t in trials)
+    for t in trials:
+        s, detail = status[t.name]
+        print(f"  {s:<8} {t.name:<{width}}  {detail}".rstrip(), file=out)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(_plan_counts(status).items()))
+    print(f"({counts}; common settings: {json.dumps(spec.base, default=str)})", file=out)
+
+
+def _score_text(score: Any) -> str:
+    return f"best {score:.2f}" if isinstance(score, int | float) else ""

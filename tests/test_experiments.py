@@ -1,0 +1,496 @@
+"""Experiments: plots, result tables, sweeps (local and Ray), bootstrapping-error diagnostics."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bearl.cli import main
+from bearl.config import resolve
+from bearl.data.d4rl import write_d4rl
+from bearl.diagnostics import (
+    COLUMNS,
+    BootstrapDiagnostics,
+    action_mse,
+    nearest_pair_distance,
+    overestimation,
+)
+from bearl.errors import BearlError, ConfigError
+from bearl.evaluation import EvalResult, run_episodes
+from bearl.plot import curves, plot_runs
+from bearl.report import report, summarize
+from bearl.sweep import expand, load_spec, run_sweep, trial_status
+from bearl.train import train
+
+from conftest import make_random_dataset
+
+TINY = {
+    "env": "Pendulum-v1",
+    "eval_every": 20,
+    "eval_episodes": 2,
+    "actor_hidden": [16, 16],
+    "critic_hidden": [16, 16],
+    "vae_hidden": [16, 16],
+    "warm_start_steps": 10,
+    "batch_size": 16,
+    "num_eval_samples": 4,
+    "progress": False,
+}
+
+
+# -- hand-written run folders ---------------------------------------------------------------------
+def write_run(root, name, algo, dataset, seed, scores, result=True, settings=None):
+    """A run folder like ``bearl train`` writes: progress rows every 10 steps with
+    NormalizedScore = ``scores`` (None: no reference scores, returns only)."""
+    d = root / name
+    d.mkdir(parents=True)
+    train_cfg = {"algo": algo, "dataset": dataset, "seed": seed, "steps": 10 * len(scores)}
+    variant = {
+        "algorithm": algo,
+        "train": {**train_cfg, **(settings or {})},
+        "algo": {"gamma": 0.99},
+        "env_name": "Pendulum-v1",
+        "dataset": {"source": dataset},
+        "seed": seed,
+    }
+    (d / "variant.json").write_text(json.dumps(variant))
+    (d / "params.json").write_text(json.dumps(variant))
+    rows = []
+    for i, s in enumerate(scores):
+        ret = 10.0 * (s if s is not None else i + seed)
+        row = {"Step": 10 * (i + 1), "AverageReturn": ret, "Overestimation": 1.0 + i}
+        row["NormalizedScore"] = "" if s is None else s
+        rows.append(row)
+    with open(d / "progress.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    if result:
+        normalized = [s for s in scores if s is not None]
+        returns = [r["AverageReturn"] for r in rows]
+        best_i = int(np.argmax(normalized)) if normalized else int(np.argmax(returns))
+        res = {
+            "algo": algo,
+            "dataset": dataset,
+            "seed": seed,
+            "steps": 10 * len(scores),
+            "final_score": normalized[-1] if normalized else None,
+            "final_return": returns[-1],
+            "best_score": normalized[best_i] if normalized else returns[best_i],
+            "best_step": 10 * (best_i + 1),
+            "best_return": returns[best_i],
+        }
+        (d / "result.json").write_text(json.dumps(res))
+    return d
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """BEAR on two datasets (3 + 2 seeds) and BC on one (2 seeds), in one parent folder."""
+    root = tmp_path / "runs"
+    write_run(root, "bear_a_0", "BEAR", "data/a.hdf5", 0, [10.0, 30.0, 20.0])
+    write_run(root, "bear_a_1", "BEAR", "data/a.hdf5", 1, [20.0, 50.0, 40.0])
+    write_run(root, "bear_a_2", "BEAR", "data/a.hdf5", 2, [30.0, 40.0, 60.0])
+    write_run(root, "bear_b_0", "BEAR", "hopper-medium", 0, [1.0, 2.0, 3.0])
+    write_run(root, "bear_b_1", "BEAR", "hopper-medium", 1, [5.0, 4.0, 3.0], result=False)
+    write_run(root, "bc_a_0", "BC", "data/a.hdf5", 0, [5.0, 6.0, 7.0])
+    write_run(root, "bc_a_1", "BC", "data/a.hdf5", 1, [7.0, 6.0, 5.0])
+    return root
+
+
+# -- plot --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ext", ["png", "svg"])
+def test_plot_writes_png_and_svg(runs, tmp_path, ext):
+    out = plot_runs([runs], tmp_path / f"fig.{ext}")
+    data = out.read_bytes()
+    assert out.suffix == f".{ext}"
+    assert data.startswith(b"\x89PNG") if ext == "png" else b"<svg" in data
+
+
+def test_plot_groups_runs_by_algorithm_and_dataset(runs):
+    metric, cs = curves([runs], band="std")
+    assert metric == "NormalizedScore"
+    by_label = {c.label: c for c in cs}
+    assert set(by_label) == {"BEAR / a.hdf5", "BEAR / hopper-medium", "BC / a.hdf5"}
+    bear = by_label["BEAR / a.hdf5"]
+    ys = np.array([[10, 30, 20], [20, 50, 40], [30, 40, 60]], dtype=float)
+    assert bear.runs == 3 and list(bear.steps) == [10, 20, 30]
+    np.testing.assert_allclose(bear.mean, ys.mean(0))
+    np.testing.assert_allclose(bear.high - bear.mean, ys.std(0))
+    _, mm = curves([runs / "bear_a_0", runs / "bear_a_1"], band="minmax", smooth=2)
+    smoothed = np.array([[10, 20, 25], [20, 35, 45]], dtype=float)  # trailing mean of 2 rows
+    np.testing.assert_allclose(mm[0].low, smoothed.min(0))
+    np.testing.assert_allclose(mm[0].high, smoothed.max(0))
+
+
+def test_plot_splits_groups_by_a_setting(tmp_path):
+    write_run(tmp_path, "s10_0", "BEAR", "d", 0, [1.0], settings={"mmd_sigma": 10})
+    write_run(tmp_path, "s10_1", "BEAR", "d", 1, [2.0], settings={"mmd_sigma": 10})
+    write_run(tmp_path, "s20_0", "BEAR", "d", 0, [3.0], settings={"mmd_sigma": 20})
+    assert len(curves([tmp_path])[1]) == 1
+    labels = [c.label for c in curves([tmp_path], by=["mmd_sigma"])[1]]
+    assert labels == ["BEAR / d (mmd_sigma=10)", "BEAR / d (mmd_sigma=20)"]
+
+
+def test_plot_errors_are_clear(tmp_path, runs, capsys):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(BearlError, match="no bearl runs here"):
+        plot_runs([tmp_path / "empty"], tmp_path / "x.png")
+    with pytest.raises(BearlError, match="no such folder"):
+        plot_runs([tmp_path / "missing"], tmp_path / "x.png")
+    with pytest.raises(BearlError, match="no run has values of 'Nope'"):
+        plot_runs([runs], tmp_path / "x.png", metric="Nope")
+    with pytest.raises(BearlError, match=r"\.png, \.svg"):
+        plot_runs([runs], tmp_path / "x.jpg")
+    assert main(["plot", str(tmp_path / "empty"), "-o", str(tmp_path / "x.png")]) == 2
+    assert "no bearl runs here" in capsys.readouterr().err
+
+
+def test_plot_cli_metric_and_band(runs, tmp_path, capsys):
+    out = tmp_path / "o.svg"
+    assert main(["plot", str(runs), "-o", str(out), "--metric", "Overestimation"]) == 0
+    assert out.exists()
+    assert main(["plot", str(runs), "-o", str(out), "--band", "minmax", "--smooth", "2"]) == 0
+
+
+def test_plot_falls_back_to_returns_without_reference_scores(tmp_path):
+    write_run(tmp_path, "r0", "TD3", "d", 0, [None, None])
+    metric, cs = curves([tmp_path])
+    assert metric == "AverageReturn" and len(cs) == 1
+
+
+# -- report ------------------------------------------------------------------------------------
+def test_report_numbers_match_a_direct_computation(runs):
+    rows = {(r.algorithm, r.dataset): r for r in summarize([runs])}
+    assert set(rows) == {("BEAR", "a.hdf5"), ("BEAR", "hopper-medium"), ("BC", "a.hdf5")}
+    bear = rows["BEAR", "a.hdf5"]
+    finals, bests = [20.0, 40.0, 60.0], [30.0, 50.0, 60.0]
+    assert bear.seeds == 3 and bear.steps == "30" and bear.measure == "normalized"
+    assert bear.final_mean == pytest.approx(np.mean(finals))
+    assert bear.final_std == pytest.approx(np.std(finals))
+    assert bear.best_mean == pytest.approx(np.mean(bests))
+    assert bear.best_std == pytest.approx(np.std(bests))
+    # one run of hopper-medium has no result.json: read from its progress.csv
+    b = rows["BEAR", "hopper-medium"]
+    assert b.seeds == 2
+    assert b.final_mean == pytest.approx(np.mean([3.0, 3.0])) and b.final_std == 0
+    assert b.best_mean == pytest.approx(np.mean([3.0, 5.0]))
+
+
+def test_report_markdown_and_csv(runs):
+    md = report([runs], "markdown")
+    lines = md.splitlines()
+    assert lines[0].startswith("| algorithm | dataset | seeds | steps | final score")
+    bear = next(line for line in lines if line.startswith("| BEAR | a.hdf5"))
+    assert f"{np.mean([20, 40, 60]):.1f} ± {np.std([20, 40, 60]):.1f}" in bear
+    table = list(csv.DictReader(io.StringIO(report([runs], "csv"))))
+    assert len(table) == 3
+    bc = next(r for r in table if r["algorithm"] == "BC")
+    assert float(bc["final_mean"]) == pytest.approx(6.0)
+    assert float(bc["best_std"]) == pytest.approx(np.std([7.0, 7.0]))
+    assert bc["seeds"] == "2" and bc["measure"] == "normalized"
+
+
+def test_report_uses_returns_without_reference_scores(tmp_path):
+    write_run(tmp_path, "r0", "TD3", "d", 0, [None, None])
+    write_run(tmp_path, "r1", "TD3", "d", 1, [None, None])
+    (row,) = summarize([tmp_path])
+    assert row.measure == "return"
+    assert row.final_mean == pytest.approx(np.mean([10.0, 20.0]))  # last returns 10*(1+seed)
+    assert "(return)" in report([tmp_path])
+
+
+def test_report_cli(runs, tmp_path, capsys):
+    assert main(["report", str(runs), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("algorithm,dataset,seeds,steps,measure")
+    out = tmp_path / "table.md"
+    assert main(["report", str(runs / "bear_a_0"), str(runs / "bc_a_0"), "-o", str(out)]) == 0
+    assert out.read_text().count("\n| B") == 2
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+# -- diagnostics -------------------------------------------------------------------------------
+def test_overestimation_and_distances_against_direct_computations():
+    q = torch.tensor([1.0, 3.0, 8.0])
+    g = np.array([0.5, 1.5, 1.0])
+    out = overestimation(q, g)
+    assert out["QEstimateStart"] == pytest.approx(4.0)
+    assert out["DiscountedReturnStart"] == pytest.approx(1.0)
+    assert out["Overestimation"] == pytest.approx(3.0)
+    assert overestimation(None, g) == {
+        "QEstimateStart": None,
+        "DiscountedReturnStart": pytest.approx(1.0),
+        "Overestimation": None,
+    }
+    gen = torch.Generator().manual_seed(0)
+    pi, a = torch.rand(7, 2, generator=gen), torch.rand(7, 2, generator=gen)
+    assert action_mse(pi, a) == pytest.approx(float(((pi - a) ** 2).mean()))
+    s, rs, ra = torch.rand(7, 3, generator=gen), torch.rand(11, 3, generator=gen), torch.rand(11, 2)
+    direct = np.mean(
+        [
+            min(np.linalg.norm(np.r_[rs[j], ra[j]] - np.r_[s[i], pi[i]]) for j in range(11))
+            for i in range(7)
+        ]
+    )
+    assert nearest_pair_distance(s, pi, rs, ra, chunk=3) == pytest.approx(direct, rel=1e-5)
+
+
+class FakeAlgo:
+    """pi(s) = tanh(first action-dims of s) (stochastic and deterministic alike);
+    Q(s, a) = sum(s) + sum(a)."""
+
+    def __init__(self, act_dim, with_q=True):
+        self.act_dim, self.with_q = act_dim, with_q
+
+    def act(self, obs, deterministic=False):
+        return torch.tanh(obs[:, : self.act_dim])
+
+    def q_value(self, obs, act):
+        return obs.sum(-1) + act.sum(-1) if self.with_q else None
+
+
+def test_bootstrap_diagnostics_columns():
+    ds = make_random_dataset(n=300)  # actions in [-2, 2], Pendulum's bounds
+    diag = BootstrapDiagnostics(
+        ds, gamma=0.9, action_low=np.array([-2.0]), action_high=np.array([2.0]), probe_size=50
+    )
+    assert len(diag.probe_obs) == 50 and len(diag.ref_obs) == 300  # the whole (small) dataset
+    assert float(diag.probe_act.abs().max()) <= 1.0
+    s0 = np.array([[0.1, 0.2, 0.3], [-1.0, 0.5, 0.0]])
+    result = EvalResult(
+        np.zeros(2), np.ones(2), discounted_returns=np.array([-1.0, -3.0]), start_obs=s0
+    )
+    out = diag(FakeAlgo(1), result)
+    assert set(out) == set(COLUMNS)
+    s = torch.as_tensor(s0, dtype=torch.float32)
+    q = (s.sum(-1) + torch.tanh(s[:, :1]).sum(-1)).mean()
+    assert out["QEstimateStart"] == pytest.approx(float(q), rel=1e-6)
+    assert out["Overestimation"] == pytest.approx(float(q) + 2.0, rel=1e-6)
+    # the probe rows, found again in the dataset: compare with a direct computation
+    obs = torch.as_tensor(ds.observations)
+    rows = [int(torch.nonzero((obs == p).all(1))[0]) for p in diag.probe_obs]
+    data_act = torch.as_tensor(ds.actions[rows]) / 2.0
+    pi = torch.tanh(diag.probe_obs[:, :1])
+    assert out["ActionMSE"] == pytest.approx(float(((pi - data_act) ** 2).mean()), rel=1e-5)
+    ref = torch.cat([obs, torch.as_tensor(ds.actions) / 2.0], 1)
+    nearest = torch.cdist(torch.cat([diag.probe_obs, pi], 1), ref).min(1).values.mean()
+    assert out["NearestActionDistance"] == pytest.approx(float(nearest), rel=1e-5)
+    assert out["NearestActionDistance"] <= np.sqrt(out["ActionMSE"]) + 1e-6  # own row included
+    no_q = diag(FakeAlgo(1, with_q=False), result)
+    assert no_q["QEstimateStart"] is None and no_q["Overestimation"] is None
+    assert no_q["DiscountedReturnStart"] == pytest.approx(-2.0)
+
+
+def test_q_value_is_the_ensemble_min_and_none_without_a_critic():
+    from bearl.algos.bc import BC
+    from bearl.algos.bear import BEAR
+
+    small = {k: TINY[k] for k in ("actor_hidden", "critic_hidden", "vae_hidden")}
+    _, bear_cfg = resolve({"algo": "BEAR", **small})
+    bear = BEAR(bear_cfg, 3, 1)
+    obs, act = torch.randn(5, 3), torch.rand(5, 1) * 2 - 1
+    with torch.no_grad():
+        direct = bear.critic(obs, act).min(0).values
+    torch.testing.assert_close(bear.q_value(obs, act), direct)
+    assert bear.q_value(obs, act).shape == (5,)
+    _, bc_cfg = resolve({"algo": "BC"})
+    assert BC(bc_cfg, 3, 1).q_value(obs, act) is None
+
+
+def test_run_episodes_returns_discounted_returns_and_start_states():
+    def policy(obs):
+        return np.clip(obs[:, :1], -2, 2)
+
+    res = run_episodes(policy, "Pendulum-v1", 2, seed=5, gamma=0.9)
+    from bearl.envs import make_env
+
+    for i in range(2):
+        env = make_env("Pendulum-v1")
+        o, _ = env.reset(seed=5 + i)
+        np.testing.assert_allclose(res.start_obs[i], o)
+        g, t, done = 0.0, 0, False
+        while not done:
+            o, r, term, trunc, _ = env.step(policy(o[None])[0])
+            g += 0.9**t * r
+            t += 1
+            done = term or trunc
+        assert res.discounted_returns[i] == pytest.approx(g)
+    assert set(res.summary()) >= {"AverageReturn", "StdReturn", "MedianReturn"}
+
+
+def test_short_runs_log_the_diagnostics_and_plot_them(tmp_path):
+    for algo in ("BEAR", "BC"):
+        cfg, algo_cfg = resolve(
+            {**TINY, "algo": algo, "dataset": "memory", "steps": 40, "log_dir": str(tmp_path)}
+            | {"run_name": algo}
+        )
+        train(cfg, algo_cfg, dataset=make_random_dataset())
+    with open(tmp_path / "BEAR" / "progress.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert set(COLUMNS) <= set(rows[0]) and len(rows) == 2
+    for r in rows:
+        for c in COLUMNS:
+            assert np.isfinite(float(r[c])), c
+        over = float(r["QEstimateStart"]) - float(r["DiscountedReturnStart"])
+        assert float(r["Overestimation"]) == pytest.approx(over, abs=1e-3)
+    with open(tmp_path / "BC" / "progress.csv", newline="") as f:
+        bc = list(csv.DictReader(f))
+    assert bc[0]["QEstimateStart"] == "" and bc[0]["Overestimation"] == ""
+    assert float(bc[0]["ActionMSE"]) > 0 and float(bc[0]["DiscountedReturnStart"]) < 0
+    out = tmp_path / "over.png"
+    assert main(["plot", str(tmp_path), "--metric", "Overestimation", "-o", str(out)]) == 0
+    assert out.exists()
+
+
+# -- sweep -------------------------------------------------------------------------------------
+def test_spec_expansion_and_names(tmp_path):
+    spec = load_spec(
+        {
+            "log_dir": str(tmp_path / "sw"),
+            "algos": ["bear", "BC"],
+            "datasets": ["hopper-medium", "data/x.hdf5"],
+            "num_seeds": 2,
+            "grid": {"mmd_sigma": [10, 20.5], "actor_hidden": [[32, 32]]},
+            "base": {"steps": 100, "eval_freq": 10},
+        }
+    )
+    trials = expand(spec)
+    # BEAR: 2 datasets x 2 sigmas x 2 seeds; BC has no mmd_sigma: 2 datasets x 2 seeds
+    assert len(trials) == 8 + 4
+    names = [t.name for t in trials]
+    assert len(set(names)) == len(names)
+    assert names[:4] == [
+        "BEAR_hopper-medium_actor_hidden=32-32_mmd_sigma=10_seed0",
+        "BEAR_hopper-medium_actor_hidden=32-32_mmd_sigma=10_seed1",
+        "BEAR_hopper-medium_actor_hidden=32-32_mmd_sigma=20.5_seed0",
+        "BEAR_hopper-medium_actor_hidden=32-32_mmd_sigma=20.5_seed1",
+    ]
+    assert "BC_x_actor_hidden=32-32_seed1" in names
+    t = trials[0]
+    assert t.run_dir == tmp_path / "sw" / t.name
+    assert t.values["eval_every"] == 10 and t.values["steps"] == 100
+    assert t.values["mmd_sigma"] == 10 and t.values["progress"] is False
+    bc = next(t for t in trials if t.algo == "BC")
+    assert "mmd_sigma" not in bc.values
+    assert [t.name for t in expand(spec)] == names  # deterministic
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"algos": ["BEAR"], "datasets": ["d"], "gird": {}}, "unknown key"),
+        ({"algos": [], "datasets": ["d"]}, "'algos' must be a non-empty list"),
+        ({"algos": ["BEAR"], "datasets": ["d"], "base": {"seed": 1}}, "may not set seed"),
+        ({"algos": ["BEAR"], "datasets": ["d"], "grid": {"mmd_sigma": 3}}, "must be a non-empty"),
+        ({"algos": ["BEAR"], "datasets": ["d"], "seeds": [0], "num_seeds": 2}, "either"),
+    ],
+)
+def test_bad_specs_are_config_errors(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        load_spec(bad)
+
+
+def test_bad_settings_fail_before_anything_runs():
+    with pytest.raises(ConfigError, match="unknown setting"):
+        expand(load_spec({"algos": ["BEAR"], "datasets": ["d"], "grid": {"mmd_sigmaa": [1]}}))
+    with pytest.raises(ConfigError, match="expected int"):
+        expand(load_spec({"algos": ["BEAR"], "datasets": ["d"], "base": {"steps": "many"}}))
+    with pytest.raises(ConfigError, match="unknown algorithm"):
+        expand(load_spec({"algos": ["PPO"], "datasets": ["d"]}))
+    with pytest.raises(ConfigError, match="none of BC has the setting mmd_sigma"):
+        expand(load_spec({"algos": ["BC"], "datasets": ["d"], "grid": {"mmd_sigma": [1]}}))
+    with pytest.raises(ConfigError, match="share the folder BEAR_x_seed0"):
+        expand(load_spec({"algos": ["BEAR"], "datasets": ["a/x.hdf5", "b/x.hdf5"]}))
+
+
+def test_finished_trials_are_skipped(tmp_path):
+    spec = load_spec(
+        {"log_dir": str(tmp_path), "algos": ["TD3"], "datasets": ["d"], "seeds": [0, 1]}
+        | {"base": {"steps": 50}}
+    )
+    t0, t1 = expand(spec)
+    t0.run_dir.mkdir()
+    (t0.run_dir / "result.json").write_text(json.dumps({"steps": 50, "best_score": 12.5}))
+    assert trial_status(t0) == ("done", "best 12.50")
+    assert trial_status(t1)[0] == "new"
+    out = io.StringIO()
+    run_sweep(spec, dry_run=True, out=out)
+    assert "done     TD3_d_seed0" in out.getvalue() and "new      TD3_d_seed1" in out.getvalue()
+
+
+def test_sweep_dry_run_cli(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"log_dir: {tmp_path / 'sw'}\nalgos: [BEAR, TD3]\ndatasets: [hopper-medium]\n"
+        "seeds: [0, 1, 2]\ngrid:\n  tau: [0.005, 0.01]\n"
+    )
+    assert main(["sweep", str(spec), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "12 trials" in out and "BEAR_hopper-medium_tau=0.01_seed2" in out
+    assert not (tmp_path / "sw").exists()
+
+
+def test_sweep_without_ray_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    spec = {"log_dir": str(tmp_path), "algos": ["BEAR"], "datasets": ["d"]}
+    with pytest.raises(BearlError, match=r"pip install 'bearl\[ray\]'"):
+        run_sweep(spec, out=io.StringIO())
+
+
+def _tiny_spec(tmp_path, steps=20, seeds=(0, 1)):
+    data = tmp_path / "pendulum.hdf5"
+    if not data.exists():
+        write_d4rl(make_random_dataset(), data)
+    return {
+        "log_dir": str(tmp_path / "sweep"),
+        "algos": ["BEAR"],
+        "datasets": [str(data)],
+        "seeds": list(seeds),
+        "base": {**TINY, "steps": steps, "eval_every": 10},
+    }
+
+
+def test_local_sweep_runs_skips_and_resumes(tmp_path):
+    out = io.StringIO()
+    summary = run_sweep(_tiny_spec(tmp_path), local=True, out=out)
+    assert summary["counts"]["done"] == 2 and not summary["errors"]
+    text = out.getvalue()
+    assert "2/2 done" in text and "best so far" in text
+    names = ["BEAR_pendulum_seed0", "BEAR_pendulum_seed1"]
+    assert summary["trials"] == names
+    for n in names:
+        result = json.loads((tmp_path / "sweep" / n / "result.json").read_text())
+        assert result["steps"] == 20 and result["seed"] == int(n[-1])
+    # again: nothing to run
+    stamp = (tmp_path / "sweep" / names[0] / "result.json").stat().st_mtime_ns
+    out = io.StringIO()
+    run_sweep(_tiny_spec(tmp_path), local=True, out=out)
+    assert "0 to run" in out.getvalue()
+    assert (tmp_path / "sweep" / names[0] / "result.json").stat().st_mtime_ns == stamp
+    # more steps: the trials continue from their checkpoints
+    run_sweep(_tiny_spec(tmp_path, steps=30), local=True, out=io.StringIO())
+    with open(tmp_path / "sweep" / names[0] / "progress.csv", newline="") as f:
+        assert [int(r["Step"]) for r in csv.DictReader(f)] == [10, 20, 30]
+    # other settings in the same folders: a conflict, nothing is overwritten
+    spec = _tiny_spec(tmp_path, steps=30)
+    spec["base"]["batch_size"] = 8
+    summary = run_sweep(spec, local=True, out=io.StringIO())
+    assert summary["counts"]["conflict"] == 2
+    assert "batch_size" in next(iter(summary["errors"].values()))
+
+
+@pytest.mark.slow
+def test_sweep_on_ray(tmp_path):
+    pytest.importorskip("ray")
+    out = io.StringIO()
+    summary = run_sweep(_tiny_spec(tmp_path), max_concurrent=2, out=out)
+    assert summary["counts"]["done"] == 2, summary
+    assert "on a local Ray instance" in out.getvalue()
+    for n in summary["trials"]:
+        assert (tmp_path / "sweep" / n / "result.json").exists()
