@@ -540,6 +540,46 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_parser(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="gradient updates/s of every algorithm (vs d3rlpy), FLOPs, roofline, eval speed",
+        description="Times minibatch sampling + one update after a warm-up, repeated and "
+        "interleaved with d3rlpy's counterpart at the same hyperparameters when its virtualenv "
+        "exists (bench/setup_peer.sh). Run it on a quiet machine.",
+    )
+    p.add_argument("--algo", default="all", help="algorithm name or 'all'")
+    p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    p.add_argument("--steps", type=int, default=200, help="timed updates per repeat")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--no-peer", action="store_true", help="do not run d3rlpy")
+    p.add_argument("--no-extras", action="store_true", help="skip evaluation/rollout timing")
+    p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bearl.bench import rows_to_json, run
+    from bearl.config import ALGORITHMS, algorithm_class
+
+    algos = list(ALGORITHMS) if args.algo == "all" else [algorithm_class(args.algo).name]
+    threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    rows = run(
+        algos,
+        threads,
+        args.steps,
+        args.repeats,
+        args.warmup,
+        peer=not args.no_peer,
+        extras=not args.no_extras,
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows_to_json(rows), indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bearl import __version__
 
@@ -557,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     _report_parser(sub)
     _sweep_parser(sub)
     _policy_parsers(sub)  # eval, export, record
+    _bench_parser(sub)
     return parser
 
 

@@ -1,0 +1,56 @@
+"""The benchmark tool runs end to end (tiny step counts; it measures, it asserts no speed)."""
+
+from __future__ import annotations
+
+import json
+
+from bearl.bench import _MatmulRecorder, bench_dataset, flops_and_roofline, make_algo
+from bearl.cli import main
+
+
+def test_matmul_recorder_sees_forward_and_backward():
+    import torch
+
+    x = torch.randn(8, 4, requires_grad=True)
+    w = torch.randn(4, 3, requires_grad=True)
+    rec = _MatmulRecorder()
+    with rec:
+        (x @ w).sum().backward()
+    shapes = {(m, k, n) for _, m, k, n, _ in rec.calls}
+    assert (8, 4, 3) in shapes and len(rec.calls) >= 3  # forward + two gradients
+
+
+def test_flops_are_positive_and_roofline_finite():
+    algo, cfg = make_algo("TD3")
+    sampler = bench_dataset(2000).sampler(cfg.batch_size)
+    flops, roof = flops_and_roofline(algo, sampler)
+    assert flops > 1e6 and 0 < roof < float("inf")
+
+
+def test_bench_cli_writes_json(tmp_path):
+    out = tmp_path / "b.json"
+    code = main(
+        [
+            "bench",
+            "--algo",
+            "BC",
+            "--threads",
+            "1",
+            "--steps",
+            "3",
+            "--repeats",
+            "1",
+            "--warmup",
+            "1",
+            "--no-peer",
+            "--no-extras",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    rows = json.loads(out.read_text())
+    assert rows[0]["algo"] == "BC" and rows[0]["updates_per_s"] > 0
+    assert {"peer", "peer_updates_per_s", "ratio", "flops_per_update", "roofline_fraction"} <= set(
+        rows[0]
+    )
