@@ -70,14 +70,15 @@ class EnsembleCritic(nn.Module):
         first = self.hidden[0]
         o = obs.reshape(-1, self.obs_dim)  # distinct states [Bo, S]
         a = act.reshape(-1, act.shape[-1])  # [Ba, A]
-        h_obs = torch.matmul(o, first.weight[:, : self.obs_dim])  # [n, Bo, h]
+        # the bias joins the (smaller) state part, so the big tensor sees one add and one relu
+        h_obs = torch.matmul(o, first.weight[:, : self.obs_dim]) + first.bias  # [n, Bo, h]
         h = torch.matmul(a, first.weight[:, self.obs_dim :])  # [n, Ba, h]
         if o.shape[0] == a.shape[0]:
-            h = h + h_obs
+            h = h.add_(h_obs)
         else:  # each state is shared by Ba / Bo consecutive actions
             n, bo, width = h_obs.shape
-            h = (h.view(n, bo, -1, width) + h_obs.unsqueeze(2)).view(n, -1, width)
-        x = h.add_(first.bias).relu_()
+            h = h.view(n, bo, -1, width).add_(h_obs.unsqueeze(2)).view(n, -1, width)
+        x = h.relu_()
         for layer in self.hidden[1:]:
             x = layer(x).relu_()
         return self.out(x).reshape(self.n, *batch_shape)
