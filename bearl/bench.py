@@ -323,7 +323,7 @@ def run(
         torch.set_num_threads(threads[0])
         ev = bench_evaluation()
         print(
-            f"evaluation, {ev['episodes']} Hopper episodes ({ev['env_steps']} steps): batched "
+            f"evaluation, {ev['episodes']} HalfCheetah episodes ({ev['env_steps']} steps): batched "
             f"{ev['batched_s']:.2f} s, one at a time {ev['one_at_a_time_s']:.2f} s, raw env "
             f"steps {ev['raw_env_steps_s']:.2f} s -> batched/raw {ev['batched_over_raw']:.2f}x"
         )

@@ -44,10 +44,12 @@ class EnsembleLinear(nn.Module):
         )
         self.bias = nn.Parameter(torch.empty(n, 1, out_features).uniform_(-bound, bound))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
+        """``members`` selects a contiguous subset of the ensemble (default: all)."""
+        w, b = self.weight[members], self.bias[members]
         if x.dim() == 2:  # shared input: broadcast matmul [B,in] @ [n,in,out]
-            return torch.matmul(x, self.weight) + self.bias
-        return torch.baddbmm(self.bias, x, self.weight)
+            return torch.matmul(x, w) + b
+        return torch.baddbmm(b, x, w)
 
 
 class EnsembleCritic(nn.Module):
@@ -65,14 +67,19 @@ class EnsembleCritic(nn.Module):
         self.hidden = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:]))
         self.out = EnsembleLinear(n, dims[-1], 1)
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, obs: torch.Tensor, act: torch.Tensor, member: int | None = None
+    ) -> torch.Tensor:
+        """Q-values ``[n, *batch]``; with ``member=i`` only Q_i is computed, shape ``[*batch]``."""
         batch_shape = act.shape[:-1]
+        sl = slice(None) if member is None else slice(member, member + 1)
         first = self.hidden[0]
+        w, bias = first.weight[sl], first.bias[sl]
         o = obs.reshape(-1, self.obs_dim)  # distinct states [Bo, S]
         a = act.reshape(-1, act.shape[-1])  # [Ba, A]
         # the bias joins the (smaller) state part, so the big tensor sees one add and one relu
-        h_obs = torch.matmul(o, first.weight[:, : self.obs_dim]) + first.bias  # [n, Bo, h]
-        h = torch.matmul(a, first.weight[:, self.obs_dim :])  # [n, Ba, h]
+        h_obs = torch.matmul(o, w[:, : self.obs_dim]) + bias  # [n, Bo, h]
+        h = torch.matmul(a, w[:, self.obs_dim :])  # [n, Ba, h]
         if o.shape[0] == a.shape[0]:
             h = h.add_(h_obs)
         else:  # each state is shared by Ba / Bo consecutive actions
@@ -80,8 +87,9 @@ class EnsembleCritic(nn.Module):
             h = h.view(n, bo, -1, width).add_(h_obs.unsqueeze(2)).view(n, -1, width)
         x = h.relu_()
         for layer in self.hidden[1:]:
-            x = layer(x).relu_()
-        return self.out(x).reshape(self.n, *batch_shape)
+            x = layer(x, sl).relu_()
+        q = self.out(x, sl)
+        return q.reshape(*batch_shape) if member is not None else q.reshape(self.n, *batch_shape)
 
 
 class TanhGaussianActor(nn.Module):

@@ -117,3 +117,14 @@ def test_short_training_run(name, tmp_path):
     result = train(cfg, algo_cfg, dataset=make_random_dataset())
     assert result["steps"] == 20 and result["final_return"] is not None
     assert (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_critic_member_matches_the_full_ensemble():
+    from bearl.nets import EnsembleCritic
+
+    critic = EnsembleCritic(OBS, ACT, (16, 16), n=3)
+    obs, act = torch.randn(5, OBS), torch.randn(5, 4, ACT)
+    full = critic(obs.unsqueeze(1), act)
+    for i in range(3):
+        torch.testing.assert_close(critic(obs.unsqueeze(1), act, member=i), full[i])
+    torch.testing.assert_close(critic(obs, act[:, 0], member=1), critic(obs, act[:, 0])[1])

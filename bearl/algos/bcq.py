@@ -144,7 +144,7 @@ class BCQ(Algorithm):
         obs = b.observations
         pi = self.candidates(obs, 1).squeeze(1)  # [B, A]
         self.critic.requires_grad_(False)  # gradients flow through Q into the actor only
-        q1 = self.critic(obs, pi)[0]
+        q1 = self.critic(obs, pi, member=0)
         self.critic.requires_grad_(True)
         loss = -q1.mean()
         self.optims["actor"].zero_grad(set_to_none=True)
@@ -182,5 +182,5 @@ class BCQ(Algorithm):
             z = obs.new_zeros(*obs.shape[:-1], self.vae.latent_dim)
             return self.actor(obs, self.vae.decode(obs, z)[0])
         cand = self.candidates(obs, self.cfg.num_eval_samples)  # [B, K, A]
-        q1 = self.critic(obs.unsqueeze(1), cand)[0]  # [B, K]
+        q1 = self.critic(obs.unsqueeze(1), cand, member=0)  # [B, K]
         return cand[torch.arange(len(obs), device=obs.device), q1.argmax(-1)]

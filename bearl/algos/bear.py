@@ -285,7 +285,7 @@ class BEAR(Algorithm):
         if deterministic:
             return self.actor.deterministic(obs)
         cand, _ = self.actor.sample(obs, n=self.cfg.num_eval_samples)  # [B, K, A]
-        q1 = self.critic(obs.unsqueeze(1), cand)[0]  # [B, K]
+        q1 = self.critic(obs.unsqueeze(1), cand, member=0)  # [B, K]
         best = q1.argmax(-1)
         return cand[torch.arange(len(obs), device=obs.device), best]
 

@@ -163,7 +163,7 @@ class KLControl(Algorithm):
         # gradients flow through Q and beta into the actor's action only
         self.critic.requires_grad_(False)
         self.behavior.requires_grad_(False)
-        q1 = self.critic(obs, a)[0]
+        q1 = self.critic(obs, a, member=0)
         log_ratio = self._log_ratio(obs, pre)
         self.critic.requires_grad_(True)
         self.behavior.requires_grad_(True)

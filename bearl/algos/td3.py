@@ -125,7 +125,7 @@ class TD3(Algorithm):
     def _actor_step(self, b: Batch) -> dict[str, torch.Tensor]:
         pi = self.actor(b.observations)
         self.critic.requires_grad_(False)  # gradients flow through Q into the actor only
-        q1 = self.critic(b.observations, pi)[0]
+        q1 = self.critic(b.observations, pi, member=0)
         self.critic.requires_grad_(True)
         loss = -q1.mean()
         self.optims["actor"].zero_grad(set_to_none=True)
