@@ -228,9 +228,16 @@ def bench_evaluation(episodes: int = 10, env_name: str = "HalfCheetah-v5") -> di
     def act(obs: np.ndarray) -> np.ndarray:
         return algo.act(torch.as_tensor(obs, dtype=torch.float32)).numpy()
 
+    @torch.no_grad()
+    def act_mean(obs: np.ndarray) -> np.ndarray:
+        return algo.act(torch.as_tensor(obs, dtype=torch.float32), deterministic=True).numpy()
+
     t0 = time.perf_counter()
     res = run_episodes(act, env_name, episodes, seed=0)
     batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_episodes(act_mean, env_name, episodes, seed=0)
+    batched_mean = time.perf_counter() - t0
     total_steps = int(res.lengths.sum())
     t0 = time.perf_counter()
     for i in range(episodes):
@@ -252,6 +259,8 @@ def bench_evaluation(episodes: int = 10, env_name: str = "HalfCheetah-v5") -> di
         "one_at_a_time_s": single,
         "raw_env_steps_s": raw,
         "batched_over_raw": batched / raw,
+        "mean_action_batched_s": batched_mean,
+        "mean_action_over_raw": batched_mean / raw,
     }
 
 
@@ -325,7 +334,9 @@ def run(
         print(
             f"evaluation, {ev['episodes']} HalfCheetah episodes ({ev['env_steps']} steps): batched "
             f"{ev['batched_s']:.2f} s, one at a time {ev['one_at_a_time_s']:.2f} s, raw env "
-            f"steps {ev['raw_env_steps_s']:.2f} s -> batched/raw {ev['batched_over_raw']:.2f}x"
+            f"steps {ev['raw_env_steps_s']:.2f} s -> batched/raw {ev['batched_over_raw']:.2f}x; "
+            f"mean actions {ev['mean_action_batched_s']:.2f} s -> "
+            f"{ev['mean_action_over_raw']:.2f}x"
         )
         ro = bench_rollout()
         print(f"rollout (bearl data make): {ro['transitions_per_s']:.0f} transitions/s")
