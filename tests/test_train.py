@@ -211,3 +211,29 @@ def test_unwritable_log_dir_fails_before_training(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(BearlError, match="cannot write logs"):
         run(blocker, "r", steps=20)
+
+
+def test_checkpoints_of_another_algorithm_or_newer_format_are_refused(tmp_path):
+    from bearl.checkpoint import load_checkpoint
+    from bearl.errors import CheckpointError
+
+    run(tmp_path, "r", steps=20)
+    ckpt = tmp_path / "r" / "checkpoint.pt"
+    with pytest.raises(CheckpointError, match="checkpoint is for BEAR, not TD3"):
+        load_checkpoint(ckpt, algo="TD3")
+    payload = torch.load(ckpt, weights_only=True)
+    payload["format_version"] = 99
+    newer = tmp_path / "newer.pt"
+    torch.save(payload, newer)
+    with pytest.raises(CheckpointError, match="newer than this bearl"):
+        load_checkpoint(newer)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
+    from bearl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a bearl run folder"):
+        train(resume=tmp_path)
