@@ -42,6 +42,13 @@ class Algorithm:
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def optimize(self, name: str, loss: torch.Tensor) -> None:
+        """One gradient step of optimizer ``name`` on ``loss``."""
+        opt = self.optims[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         raise NotImplementedError

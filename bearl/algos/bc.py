@@ -109,9 +109,7 @@ class BC(Algorithm):
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         loss = self.loss(batch.observations, batch.actions)
-        self.optims["policy"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["policy"].step()
+        self.optimize("policy", loss)
         self.step += 1
         return {"bc_loss": loss.detach()}
 

@@ -108,9 +108,7 @@ class BCQ(Algorithm):
     # -- 1. behaviour model ------------------------------------------------------------------------
     def _vae_step(self, b: Batch) -> torch.Tensor:
         loss = self.vae.loss(b.observations, b.actions)
-        self.optims["vae"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["vae"].step()
+        self.optimize("vae", loss)
         return loss.detach()
 
     # -- 2. perturbed VAE samples -----------------------------------------------------------------
@@ -134,9 +132,7 @@ class BCQ(Algorithm):
         y = self._target(b)
         q = self.critic(b.observations, b.actions)  # [2, B]
         loss = (q - y).pow(2).mean(1).sum()  # MSE(Q1, y) + MSE(Q2, y)
-        self.optims["critic"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["critic"].step()
+        self.optimize("critic", loss)
         return loss.detach(), q.detach().mean(), y.mean()
 
     # -- 4. perturbation actor ------------------------------------------------------------------
@@ -147,9 +143,7 @@ class BCQ(Algorithm):
         q1 = self.critic(obs, pi, member=0)
         self.critic.requires_grad_(True)
         loss = -q1.mean()
-        self.optims["actor"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["actor"].step()
+        self.optimize("actor", loss)
         return {
             "actor_loss": loss.detach(),
             "policy_q": q1.detach().mean(),

@@ -176,9 +176,7 @@ class BEAR(Algorithm):
     # -- 1. behaviour model ------------------------------------------------------------------------
     def _vae_step(self, b: Batch) -> torch.Tensor:
         loss = self.vae.loss(b.observations, b.actions)
-        self.optims["vae"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["vae"].step()
+        self.optimize("vae", loss)
         return loss.detach()
 
     # -- 2. critics ---------------------------------------------------------------------------
@@ -196,9 +194,7 @@ class BEAR(Algorithm):
         y = self._target(b)
         q = self.critic(b.observations, b.actions)  # [Q, B]
         loss = (q - y).pow(2).mean(1).sum()  # sum over the ensemble of each critic's MSE
-        self.optims["critic"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["critic"].step()
+        self.optimize("critic", loss)
         return loss.detach(), q.detach().mean(), y.mean()
 
     # -- 3. actor with the support constraint ---------------------------------------------------
@@ -238,17 +234,13 @@ class BEAR(Algorithm):
             # population std over the ensemble; the 1e-8 floor keeps its gradient finite
             std_q = (q_all.var(0, unbiased=False) + 1e-8).sqrt()
             loss = (-q_agg + self.std_factor * std_q + alpha * dist).mean()
-        self.optims["actor"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["actor"].step()
+        self.optimize("actor", loss)
 
         # -- 4. dual ascent on alpha, from the detached distance (no second pass through the actor)
         dist_mean = dist.detach().mean()
         if c.mode == "auto":
             alpha_loss = -(self.log_alpha.exp() * (dist_mean - self.eps))
-            self.optims["alpha"].zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.optims["alpha"].step()
+            self.optimize("alpha", alpha_loss)
             with torch.no_grad():
                 self.log_alpha.clamp_(c.log_alpha_min, c.lagrange_thresh)
         return {

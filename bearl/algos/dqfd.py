@@ -130,9 +130,7 @@ class DQfD(Algorithm):
     # -- 1. behaviour model (demo_action=vae) ------------------------------------------------------
     def _vae_step(self, b: Batch) -> torch.Tensor:
         loss = self.vae.loss(b.observations, b.actions)
-        self.optims["vae"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["vae"].step()
+        self.optimize("vae", loss)
         return loss.detach()
 
     @torch.no_grad()
@@ -169,9 +167,7 @@ class DQfD(Algorithm):
         q1_demo = q[0, :, 2] if len(acts) == 3 else q[0, :, 0]  # demo = dataset action: column 0
         margin = margin_loss(q[0, :, 1], q1_demo, self.cfg.margin_threshold)
         loss = td + self.cfg.lamda * margin
-        self.optims["critic"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["critic"].step()
+        self.optimize("critic", loss)
         return {
             "critic_loss": loss.detach(),
             "td_loss": td.detach(),
@@ -187,9 +183,7 @@ class DQfD(Algorithm):
         q1 = self.critic(b.observations, pi, member=0)
         self.critic.requires_grad_(True)
         loss = -q1.mean()
-        self.optims["actor"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["actor"].step()
+        self.optimize("actor", loss)
         return {
             "actor_loss": loss.detach(),
             "policy_q": q1.detach().mean(),

@@ -126,9 +126,7 @@ class KLControl(Algorithm):
         eps = self.cfg.action_eps
         pre_tanh = torch.atanh(b.actions.clamp(-1.0 + eps, 1.0 - eps))
         loss = -self.behavior.log_prob(b.observations, pre_tanh).mean()
-        self.optims["behavior"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["behavior"].step()
+        self.optimize("behavior", loss)
         return loss.detach()
 
     def _log_ratio(self, obs: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
@@ -149,9 +147,7 @@ class KLControl(Algorithm):
         y = self._target(b)
         q = self.critic(b.observations, b.actions)  # [2, B]
         loss = (q - y).pow(2).mean(1).sum()  # MSE(Q1, y) + MSE(Q2, y)
-        self.optims["critic"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["critic"].step()
+        self.optimize("critic", loss)
         return loss.detach(), q.detach().mean(), y.mean()
 
     # -- 3. actor and 4. temperature ------------------------------------------------------------
@@ -168,15 +164,11 @@ class KLControl(Algorithm):
         self.critic.requires_grad_(True)
         self.behavior.requires_grad_(True)
         loss = (-q1 + alpha * log_ratio).mean()
-        self.optims["actor"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["actor"].step()
+        self.optimize("actor", loss)
 
         kl = log_ratio.detach().mean()
         alpha_loss = self.log_alpha.exp() * (c.target_kl - kl)  # descent: alpha up if kl > target
-        self.optims["alpha"].zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.optims["alpha"].step()
+        self.optimize("alpha", alpha_loss)
         with torch.no_grad():
             # a deviation: the original leaves log alpha unbounded
             self.log_alpha.clamp_(c.log_alpha_min, c.log_alpha_max)

@@ -116,9 +116,7 @@ class TD3(Algorithm):
         y = self._target(b)
         q = self.critic(b.observations, b.actions)  # [2, B]
         loss = (q - y).pow(2).mean(1).sum()  # MSE(Q1, y) + MSE(Q2, y)
-        self.optims["critic"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["critic"].step()
+        self.optimize("critic", loss)
         return loss.detach(), q.detach().mean(), y.mean()
 
     # -- 2. delayed actor -----------------------------------------------------------------------
@@ -128,9 +126,7 @@ class TD3(Algorithm):
         q1 = self.critic(b.observations, pi, member=0)
         self.critic.requires_grad_(True)
         loss = -q1.mean()
-        self.optims["actor"].zero_grad(set_to_none=True)
-        loss.backward()
-        self.optims["actor"].step()
+        self.optimize("actor", loss)
         return {
             "actor_loss": loss.detach(),
             "policy_q": q1.detach().mean(),
