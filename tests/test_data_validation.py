@@ -310,3 +310,31 @@ def test_npy_object_array_that_runs_code_is_refused(tmp_path):
         _assert_names(err, path)
         assert "refusing to unpickle" in str(err)
         assert not marker.exists()
+
+
+def test_actions_outside_the_action_space_name_the_field():
+    import gymnasium as gym
+
+    from bearl.data.dataset import Dataset, DatasetInfo
+    from bearl.errors import DatasetError
+
+    n = 10
+    acts = np.zeros((n, 1), np.float32)
+    acts[4] = 3.5  # Pendulum's bounds are [-2, 2]
+    ds = Dataset(
+        np.zeros((n, 3)),
+        acts,
+        np.zeros(n),
+        np.zeros((n, 3)),
+        np.zeros(n, bool),
+        info=DatasetInfo(source="outside.hdf5"),
+    )
+    env = gym.make("Pendulum-v1")
+    with pytest.raises(
+        DatasetError, match=r"outside.hdf5: field 'actions': 1 rows outside .*row 4"
+    ):
+        ds.check_spaces(env.observation_space, env.action_space, "Pendulum-v1")
+    acts[4] = 2.0  # on the bound is fine
+    Dataset(np.zeros((n, 3)), acts, np.zeros(n), np.zeros((n, 3)), np.zeros(n, bool)).check_spaces(
+        env.observation_space, env.action_space
+    )

@@ -78,7 +78,9 @@ def runs(tmp_path_factory):
             elif name == "no-eval":
                 cache[name] = _train(root, name, steps=10, eval_every=10, eval_episodes=0)
             elif name == "hopper":
-                ds = make_random_dataset(obs_dim=11, act_dim=3, env_name="Hopper-v5")
+                ds = make_random_dataset(
+                    obs_dim=11, act_dim=3, env_name="Hopper-v5", action_scale=1.0
+                )
                 cache[name] = _train(
                     root, name, ds, env="Hopper-v5", algo="TD3", steps=10, eval_every=10,
                     eval_episodes=1,

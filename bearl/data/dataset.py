@@ -210,7 +210,8 @@ class Dataset:
         )
 
     def check_spaces(self, observation_space, action_space, env_name: str = "the env") -> None:
-        """Raise DatasetError if the dimensions disagree with an environment's spaces."""
+        """Raise DatasetError if the widths disagree with an environment's spaces, or actions
+        lie outside its action bounds."""
         src = self.info.source
         obs_shape = getattr(observation_space, "shape", None)
         act_shape = getattr(action_space, "shape", None)
@@ -222,6 +223,19 @@ class Dataset:
             raise DatasetError(
                 src, f"width {self.act_dim} but {env_name} acts with {act_shape}", "actions"
             )
+        low, high = getattr(action_space, "low", None), getattr(action_space, "high", None)
+        if low is not None and high is not None:
+            low, high = np.asarray(low).reshape(-1), np.asarray(high).reshape(-1)
+            slack = 1e-4 * (high - low)  # float32 rounding of values written at the bound
+            outside = ((self.actions < low - slack) | (self.actions > high + slack)).any(axis=1)
+            if outside.any():
+                i = int(np.flatnonzero(outside)[0])
+                raise DatasetError(
+                    src,
+                    f"{int(outside.sum())} rows outside {env_name}'s action bounds "
+                    f"[{low.min():g}, {high.max():g}] (first at row {i}: {self.actions[i]})",
+                    "actions",
+                )
 
     # -- sampling ----------------------------------------------------------------------------
     def sampler(
