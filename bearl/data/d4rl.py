@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
@@ -50,7 +50,8 @@ def read_d4rl(path: str | os.PathLike) -> Dataset:
         raise DatasetError(src, "empty file")
     try:
         with h5py.File(path, "r") as f:
-            arrays = _read_arrays(f, src)
+            packed = _read_packed(f)
+            arrays = _read_arrays(f, src, skip_floats=packed is not None)
             meta = _read_metadata(f)
     except (OSError, RuntimeError) as e:
         raise DatasetError(src, f"not a readable HDF5 file (truncated or corrupt?): {e}") from None
@@ -72,6 +73,11 @@ def read_d4rl(path: str | os.PathLike) -> Dataset:
         metadata=meta,
     )
 
+    if packed is not None:  # read straight into the packed matrix: no second copy
+        obs_dim, act_dim = packed.obs_dim, packed.act_dim
+        return Dataset.from_packed(
+            packed.matrix, obs_dim, act_dim, arrays["terminals"], arrays["timeouts"], info
+        )
     if "next_observations" in arrays:
         return Dataset(
             arrays["observations"],
@@ -125,8 +131,47 @@ def d4rl_dir() -> Path:
     return Path(os.environ.get("D4RL_DATASET_DIR") or Path.home() / ".d4rl" / "datasets")
 
 
-def _read_arrays(f: h5py.File, src: str) -> dict[str, np.ndarray]:
-    """The validated arrays of the file, flags as 1-D bool, floats checked for NaN/Inf."""
+class _Packed(NamedTuple):
+    matrix: np.ndarray
+    obs_dim: int
+    act_dim: int
+
+
+def _read_packed(f: h5py.File) -> _Packed | None:
+    """Fast path for files with ``next_observations``: the float fields are read in blocks of
+    rows straight into their columns of one float32 matrix, so the file's data is never held
+    twice. None when the file does not have the plain layout (the general path then reports
+    what is wrong)."""
+    keys = ("observations", "actions", "rewards", "next_observations")
+    if not all(isinstance(f.get(k), h5py.Dataset) for k in (*keys, "terminals")):
+        return None
+    obs, act, rew, nxt = (f[k] for k in keys)
+    n = obs.shape[0] if obs.ndim == 2 else -1
+    if (
+        n <= 0
+        or act.ndim != 2
+        or act.shape[0] != n
+        or nxt.shape != obs.shape
+        or rew.shape not in ((n,), (n, 1))
+        or f["terminals"].shape[0] != n
+        or any(d.dtype.kind != "f" for d in (obs, act, rew, nxt))
+    ):
+        return None
+    s, a = obs.shape[1], act.shape[1]
+    matrix = np.empty((n, 2 * s + a + 1), dtype=np.float32)
+    rows = max(1, (1 << 22) // matrix.shape[1])  # ~16 MiB of rows at a time
+    for i in range(0, n, rows):
+        j = min(n, i + rows)
+        matrix[i:j, :s] = obs[i:j]
+        matrix[i:j, s : s + a] = act[i:j]
+        matrix[i:j, s + a] = rew[i:j].reshape(-1)
+        matrix[i:j, s + a + 1 :] = nxt[i:j]
+    return _Packed(matrix, s, a)
+
+
+def _read_arrays(f: h5py.File, src: str, skip_floats: bool = False) -> dict[str, np.ndarray]:
+    """The validated arrays of the file, flags as 1-D bool, floats checked for NaN/Inf.
+    ``skip_floats``: read only the flags (the floats were read by :func:`_read_packed`)."""
     if len(f.keys()) == 0:
         raise DatasetError(src, "the HDF5 file holds no datasets")
     for key in REQUIRED_KEYS:
@@ -134,7 +179,7 @@ def _read_arrays(f: h5py.File, src: str) -> dict[str, np.ndarray]:
             raise DatasetError(src, f"missing (the file has: {', '.join(sorted(f.keys()))})", key)
     arrays = {}
     for key in (*REQUIRED_KEYS, "timeouts", "next_observations"):
-        if key not in f:
+        if key not in f or (skip_floats and key in FLOAT_KEYS):
             continue
         if not isinstance(f[key], h5py.Dataset):
             raise DatasetError(src, "is a group, expected an array", key)
@@ -144,7 +189,7 @@ def _read_arrays(f: h5py.File, src: str) -> dict[str, np.ndarray]:
         if key in ("rewards", *FLAG_KEYS) and a.ndim == 2 and a.shape[1] == 1:
             a = a[:, 0]
         arrays[key] = a
-    n = len(arrays["observations"])
+    n = f["observations"].shape[0] if skip_floats else len(arrays["observations"])
     for key, a in arrays.items():
         if len(a) != n:
             raise DatasetError(src, f"has {len(a)} rows but 'observations' has {n}", key)

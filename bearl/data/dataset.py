@@ -131,6 +131,39 @@ class Dataset:
         if not (self.terminals[-1] or self.timeouts[-1]):
             self.timeouts[-1] = True  # the end of the data cuts the last episode
 
+    @classmethod
+    def from_packed(
+        cls,
+        packed: np.ndarray,
+        obs_dim: int,
+        act_dim: int,
+        terminals: np.ndarray,
+        timeouts: np.ndarray,
+        info: DatasetInfo | None = None,
+    ) -> Dataset:
+        """A Dataset that takes ownership of an already packed float32 matrix
+        ``[observations | actions | rewards | next_observations]`` without copying it (loaders
+        read files straight into it). Validated like the constructor."""
+        self = cls.__new__(cls)
+        self.info = info or DatasetInfo()
+        src = self.info.source
+        n = len(packed)
+        if packed.dtype != np.float32 or packed.shape[1:] != (2 * obs_dim + act_dim + 1,):
+            raise ValueError(f"packed matrix has dtype {packed.dtype}, shape {packed.shape}")
+        if n == 0:
+            raise DatasetError(src, "the dataset is empty (0 transitions)")
+        self._packed, self.obs_dim, self.act_dim = packed, obs_dim, act_dim
+        for name in ("observations", "actions", "rewards", "next_observations"):
+            _check_finite(src, name, getattr(self, name))
+        for name, flags in (("terminals", terminals), ("timeouts", timeouts)):
+            if np.shape(flags) != (n,):
+                raise DatasetError(src, f"has shape {np.shape(flags)}, expected ({n},)", name)
+        self.terminals = _as_bool(src, "terminals", np.asarray(terminals))
+        self.timeouts = _as_bool(src, "timeouts", np.asarray(timeouts)) & ~self.terminals
+        if not (self.terminals[-1] or self.timeouts[-1]):
+            self.timeouts[-1] = True
+        return self
+
     # -- fields (views of the packed matrix) --------------------------------------------------
     @property
     def observations(self) -> np.ndarray:

@@ -1,0 +1,77 @@
+"""Peak memory of loading a large dataset: does it hold the data once or twice?
+
+    python bench/memory.py [--rows 2000000]
+
+Writes a random Hopper-shaped D4RL-layout file (with next_observations) to a temporary folder,
+then loads it with ``bearl.load_dataset`` in a fresh process and reports the size of the
+dataset and how much the process's peak resident memory grew while loading it (plus building
+the minibatch sampler, which shares the dataset's memory on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+CHILD = """
+import json, sys
+import bearl.data.d4rl, bearl.data.load  # imports torch, h5py etc. before the baseline
+
+
+def hwm_kib():  # peak resident set of THIS process (ru_maxrss survives exec on Linux)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
+
+before = hwm_kib()
+ds = bearl.data.load.load_dataset(sys.argv[1])
+sampler = ds.sampler(256)
+peak = hwm_kib()
+print(json.dumps({
+    "dataset_mib": ds._packed.nbytes / 2**20,
+    "peak_growth_mib": (peak - before) / 1024,
+    "sampler_shares_memory": sampler.data.data_ptr() == ds._packed.ctypes.data,
+}))
+"""
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--rows", type=int, default=2_000_000)
+    args = p.parse_args()
+    from bearl.data.d4rl import write_d4rl
+    from bearl.data.dataset import Dataset
+
+    rng = np.random.default_rng(0)
+    n = args.rows
+    timeouts = np.zeros(n, bool)
+    timeouts[999::1000] = True
+    ds = Dataset(
+        rng.normal(size=(n, 11)).astype(np.float32),
+        rng.uniform(-1, 1, (n, 3)).astype(np.float32),
+        rng.normal(size=n).astype(np.float32),
+        rng.normal(size=(n, 11)).astype(np.float32),
+        np.zeros(n, bool),
+        timeouts,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.hdf5"
+        write_d4rl(ds, path)
+        del ds
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True
+        )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result["rows"] = n
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
