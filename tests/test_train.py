@@ -237,3 +237,17 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
 
     with pytest.raises(ConfigError, match="not a bearl run folder"):
         train(resume=tmp_path)
+
+
+def test_same_seed_same_numbers_other_seed_differs(tmp_path):
+    def strip(rows):
+        return [
+            {k: v for k, v in r.items() if k not in ("WallTime", "UpdatesPerSecond")} for r in rows
+        ]
+
+    run(tmp_path, "a", steps=20)
+    run(tmp_path, "b", steps=20)
+    run(tmp_path, "c", steps=20, seed=1)
+    a, b, c = (strip(read_rows(tmp_path / x / "progress.csv")) for x in "abc")
+    assert a == b
+    assert a != c
