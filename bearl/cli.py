@@ -222,6 +222,10 @@ def cmd_train_behavior(args: argparse.Namespace) -> int:
     from bearl.data.behavior import BehaviorConfig, train_behavior
 
     values = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(BehaviorConfig)}}
+    if args.resume:  # the run's own settings, updated with the flags given now (e.g. --steps)
+        saved = Path(values.get("out", BehaviorConfig.out)) / "run.json"
+        if saved.exists():
+            values = {**json.loads(saved.read_text())["config"], **values}
     out = train_behavior(build(BehaviorConfig, values), resume=args.resume)
     print(f"behaviour run: {out} (snapshots in {out / 'snapshots'})")
     return 0

@@ -251,3 +251,9 @@ def test_same_seed_same_numbers_other_seed_differs(tmp_path):
     a, b, c = (strip(read_rows(tmp_path / x / "progress.csv")) for x in "abc")
     assert a == b
     assert a != c
+
+
+def test_tensorboard_mirror(tmp_path):
+    pytest.importorskip("tensorboard")
+    run(tmp_path, "tb", steps=20, tensorboard=True)
+    assert any((tmp_path / "tb" / "tb").iterdir())

@@ -117,6 +117,9 @@ def train_behavior(cfg: BehaviorConfig, resume: bool = False, progress: bool = T
     if resume:
         if not state_file.exists():
             raise BearlError(f"{out}: nothing to resume (no checkpoint/state.json)")
+        saved_env = json.loads((out / "run.json").read_text())["env_id"]
+        if saved_env != env_id:
+            raise BearlError(f"{out}: the run trains {saved_env}, not {env_id}")
     elif (out / "evaluations.csv").exists():
         raise BearlError(f"{out}: a run already exists here; use --resume or another --out")
     out.mkdir(parents=True, exist_ok=True)
