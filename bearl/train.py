@@ -166,6 +166,7 @@ def train(
             "UpdatesPerSecond": round((step - step_row) / max(now - t_row, 1e-9), 2),
         }
         _check_finite(metrics, step, run_dir, logger)
+        _check_parameters(algo, step, run_dir, logger)  # before evaluating or saving
         row.update({k: float(v) / count for k, v in sums.items()})
         if evaluate:
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -265,6 +266,22 @@ def _check_finite(metrics: dict[str, torch.Tensor], step: int, run_dir: Path, lo
     msg = f"{', '.join(bad)} became NaN/Inf at step {step}; training stopped ({where})"
     logger.info(msg)
     raise TrainingDiverged(msg)
+
+
+def _check_parameters(algo, step: int, run_dir: Path, logger) -> None:
+    """Stop if any network's parameters hold NaN/Inf (checked at each evaluation, so the last
+    checkpoint, written at the previous evaluation, is the last good one)."""
+    bad = [
+        name
+        for name, net in algo.nets.items()
+        if not all(bool(torch.isfinite(p).all()) for p in net.parameters())
+    ]
+    if bad:
+        ckpt = run_dir / "checkpoint.pt"
+        where = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint yet"
+        msg = f"parameters of {', '.join(bad)} became NaN/Inf by step {step}; stopped ({where})"
+        logger.info(msg)
+        raise TrainingDiverged(msg)
 
 
 def _device(name: str) -> torch.device:

@@ -257,3 +257,23 @@ def test_tensorboard_mirror(tmp_path):
     pytest.importorskip("tensorboard")
     run(tmp_path, "tb", steps=20, tensorboard=True)
     assert any((tmp_path / "tb" / "tb").iterdir())
+
+
+def test_nan_parameters_stop_before_they_are_saved(tmp_path, monkeypatch):
+    from bearl.algos.bear import BEAR
+    from bearl.checkpoint import load_checkpoint
+
+    real = BEAR.update
+
+    def poisoned(self, batch):
+        m = real(self, batch)
+        if self.step == 40:  # after this step's losses: only the parameter check can see it
+            with torch.no_grad():
+                self.vae.decoder[0].weight[0, 0] = float("inf")
+        return m
+
+    monkeypatch.setattr(BEAR, "update", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"parameters of vae became NaN/Inf by step 40"):
+        run(tmp_path, "p", steps=60)
+    state = load_checkpoint(tmp_path / "p" / "checkpoint.pt")
+    assert state["step"] == 20  # the last good one
