@@ -112,12 +112,12 @@ class TD3(Algorithm):
         q = self.critic_target(b.next_observations, next_a)  # [2, B]
         return b.rewards + self.cfg.gamma * (1.0 - b.terminals) * q.min(0).values
 
-    def _critic_step(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _critic_step(self, b: Batch) -> dict[str, torch.Tensor]:
         y = self._target(b)
         q = self.critic(b.observations, b.actions)  # [2, B]
         loss = (q - y).pow(2).mean(1).sum()  # MSE(Q1, y) + MSE(Q2, y)
         self.optimize("critic", loss)
-        return loss.detach(), q.detach().mean(), y.mean()
+        return {"critic_loss": loss.detach(), "q_data": q.detach().mean(), "q_target": y.mean()}
 
     # -- 2. delayed actor -----------------------------------------------------------------------
     def _actor_step(self, b: Batch) -> dict[str, torch.Tensor]:
@@ -134,19 +134,14 @@ class TD3(Algorithm):
         }
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        critic_loss, q_data, q_target = self._critic_step(batch)
+        metrics = self._critic_step(batch)
         if self.step % self.cfg.policy_freq == 0:
             self.actor_metrics = self._actor_step(batch)
             # -- 3. targets, on the actor's steps only (as TD3)
             soft_update(self.critic_target, self.critic, self.cfg.tau)
             soft_update(self.actor_target, self.actor, self.cfg.tau)
         self.step += 1
-        return {
-            "critic_loss": critic_loss,
-            "q_data": q_data,
-            "q_target": q_target,
-            **self.actor_metrics,
-        }
+        return {**metrics, **self.actor_metrics}
 
     # -- acting ------------------------------------------------------------------------------------
     @torch.no_grad()
