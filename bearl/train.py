@@ -65,6 +65,7 @@ def train(
 
             cfg, algo_cfg = resolve({**to_dict(cfg)})
         run_dir = _new_run_dir(cfg)
+    _check_writable(run_dir)  # before the (possibly long) dataset load
 
     tune_allocator()
     if cfg.threads > 0:
@@ -100,7 +101,6 @@ def train(
     gamma = getattr(algo_cfg, "gamma", 0.99)
     diagnostics = BootstrapDiagnostics(dataset, device, gamma, low, high) if evaluate else None
 
-    _check_writable(run_dir)
     logger = RunLogger(
         run_dir,
         cfg.tensorboard,
