@@ -7,6 +7,7 @@ names (``hopper``) and dataset names (``hopper-medium``, ``hopper-medium-replay-
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 
@@ -75,8 +76,29 @@ def resolve_env_id(name: str) -> str:
     raise BearlError(f"unknown environment '{name}' (known: {known}, or any gymnasium id)")
 
 
+def _route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings to Python logging instead of stdout and a MUJOCO_LOG.TXT file in
+    the working folder. MuJoCo 4 warns about gymnasium's own XML ('settotalmass' is
+    deprecated) each time an env is built; that one goes to debug level. A handler the user
+    installed is left alone."""
+    try:
+        import mujoco
+    except ImportError:
+        return
+    if mujoco.get_mju_user_warning() is not None:
+        return
+    log = logging.getLogger("bearl.mujoco")
+
+    def handler(message: str) -> None:
+        level = logging.DEBUG if "settotalmass" in message else logging.WARNING
+        log.log(level, "MuJoCo: %s", message)
+
+    mujoco.set_mju_user_warning(handler)
+
+
 def make_env(name: str, seed: int | None = None, **kwargs: object) -> gym.Env:
     """Create one gymnasium environment from any accepted name; reset it with ``seed`` if given."""
+    _route_mujoco_warnings()
     env = gym.make(resolve_env_id(name), **kwargs)
     if seed is not None:
         env.reset(seed=seed)
