@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bearl.errors import CheckpointError
+from bearl.errors import CheckpointError, describe
 
 FORMAT_VERSION = 1
 
@@ -61,7 +61,10 @@ def load_checkpoint(path: Path, algo: str | None = None) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure here means an unusable file
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint, corrupt or holding more than tensors and plain "
+            f"containers ({describe(e)})"
+        ) from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path}: not a bearl checkpoint")
     if payload["format_version"] > FORMAT_VERSION:

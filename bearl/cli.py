@@ -1,7 +1,8 @@
 """The ``bearl`` command line: train, data (info, convert, train-behavior), plot, report, sweep.
 
-Errors in the input (a bad file, an unknown flag value) are printed as one line and exit with
-status 2; ``--debug`` shows the Python traceback as well.
+Errors in the input (a bad file, an unknown flag value) and of the machine (a full disk, a path
+that is a file) are printed as one line and exit with status 2; ``--debug`` shows the Python
+traceback as well.
 """
 
 from __future__ import annotations
@@ -620,6 +621,12 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"bearl: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the machine's state (disk full, a path that is a file): not a bug
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"bearl: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -62,6 +62,14 @@ class TrainConfig:
     progress: bool = True
     """Show a progress bar."""
 
+    def validate(self) -> None:
+        """Raise ConfigError naming the first field whose value cannot work."""
+        for name, low in (("steps", 1), ("eval_every", 1), ("eval_episodes", 0), ("threads", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"--{name} must be at least {low}, got {getattr(self, name)}")
+        if not (self.device == "cpu" or self.device.startswith(("cuda", "mps"))):
+            raise ConfigError(f"--device: expected cpu, cuda or cuda:N, got '{self.device}'")
+
 
 # Algorithm name -> "module:Class". Names are case-insensitive on the command line.
 ALGORITHMS: dict[str, str] = {
@@ -370,12 +378,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_one_line(e)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of field: value")
     return data
+
+
+def _one_line(error: Exception) -> str:
+    """A parser's multi-line message as one line (errors are printed as one line)."""
+    return " ".join(str(error).split())
 
 
 def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
@@ -393,6 +406,7 @@ def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
     if "env" in values and "dataset" not in values and _looks_like_dataset(str(values["env"])):
         values["dataset"] = values["env"]
     train = build(TrainConfig, {k: v for k, v in values.items() if k in train_names})
+    train.validate()
     cls = algorithm_class(train.algo)
     algo_cls_cfg = cls.config_cls
     algo_names = {f.name for f in fields(algo_cls_cfg)}

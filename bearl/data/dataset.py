@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from bearl.errors import DatasetError
+from bearl.errors import DatasetError, describe
 
 
 class Batch(NamedTuple):
@@ -321,7 +321,7 @@ def _as_array(src: str, name: str, value: Any) -> np.ndarray:
     try:
         a = np.asarray(value)
     except Exception as e:  # noqa: BLE001
-        raise DatasetError(src, f"cannot be read as an array ({e})", name) from None
+        raise DatasetError(src, f"cannot be read as an array ({describe(e)})", name) from None
     if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
         raise DatasetError(src, f"has dtype {a.dtype}; expected numbers", name)
     return a
