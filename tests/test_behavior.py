@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from bearl.cli import main
 from bearl.errors import BearlError
@@ -47,6 +48,15 @@ def test_train_resume_and_export(tmp_path):
     entry = export_policies(out, tmp_path / "policies", episodes=1)
     assert {"medium", "expert", "medium-replay"} <= set(entry)
     assert (tmp_path / "policies" / "pendulum-expert.pt").exists()
+    # the replay chain covers the run up to the medium snapshot, thinned to max_chain snapshots
+    replay = tmp_path / "policies" / "pendulum-replay.pt"
+    m_step = 600
+    for max_chain in (1, 2, 100):
+        export_policies(out, tmp_path / "policies", m_step, episodes=1, max_chain=max_chain)
+        chain = torch.load(replay, weights_only=True)
+        stride = {1: 600, 2: 400, 100: 200}[max_chain]
+        assert chain["steps"] == list(range(0, m_step, stride))
+        assert chain["transitions_per_snapshot"] == stride and chain["env_steps"] == m_step
 
 
 def test_resume_refuses_another_env(tmp_path):

@@ -34,8 +34,9 @@ def shipped(tmp_path, monkeypatch):
             "hidden": [16, 16],
             "log_std_bounds": [-20.0, 2.0],
             "snapshots": chain,
-            "steps": [0, 10, 20],
+            "steps": [0, 300, 600],
             "transitions_per_snapshot": 300,
+            "env_steps": 750,  # the medium snapshot came 150 steps after the last chain entry
         },
         folder / "hopper-replay.pt",
     )
@@ -106,12 +107,16 @@ def test_medium_expert_is_medium_then_expert_halves(shipped):
 
 
 def test_medium_replay_rolls_out_the_chain(shipped):
-    assert suite.default_size("hopper-medium-replay") == 900
+    assert suite.default_size("hopper-medium-replay") == 750
     ds = suite.generate("hopper-medium-replay", seed=0, progress=False)
-    assert len(ds) == 900
-    # three equal shares, each ending an episode
-    for end in (299, 599, 899):
+    assert len(ds) == 750
+    # each snapshot's share is the env steps it collected (300, 300, 150), each ending episodes
+    for end in (299, 599, 749):
         assert ds.terminals[end] or ds.timeouts[end]
+    assert np.all(np.abs(ds.actions[:300]) <= 1.0)  # the random warm-up
+    half = suite.generate("hopper-medium-replay", size=375, seed=0, progress=False)
+    for end in (149, 299, 374):  # a smaller size keeps the proportions
+        assert half.terminals[end] or half.timeouts[end]
 
 
 def test_missing_policy_is_a_clear_error(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -291,13 +292,16 @@ def export_policies(
     expert_step: int | None = None,
     episodes: int = 50,
     seed: int = 0,
+    max_chain: int = 24,
 ) -> dict[str, dict]:
     """Write ``<env>-medium.pt``, ``<env>-expert.pt`` and ``<env>-replay.pt`` into ``out_dir``.
 
     The replay file is the chain of snapshots that collected the run's data up to the medium
     snapshot (None for the uniform-random warm-up), stored in float16, which
     ``bearl.data.suite`` rolls out to rebuild medium-replay. The chosen snapshots are measured
-    again over ``episodes`` stochastic episodes; the numbers go into ``policies.json``.
+    again over ``episodes`` stochastic episodes; the numbers go into ``policies.json``. The chain
+    keeps every k-th snapshot, k the smallest that leaves at most ``max_chain`` of them (each
+    ~140 KB), and each one then stands for the k x ``eval_every`` env steps that follow it.
     """
     from bearl.envs import env_family
     from bearl.policy_io import load_policy_file
@@ -331,6 +335,7 @@ def export_policies(
         entry[level] = stats
     learning_starts = int(run["config"]["learning_starts"])
     every = int(run["config"]["eval_every"])
+    every *= max(1, math.ceil(m_step / every / max_chain))  # keep the package small
     chain: list = []
     steps: list[int] = []
     for start in range(0, m_step, every):
@@ -350,6 +355,7 @@ def export_policies(
             "snapshots": chain,
             "steps": steps,
             "transitions_per_snapshot": every,
+            "env_steps": m_step,
             "env_id": env_id,
         },
         out_dir / f"{family}-replay.pt",

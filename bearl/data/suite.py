@@ -192,8 +192,13 @@ def default_size(name: str) -> int:
     family, kind = parse_name(name)
     if kind == "medium-replay" and policy_file(family, "replay").exists():
         chain = torch.load(policy_file(family, "replay"), map_location="cpu", weights_only=True)
-        return int(chain["transitions_per_snapshot"]) * len(chain["snapshots"])
+        return _replay_env_steps(chain)
     return DEFAULT_SIZE
+
+
+def _replay_env_steps(chain: dict) -> int:
+    """Env steps of the behaviour run up to the medium snapshot (older files lack the key)."""
+    return int(chain.get("env_steps", chain["transitions_per_snapshot"] * len(chain["snapshots"])))
 
 
 def generate(name: str, size: int | None = None, seed: int = 0, progress: bool = True) -> Dataset:
@@ -227,7 +232,8 @@ def generate(name: str, size: int | None = None, seed: int = 0, progress: bool =
 
 
 def _medium_replay(family: str, size: int, seed: int, progress: bool) -> Dataset:
-    """Roll out the shipped snapshot chain (one equal share of ``size`` per snapshot)."""
+    """Roll out the shipped snapshot chain, each snapshot for its share of ``size``: the share
+    of the run's env steps it collected (from its step to the next snapshot's)."""
     path = policy_file(family, "replay")
     if not path.exists():
         raise DatasetError(
@@ -236,7 +242,9 @@ def _medium_replay(family: str, size: int, seed: int, progress: bool) -> Dataset
     chain = torch.load(path, map_location="cpu", weights_only=True)
     snaps = chain["snapshots"]  # list of state dicts, oldest first; None = random warm-up
     env_id = ENV_IDS[family]
-    share = [size // len(snaps) + (1 if i < size % len(snaps) else 0) for i in range(len(snaps))]
+    bounds = [*chain["steps"], _replay_env_steps(chain)]
+    cuts = [size * (b - bounds[0]) // (bounds[-1] - bounds[0]) for b in bounds]
+    share = [hi - lo for lo, hi in zip(cuts, cuts[1:])]
     parts = []
     for i, (sd, n) in enumerate(zip(snaps, share)):
         actor = None
