@@ -101,6 +101,7 @@ def train(
     gamma = getattr(algo_cfg, "gamma", 0.99)
     diagnostics = BootstrapDiagnostics(dataset, device, gamma, low, high) if evaluate else None
 
+    run_dir.mkdir(parents=True, exist_ok=True)
     logger = RunLogger(
         run_dir,
         cfg.tensorboard,
@@ -319,12 +320,18 @@ def _new_run_dir(cfg: TrainConfig) -> Path:
 
 
 def _check_writable(run_dir: Path) -> None:
-    """Fail before training starts if the run folder cannot be created or written."""
+    """Fail before training starts if the run folder cannot be created or written.
+
+    A folder made just for the probe is removed again: it is made for good once the dataset and
+    environment are known to be fine, so an input error leaves no empty run folder behind."""
     probe = run_dir / ".write_test"
+    existed = run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"x" * 4096)
         probe.unlink()
+        if not existed:
+            run_dir.rmdir()
     except OSError as e:
         raise BearlError(f"{run_dir}: cannot write logs there ({e.strerror})") from None
 

@@ -201,7 +201,7 @@ CASES = {
         ["big.hdf5", "actions"],
     ),
     "unknown environment": lambda t: (
-        ["train", "--dataset", str(_h5(t / "ok.hdf5")), "--env", "Hoppr-v5", "--steps", "1"],
+        ["train", "--dataset", str(_h5(t / "ok.hdf5")), "--env", "Hoppr-v5", "--log_dir", str(t)],
         ["Hoppr-v5"],
     ),
     "resume of a folder that is not a run": lambda t: (
@@ -249,7 +249,7 @@ CASES = {
         [str(t / "f"), "exists"],
     ),
     "negative step count": lambda t: (
-        ["train", "--dataset", str(_h5(t / "ok.hdf5")), "--env", "Pendulum-v1", "--steps", "-5"],
+        ["train", "--dataset", str(_h5(t / "ok.hdf5")), "--steps", "-5", "--log_dir", str(t)],
         ["steps"],
     ),
 }
@@ -286,6 +286,7 @@ def test_bad_input_is_one_clear_line(case, tmp_path, capsys, monkeypatch):
         assert word in err, f"{word!r} missing from: {err}"
     assert "Traceback" not in err
     assert not (tmp_path / "pwned").exists()
+    assert not list(tmp_path.glob("**/BEAR_*")), "a failed start left a run folder behind"
 
 
 def test_error_exit_status_of_the_installed_command(tmp_path):
