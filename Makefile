@@ -25,11 +25,11 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check bearl tests bench
-	$(BIN)/ruff format --check bearl tests bench
+	$(BIN)/ruff check bearl tests bench experiments
+	$(BIN)/ruff format --check bearl tests bench experiments
 
 format: setup
-	$(BIN)/ruff format bearl tests bench
+	$(BIN)/ruff format bearl tests bench experiments
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

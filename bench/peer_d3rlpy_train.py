@@ -1,0 +1,145 @@
+"""Train d3rlpy's BEAR on a bearl dataset and log it the way bearl logs a run.
+
+Runs in the peer virtualenv (``bench/setup_peer.sh``: d3rlpy 2.8.1, which pins gymnasium 1.0,
+with the same mujoco as bearl's venv). The dataset is a D4RL-layout HDF5 file, e.g. from
+``bearl data convert hopper-medium --to d4rl hopper-medium.hdf5``. The run folder gets
+``variant.json``, ``progress.csv`` (Step, AverageReturn, NormalizedScore, WallTime) and
+``result.json`` in bearl's format, so ``bearl report`` and ``bearl plot`` put it beside
+bearl's runs. A folder with ``result.json`` is skipped (finished).
+
+Settings: d3rlpy's BEARConfig defaults, except ``warmup_steps``, which is given (d3rlpy's
+default, 40k, would be a third of a short run; experiments pass bearl's own capped warm start).
+Evaluation uses d3rlpy's ``predict`` (its greedy rule: 100 policy samples, the one the first
+critic values most), on ``--eval-episodes`` episodes seeded like bearl's evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def load_d4rl(path: Path):
+    import d3rlpy
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        data = {k: f[k][()] for k in ("observations", "actions", "rewards", "terminals")}
+        timeouts = f["timeouts"][()] if "timeouts" in f else np.zeros(len(data["rewards"]), bool)
+    timeouts = timeouts.astype(bool)
+    terminals = data["terminals"].astype(bool)
+    if not (terminals[-1] or timeouts[-1]):
+        timeouts[-1] = True  # d3rlpy needs the last episode closed
+    return d3rlpy.dataset.MDPDataset(
+        data["observations"].astype(np.float32),
+        data["actions"].astype(np.float32),
+        data["rewards"].astype(np.float32),
+        terminals,
+        timeouts,
+    )
+
+
+def evaluate(algo, env_id: str, episodes: int, seed: int) -> np.ndarray:
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    returns = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        done, total = False, 0.0
+        while not done:
+            action = algo.predict(obs[None].astype(np.float32))[0]
+            obs, reward, term, trunc, _ = env.step(action)
+            total += float(reward)
+            done = term or trunc
+        returns.append(total)
+    return np.asarray(returns)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", required=True, help="D4RL-layout HDF5 file")
+    p.add_argument("--name", required=True, help="dataset label in the logs (hopper-medium)")
+    p.add_argument("--env", required=True)
+    p.add_argument("--ref-min", type=float, required=True)
+    p.add_argument("--ref-max", type=float, required=True)
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--eval-every", type=int, required=True)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--warmup-steps", type=int, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="run folder")
+    a = p.parse_args()
+    out = Path(a.out)
+    if (out / "result.json").exists():
+        print(f"{out}: finished, skipped")
+        return
+
+    import d3rlpy
+    import torch
+
+    torch.set_num_threads(a.threads)
+    d3rlpy.seed(a.seed)
+    dataset = load_d4rl(Path(a.dataset))
+    cfg = d3rlpy.algos.BEARConfig(warmup_steps=a.warmup_steps)
+    algo = cfg.create(device="cpu:0")
+    algo.build_with_dataset(dataset)
+
+    out.mkdir(parents=True, exist_ok=True)
+    train = {"algo": "BEAR-d3rlpy", "dataset": a.name, "env": a.env, "seed": a.seed}
+    train |= {"steps": a.steps, "eval_every": a.eval_every, "eval_episodes": a.eval_episodes}
+    variant = {
+        "algorithm": "BEAR-d3rlpy",
+        "train": train,
+        "algo": {"d3rlpy": d3rlpy.__version__, "warmup_steps": a.warmup_steps},
+        "seed": a.seed,
+    }
+    for name in ("variant.json", "params.json"):
+        (out / name).write_text(json.dumps(variant, indent=2))
+
+    def norm(r: float) -> float:
+        return 100 * (r - a.ref_min) / (a.ref_max - a.ref_min)
+
+    rows, wall = [], 0.0
+    with open(out / "progress.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Step", "AverageReturn", "NormalizedScore", "WallTime"])
+        for step in range(1, a.steps + 1):
+            t0 = time.perf_counter()
+            batch = dataset.sample_transition_batch(cfg.batch_size)
+            algo.update(batch)
+            wall += time.perf_counter() - t0
+            if step % a.eval_every == 0 or step == a.steps:
+                # bearl's evaluation seeds: seed + 100_000 + episode (bearl.train)
+                returns = evaluate(algo, a.env, a.eval_episodes, a.seed + 100_000)
+                row = [step, float(returns.mean()), norm(float(returns.mean())), wall]
+                writer.writerow(row)
+                f.flush()
+                rows.append(row)
+                print(f"step {step}: return {row[1]:.1f} (normalized {row[2]:.1f})", flush=True)
+    best = max(rows, key=lambda r: r[2])
+    result = {
+        "algo": "BEAR-d3rlpy",
+        "dataset": a.name,
+        "env": a.env,
+        "seed": a.seed,
+        "steps": a.steps,
+        "wall_time": wall,
+        "final_score": rows[-1][2],
+        "final_return": rows[-1][1],
+        "best_score": best[2],
+        "best_step": best[0],
+        "best_return": best[1],
+        "run_dir": str(out),
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
