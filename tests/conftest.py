@@ -42,6 +42,21 @@ def make_random_dataset(
     )
 
 
+def small_arrays(n: int = 8, obs_dim: int = 3, act_dim: int = 1) -> dict[str, np.ndarray]:
+    """The six D4RL fields of ``n`` valid transitions (one terminal at row 3), to be broken
+    on purpose by the bad-input tests."""
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(n, obs_dim)).astype(np.float32)
+    return {
+        "observations": obs,
+        "next_observations": obs + 1,
+        "actions": rng.uniform(-1, 1, (n, act_dim)).astype(np.float32),
+        "rewards": rng.normal(size=n).astype(np.float32),
+        "terminals": np.eye(1, n, 3, dtype=bool)[0],
+        "timeouts": np.zeros(n, bool),
+    }
+
+
 @pytest.fixture
 def tiny_dataset() -> Dataset:
     return make_random_dataset()

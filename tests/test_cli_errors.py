@@ -22,26 +22,17 @@ import torch
 from bearl.cli import main
 from bearl.data.d4rl import write_d4rl
 
-from conftest import make_random_dataset
+from conftest import make_random_dataset, small_arrays
 
 N = 8
 
 
-def _arrays(obs_dim: int = 3, act_dim: int = 1) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    obs = rng.normal(size=(N, obs_dim)).astype(np.float32)
-    return {
-        "observations": obs,
-        "next_observations": obs + 1,
-        "actions": rng.uniform(-1, 1, (N, act_dim)).astype(np.float32),
-        "rewards": rng.normal(size=N).astype(np.float32),
-        "terminals": np.eye(1, N, 3, dtype=bool)[0],
-        "timeouts": np.zeros(N, bool),
-    }
+def _full() -> dict[str, np.ndarray]:
+    return small_arrays(N)
 
 
 def _h5(path: Path, **changes) -> Path:
-    arrays = _arrays()
+    arrays = _full()
     for key, value in changes.items():
         if value is None:
             arrays.pop(key)
@@ -54,7 +45,7 @@ def _h5(path: Path, **changes) -> Path:
 
 
 def _with(field: str, value: float) -> np.ndarray:
-    arr = _arrays()[field].astype(np.float32)
+    arr = _full()[field].astype(np.float32)
     arr.flat[2] = value
     return arr
 
@@ -106,6 +97,12 @@ def _junk_checkpoint(tmp: Path) -> Path:
     return run
 
 
+def _train(tmp: Path, dataset: Path, env: str) -> list[str]:
+    """``bearl train`` for one step of ``dataset`` in ``env``, logging under ``tmp``."""
+    args = ["train", "--dataset", str(dataset), "--env", env, "--steps", "1"]
+    return args + ["--log_dir", str(tmp), "--progress", "false"]
+
+
 # name -> function(tmp_path) -> (argv, words the error line must contain)
 CASES = {
     "missing file": lambda t: (["data", "info", str(t / "nope.hdf5")], ["nope.hdf5"]),
@@ -155,7 +152,7 @@ CASES = {
         ["flags.hdf5", "terminals"],
     ),
     "zero transitions": lambda t: (
-        ["data", "info", str(_h5(t / "zero.hdf5", **{k: v[:0] for k, v in _arrays().items()}))],
+        ["data", "info", str(_h5(t / "zero.hdf5", **{k: v[:0] for k, v in _full().items()}))],
         ["zero.hdf5"],
     ),
     "pickle that runs code": lambda t: (
@@ -169,35 +166,11 @@ CASES = {
     "unknown dataset name": lambda t: (["data", "info", "hoper-medium"], ["hopper-medium"]),
     "unknown suite kind": lambda t: (["data", "make", "hopper-meduim"], ["hopper-medium"]),
     "dims that disagree with the env": lambda t: (
-        [
-            "train",
-            "--dataset",
-            str(_h5(t / "dims.hdf5")),
-            "--env",
-            "Hopper-v5",
-            "--steps",
-            "1",
-            "--log_dir",
-            str(t),
-            "--progress",
-            "false",
-        ],
+        _train(t, _h5(t / "dims.hdf5"), "Hopper-v5"),
         ["dims.hdf5", "Hopper-v5"],
     ),
     "actions outside the action space": lambda t: (
-        [
-            "train",
-            "--dataset",
-            str(_h5(t / "big.hdf5", actions=_with("actions", 7.0))),
-            "--env",
-            "Pendulum-v1",
-            "--steps",
-            "1",
-            "--log_dir",
-            str(t),
-            "--progress",
-            "false",
-        ],
+        _train(t, _h5(t / "big.hdf5", actions=_with("actions", 7.0)), "Pendulum-v1"),
         ["big.hdf5", "actions"],
     ),
     "unknown environment": lambda t: (

@@ -21,20 +21,13 @@ from bearl.data.dataset import Dataset
 from bearl.data.minari_io import read_minari
 from bearl.errors import DatasetError
 
+from conftest import small_arrays
+
 N = 8
 
 
 def _arrays(obs_dim: int = 3, act_dim: int = 1) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    obs = rng.normal(size=(N, obs_dim)).astype(np.float32)
-    return {
-        "observations": obs,
-        "next_observations": obs + 1,
-        "actions": rng.uniform(-1, 1, (N, act_dim)).astype(np.float32),
-        "rewards": rng.normal(size=N).astype(np.float32),
-        "terminals": np.eye(1, N, 3, dtype=bool)[0],
-        "timeouts": np.zeros(N, bool),
-    }
+    return small_arrays(N, obs_dim, act_dim)
 
 
 def _write_h5(path: Path, arrays: dict) -> Path:
