@@ -94,10 +94,14 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 
 def adam(module_or_params, lr: float) -> torch.optim.Adam:
-    """Adam with the fastest available implementation for the parameters' device."""
+    """Adam with the fastest available implementation for the parameters' device: the fused
+    kernel on CPU and CUDA (one pass over all parameters; +4 % TD3, +13 % BC updates/s on CPU
+    against ``foreach``, docs/performance.md), ``foreach`` elsewhere."""
     params = (
         list(module_or_params.parameters())
         if isinstance(module_or_params, nn.Module)
         else list(module_or_params)
     )
+    if params and params[0].device.type in ("cpu", "cuda"):
+        return torch.optim.Adam(params, lr=lr, fused=True)
     return torch.optim.Adam(params, lr=lr, foreach=True)
