@@ -31,3 +31,19 @@ def tune_allocator() -> bool:
     ok &= libc.mallopt(m_top_pad, 64 << 20) == 1
     _TUNED = bool(ok)
     return _TUNED
+
+
+def resident_mib() -> float:
+    """This process's resident memory in MiB (``/proc/self/status`` on Linux; elsewhere the
+    peak so far from ``getrusage``, the nearest portable figure)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes vs KiB

@@ -29,9 +29,12 @@ from bearl.envs import make_env, reference_scores
 from bearl.errors import BearlError, ConfigError
 from bearl.evaluation import run_episodes
 from bearl.logging import RunLogger, truncate_progress
-from bearl.perf import tune_allocator
+from bearl.perf import resident_mib, tune_allocator
 from bearl.progress import progress_bar
 
+# progress.csv columns that measure the machine, not the run: they differ between two runs
+# that are otherwise identical (the determinism and resume guarantees exclude them)
+MACHINE_COLUMNS = ("WallTime", "UpdatesPerSecond", "MemoryMiB")
 EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds seed+OFFSET+i, apart from training
 
 
@@ -165,6 +168,7 @@ def train(
             "Step": step,
             "WallTime": round(wall_before + now - t_start, 2),
             "UpdatesPerSecond": round((step - step_row) / max(now - t_row, 1e-9), 2),
+            "MemoryMiB": round(resident_mib(), 1),  # a leak shows up over a long run
         }
         _check_finite(metrics, step, run_dir, logger)
         _check_parameters(algo, step, run_dir, logger)  # before evaluating or saving

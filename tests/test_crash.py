@@ -15,6 +15,7 @@ import pytest
 
 from bearl.checkpoint import load_checkpoint
 from bearl.data.d4rl import write_d4rl
+from bearl.train import MACHINE_COLUMNS
 
 from conftest import make_random_dataset
 
@@ -54,10 +55,7 @@ def cli(*args: str) -> list[str]:
 
 def rows(path):
     with open(path, newline="") as f:
-        return [
-            {k: v for k, v in r.items() if k not in ("WallTime", "UpdatesPerSecond")}
-            for r in csv.DictReader(f)
-        ]
+        return [{k: v for k, v in r.items() if k not in MACHINE_COLUMNS} for r in csv.DictReader(f)]
 
 
 def test_sigkill_and_resume_matches_uninterrupted(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bearl.config import resolve
-from bearl.train import TrainingDiverged, train
+from bearl.train import MACHINE_COLUMNS, TrainingDiverged, train
 
 from conftest import make_random_dataset
 
@@ -65,9 +65,8 @@ def test_short_run_writes_every_log_file(tmp_path):
         assert (d / name).exists(), name
     rows = read_rows(d / "progress.csv")
     assert [int(r["Step"]) for r in rows] == [20, 40]
-    assert TRAINING_COLUMNS | EVAL_COLUMNS | {"Step", "WallTime", "UpdatesPerSecond"} <= set(
-        rows[0]
-    )
+    assert 50 < float(rows[-1]["MemoryMiB"]) < 100_000  # a Python process with torch loaded
+    assert TRAINING_COLUMNS | EVAL_COLUMNS | {"Step", *MACHINE_COLUMNS} <= set(rows[0])
     variant = json.loads((d / "variant.json").read_text())
     assert variant["algorithm"] == "BEAR" and variant["algo"]["batch_size"] == 32
     assert variant["dataset"]["transitions"] == 600
@@ -85,9 +84,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     train(cfg, resume=tmp_path / "part", dataset=make_random_dataset())
 
     def strip(rows):
-        return [
-            {k: v for k, v in r.items() if k not in ("WallTime", "UpdatesPerSecond")} for r in rows
-        ]
+        return [{k: v for k, v in r.items() if k not in MACHINE_COLUMNS} for r in rows]
 
     full = strip(read_rows(tmp_path / "full" / "progress.csv"))
     part = strip(read_rows(tmp_path / "part" / "progress.csv"))
@@ -241,9 +238,7 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
 
 def test_same_seed_same_numbers_other_seed_differs(tmp_path):
     def strip(rows):
-        return [
-            {k: v for k, v in r.items() if k not in ("WallTime", "UpdatesPerSecond")} for r in rows
-        ]
+        return [{k: v for k, v in r.items() if k not in MACHINE_COLUMNS} for r in rows]
 
     run(tmp_path, "a", steps=20)
     run(tmp_path, "b", steps=20)
