@@ -211,9 +211,11 @@ def cmd_data_list(args: argparse.Namespace) -> int:
             ds = suite.read_local(name)
             ret = ds.episode_returns
             norm = ds.normalized(ret)
+            stale = "  stale: made from other policies (remade on next use)"
             print(
                 f"{name:<28} {len(ds):>11} {ds.num_episodes:>8} {ret.mean():>9.1f} "
                 f"{(norm.mean() if norm is not None else float('nan')):>10.1f}"
+                + (stale if suite.is_stale(ds) else "")
             )
     return 0
 

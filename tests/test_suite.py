@@ -90,6 +90,7 @@ def test_make_writes_a_minari_dataset_that_loads_back(shipped):
     back = suite.load_or_make("hopper-medium")
     np.testing.assert_array_equal(back.actions, made.actions)
     assert cache.exists()
+    assert back.info.metadata["policy_digest"] == suite.policy_digest("hopper-medium")
 
 
 def test_medium_expert_is_medium_then_expert_halves(shipped):
@@ -123,3 +124,21 @@ def test_missing_policy_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(suite, "policy_file", lambda fam, level: tmp_path / "none.pt")
     with pytest.raises(DatasetError, match="no shipped medium policy for walker2d"):
         suite.generate("walker2d-medium", size=10, progress=False)
+
+
+def test_a_dataset_made_from_other_policies_is_made_again(shipped, capsys):
+    first = suite.load_or_make("hopper-medium", size=300)
+    again = suite.load_or_make("hopper-medium", size=300)
+    np.testing.assert_array_equal(again.actions, first.actions)  # current: read, not remade
+    assert not suite.is_stale(again)
+    capsys.readouterr()
+    torch.manual_seed(1)  # a new bearl version ships another medium policy
+    save_policy(TanhGaussianActor(11, 3, (16, 16)), shipped / "hopper-medium.pt", level="medium")
+    assert suite.is_stale(suite.read_local("hopper-medium"))
+    remade = suite.load_or_make("hopper-medium")
+    assert "made from other policy files" in capsys.readouterr().out
+    assert len(remade) == 300  # the size it had
+    assert not np.array_equal(remade.actions, first.actions)
+    assert not suite.is_stale(suite.read_local("hopper-medium"))
+    random = suite.generate("hopper-random", size=50, progress=False)
+    assert random.info.metadata["policy_digest"] == "none" and not suite.is_stale(random)

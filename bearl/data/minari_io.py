@@ -29,6 +29,7 @@ ROOT_VAR = "MINARI_DATASETS_PATH"
 
 # metadata.json keys kept in DatasetInfo.metadata
 _KEPT_METADATA = (
+    "policy_digest",
     "dataset_id",
     "description",
     "algorithm_name",
@@ -132,6 +133,7 @@ def write_minari(
     algorithm_name: str | None = None,
     author: str = "bearl",
     code_permalink: str = "bearl",
+    extra_metadata: dict[str, str] | None = None,
 ) -> Path:
     """Write ``ds`` as the Minari dataset ``dataset_id`` with minari's own API; return its folder.
 
@@ -143,6 +145,8 @@ def write_minari(
     Args:
         root: datasets root to write under instead of ``$MINARI_DATASETS_PATH``.
         overwrite: replace an existing dataset with the same id.
+        extra_metadata: more ``metadata.json`` entries (bearl's suite records the digest of
+            the policies that made the data: ``policy_digest``).
 
     Raises:
         DatasetError: if the id is malformed or exists already (without ``overwrite``).
@@ -197,6 +201,8 @@ def write_minari(
                 env.close()
         if env is None and refs:  # minari records reference scores only with an env
             mds.storage.update_metadata(refs)
+        if extra_metadata:
+            mds.storage.update_metadata(extra_metadata)
     return folder
 
 

@@ -19,6 +19,7 @@ a description of how they were made. Same name + size + seed = the same data, bi
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -59,6 +60,21 @@ def dataset_id(name: str) -> str:
 def policy_file(family: str, level: str) -> Path:
     """Path of a shipped policy file (``bearl/policies/<env>-<level>.pt``)."""
     return Path(str(resources.files("bearl") / "policies" / f"{family}-{level}.pt"))
+
+
+def policy_digest(name: str) -> str:
+    """SHA-256 (first 16 hex digits) of the shipped files suite dataset ``name`` is made from;
+    ``"none"`` for random. Recorded in each made dataset, so a dataset made by an earlier bearl
+    (other shipped policies) is recognised as stale and made again (:func:`load_or_make`)."""
+    family, kind = parse_name(name)
+    levels = {"random": [], "medium-replay": ["replay"], "medium-expert": ["medium", "expert"]}
+    files = [policy_file(family, lv) for lv in levels.get(kind, [kind])]
+    if not files:
+        return "none"
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes() if f.exists() else b"missing")
+    return h.hexdigest()[:16]
 
 
 def load_shipped_policy(family: str, level: str) -> tuple[TanhGaussianActor, dict[str, Any]]:
@@ -207,6 +223,7 @@ def generate(name: str, size: int | None = None, seed: int = 0, progress: bool =
     size = size or default_size(name)
     env_id = ENV_IDS[family]
     meta: dict[str, Any] = {"suite_name": f"{family}-{kind}", "size": size, "seed": seed}
+    meta["policy_digest"] = policy_digest(name)
     if kind == "random":
         ds = rollout(env_id, None, size, seed, progress=progress, desc=name)
         meta["policy"] = "uniform random actions"
@@ -286,7 +303,10 @@ def make(
     ds.info.metadata["algorithm_name"] = (
         "SAC (stable-baselines3)" if "random" not in name else "random"
     )
-    folder = write_minari(ds, dataset_id(name), desc, root=root, overwrite=overwrite)
+    digest = {"policy_digest": meta["policy_digest"]}
+    folder = write_minari(
+        ds, dataset_id(name), desc, root=root, overwrite=overwrite, extra_metadata=digest
+    )
     _write_cache(ds, folder / CACHE_NAME)
     return ds
 
@@ -321,7 +341,29 @@ def load_or_make(name: str, size: int | None = None, seed: int = 0) -> Dataset:
             flush=True,
         )
         make(name, size, seed)
-    return read_local(name)
+        return read_local(name)
+    ds = read_local(name)
+    if is_stale(ds):
+        size = size or int(ds.info.metadata.get("size") or 0) or None
+        seed = seed or int(ds.info.metadata.get("seed") or 0)
+        print(
+            f"bearl: {name} on disk was made from other policy files than this bearl ships "
+            f"(an earlier version); making it again ({size or default_size(name)} transitions, "
+            f"seed {seed})",
+            flush=True,
+        )
+        make(name, size, seed, overwrite=True)
+        ds = read_local(name)
+    return ds
+
+
+def is_stale(ds: Dataset) -> bool:
+    """Whether suite dataset ``ds`` (read from disk) was made from other shipped files than the
+    current ones. A random dataset never is; one without a digest (made before bearl recorded
+    digests) is."""
+    name = ds.info.metadata.get("suite_name") or ds.info.source
+    current = policy_digest(name)
+    return current != "none" and ds.info.metadata.get("policy_digest") != current
 
 
 def read_local(name: str) -> Dataset:
