@@ -100,24 +100,26 @@ def rollout(
 ) -> Dataset:
     """Roll out ``actor`` (None: uniform random actions) until ``size`` transitions.
 
-    ``num_envs`` episodes run side by side with the policy batched over them. Complete episodes
+    ``num_envs`` episodes run side by side in a gymnasium ``SyncVectorEnv`` with the policy
+    batched over them; a finished env resets in the same step (``AutoresetMode.SAME_STEP``) and
+    its episode's last next-observation is taken from ``info["final_obs"]``. Complete episodes
     are kept in the order they finish; the data is then cut to exactly ``size`` rows (the last
     episode may be cut: its last row is then a timeout). Deterministic for a given seed.
     """
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode
+
     from bearl.progress import progress_bar
 
-    envs = [make_env(env_id) for _ in range(num_envs)]
-    space = envs[0].action_space
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: make_env(env_id) for _ in range(num_envs)],
+        autoreset_mode=AutoresetMode.SAME_STEP,
+    )
+    space = envs.single_action_space
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    resets = [0] * num_envs
-
-    def reset(i: int) -> np.ndarray:
-        obs, _ = envs[i].reset(seed=seed * 1_000_003 + i * 100_003 + resets[i])
-        resets[i] += 1
-        return obs
-
-    obs = np.stack([reset(i) for i in range(num_envs)]).astype(np.float32)
+    obs, _ = envs.reset(seed=[seed * 1_000_003 + i * 100_003 for i in range(num_envs)])
+    obs = obs.astype(np.float32)
     current: list[dict[str, list]] = [_new_episode() for _ in range(num_envs)]
     done_eps: list[dict[str, np.ndarray]] = []
     total = 0
@@ -131,25 +133,25 @@ def rollout(
                 eps = torch.randn(mean.shape, generator=gen)
                 actions = torch.tanh(mean + log_std.exp() * eps).numpy()
             actions = actions.astype(np.float32)
-            for i, env in enumerate(envs):
-                nxt, r, term, trunc, _ = env.step(actions[i])
+            nxt, rewards, term, trunc, info = envs.step(actions)
+            nxt = nxt.astype(np.float32)
+            for i in range(num_envs):
                 ep = current[i]
-                ep["obs"].append(obs[i].copy())
+                ep["obs"].append(obs[i])
                 ep["act"].append(actions[i])
-                ep["rew"].append(r)
-                ep["next"].append(np.asarray(nxt, np.float32))
-                if term or trunc:
-                    ep_arr = _finish(ep, bool(term))
+                ep["rew"].append(rewards[i])
+                if term[i] or trunc[i]:  # nxt[i] is already the next episode's first obs
+                    ep["next"].append(np.asarray(info["final_obs"][i], np.float32))
+                    ep_arr = _finish(ep, bool(term[i]))
                     done_eps.append(ep_arr)
                     total += len(ep_arr["rew"])
                     bar.update(len(ep_arr["rew"]))
                     current[i] = _new_episode()
-                    obs[i] = reset(i)
                 else:
-                    obs[i] = nxt
+                    ep["next"].append(nxt[i])
+            obs = nxt
     bar.close()
-    for env in envs:
-        env.close()
+    envs.close()
     cat = {k: np.concatenate([e[k] for e in done_eps])[:size] for k in done_eps[0]}
     lo_hi = reference_scores(env_id)
     return Dataset(
