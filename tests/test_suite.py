@@ -115,6 +115,7 @@ def test_medium_replay_rolls_out_the_chain(shipped):
     for end in (299, 599, 749):
         assert ds.terminals[end] or ds.timeouts[end]
     assert np.all(np.abs(ds.actions[:300]) <= 1.0)  # the random warm-up
+    assert len(suite.generate("hopper-medium-replay", size=2, progress=False)) == 2  # 0, 1, 1
     half = suite.generate("hopper-medium-replay", size=375, seed=0, progress=False)
     for end in (149, 299, 374):  # a smaller size keeps the proportions
         assert half.terminals[end] or half.timeouts[end]

@@ -266,6 +266,8 @@ def _medium_replay(family: str, size: int, seed: int, progress: bool) -> Dataset
     share = [hi - lo for lo, hi in zip(cuts, cuts[1:])]
     parts = []
     for i, (sd, n) in enumerate(zip(snaps, share)):
+        if n == 0:  # a --size smaller than the chain leaves some snapshots no rows
+            continue
         actor = None
         if sd is not None:
             actor = TanhGaussianActor(
