@@ -182,7 +182,7 @@ def cmd_data_make(args: argparse.Namespace) -> int:
 
     names = args.name
     if names == ["all"]:
-        names = [f"{e}-{k}" for e in suite.SUITE_ENVS for k in suite.SUITE_KINDS]
+        names = list(suite.SUITE_NAMES)
     for name in names:
         ds = suite.make(name, size=args.size, seed=args.seed, overwrite=args.overwrite)
         ret = ds.episode_returns

@@ -28,15 +28,13 @@ from bearl.data.d4rl import d4rl_dir, d4rl_file_name, read_d4rl
 from bearl.data.dataset import Dataset
 from bearl.data.legacy import GZIP_MAGIC, NPY_MAGIC, ZIP_MAGIC, read_legacy
 from bearl.data.minari_io import minari_local_exists, read_minari
+from bearl.data.suite import SUITE_NAMES
 from bearl.envs import make_env, reference_scores, resolve_env_id
 from bearl.errors import DatasetError
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 PICKLE_MAGIC = b"\x80"
 
-SUITE_ENVS = ("hopper", "walker2d", "halfcheetah")
-SUITE_KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
-SUITE_NAMES = tuple(f"{e}-{k}" for e in SUITE_ENVS for k in SUITE_KINDS)
 
 SUPPORTED_FORMATS = (
     "D4RL HDF5 (.hdf5), Minari dataset folder or main_data.hdf5, gzip/plain pickle of a dict "

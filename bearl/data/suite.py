@@ -36,6 +36,7 @@ from bearl.policy_io import load_policy_file
 
 SUITE_ENVS = ("hopper", "walker2d", "halfcheetah")
 SUITE_KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
+SUITE_NAMES = tuple(f"{e}-{k}" for e in SUITE_ENVS for k in SUITE_KINDS)
 DEFAULT_SIZE = 1_000_000
 MAX_EPISODE_STEPS = 1000
 
@@ -44,9 +45,12 @@ def parse_name(name: str) -> tuple[str, str]:
     """``"hopper-medium-replay"`` -> ``("hopper", "medium-replay")``; DatasetError otherwise."""
     family, _, kind = name.strip().lower().partition("-")
     if family not in SUITE_ENVS or kind not in SUITE_KINDS:
-        names = [f"{e}-{k}" for e in SUITE_ENVS for k in SUITE_KINDS]
-        close = difflib.get_close_matches(name, names, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f" (known: {', '.join(names)})"
+        close = difflib.get_close_matches(name, SUITE_NAMES, n=3)
+        hint = (
+            f"; did you mean {', '.join(close)}?"
+            if close
+            else f" (known: {', '.join(SUITE_NAMES)})"
+        )
         raise DatasetError(name, f"not a bearl suite dataset{hint}")
     return family, kind
 
