@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bearl.errors import CheckpointError, describe
+from bearl.errors import CheckpointError, one_line
 
 FORMAT_VERSION = 1
 
@@ -63,7 +63,7 @@ def load_checkpoint(path: Path, algo: str | None = None) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - any failure here means an unusable file
         raise CheckpointError(
             f"{path}: unreadable checkpoint, corrupt or holding more than tensors and plain "
-            f"containers ({describe(e)})"
+            f"containers ({one_line(e)})"
         ) from None
     if not isinstance(payload, dict) or "format_version" not in payload:
         raise CheckpointError(f"{path}: not a bearl checkpoint")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bearl.envs import env_family
-from bearl.errors import ConfigError
+from bearl.errors import ConfigError, one_line
 
 
 @dataclass
@@ -378,17 +378,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({_one_line(e)})") from None
+        raise ConfigError(f"{path}: not valid YAML ({one_line(e)})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of field: value")
     return data
-
-
-def _one_line(error: Exception) -> str:
-    """A parser's multi-line message as one line (errors are printed as one line)."""
-    return " ".join(str(error).split())
 
 
 def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:

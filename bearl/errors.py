@@ -29,10 +29,10 @@ class CheckpointError(BearlError):
     """A checkpoint could not be read or does not fit the run it is loaded into."""
 
 
-def describe(error: BaseException, limit: int = 200) -> str:
-    """``"Type: first line of the message"``, for wrapping a library's (often multi-line,
-    very long) exception into one of ours, which are printed as one line."""
-    first = (str(error).strip().splitlines() or [""])[0]
-    if len(first) > limit:
-        first = first[: limit - 3] + "..."
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """``"Type: message"`` on one line, for wrapping a library's exception (often multi-line and
+    very long: torch, PyYAML) into one of ours, which are printed as one line."""
+    text = " ".join(str(error).split())
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bearl.checkpoint import load_checkpoint
-from bearl.errors import BearlError, CheckpointError, describe
+from bearl.errors import BearlError, CheckpointError, one_line
 
 # ``bearl eval`` resets its episodes with seeds train_seed + FRESH_SEED_OFFSET + i by default:
 # not the episodes the training loop evaluated on (train_seed + 100_000 + i), on which the best
@@ -243,7 +243,7 @@ def load_policy(
         algo_cls = algorithm_class(str(state.get("algo") or train_cfg.algo))
         algo_cfg = build(algo_cls.config_cls, saved["algo"], strict=False)
     except BearlError as e:
-        raise CheckpointError(f"{path}: its saved config does not load ({describe(e)})") from None
+        raise CheckpointError(f"{path}: its saved config does not load ({one_line(e)})") from None
 
     env_name = run_env_name(run) or train_cfg.env or env
     obs_dim, act_dim = _infer_dims(algo_cls, algo_cfg, state["nets"], path)
@@ -255,7 +255,7 @@ def load_policy(
     try:
         algo.load_state_dict(_to_device(state, dev))
     except (KeyError, RuntimeError, ValueError) as e:
-        msg = f"{path}: weights do not fit {algo_cls.name} ({describe(e)})"
+        msg = f"{path}: weights do not fit {algo_cls.name} ({one_line(e)})"
         raise CheckpointError(msg) from None
     for net in algo.nets.values():
         net.eval()

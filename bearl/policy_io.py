@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from bearl.errors import BearlError, describe
+from bearl.errors import BearlError, one_line
 from bearl.nets import TanhGaussianActor
 
 POLICY_FORMAT = "bearl-policy-v1"
@@ -45,7 +45,7 @@ def load_policy_file(path: str | Path) -> tuple[TanhGaussianActor, dict[str, Any
     except FileNotFoundError:
         raise BearlError(f"{path}: policy file not found") from None
     except Exception as e:  # noqa: BLE001 - any unpickling problem is a bad file
-        raise BearlError(f"{path}: not a bearl policy file ({describe(e)})") from None
+        raise BearlError(f"{path}: not a bearl policy file ({one_line(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != POLICY_FORMAT:
         raise BearlError(f"{path}: not a bearl policy file (format is not {POLICY_FORMAT})")
     bounds = payload["log_std_bounds"]

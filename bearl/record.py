@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bearl.errors import BearlError, describe
+from bearl.errors import BearlError, one_line
 
 GL_BACKENDS = ("egl", "osmesa")
 FORMATS = (".gif", ".mp4")
@@ -118,7 +118,7 @@ def _render(env: Any, env_name: str, backend: str | None) -> np.ndarray:
     try:
         frame = env.render()
     except Exception as e:  # noqa: BLE001 - any renderer failure is reported the same way
-        msg = f"cannot render {env_name} offscreen ({describe(e)})"
+        msg = f"cannot render {env_name} offscreen ({one_line(e)})"
         if backend is not None:
             msg += (
                 f"; MUJOCO_GL={backend}: install a working OpenGL renderer (Debian/Ubuntu: "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bearl.errors import BearlError, describe
+from bearl.errors import BearlError, one_line
 from bearl.runs import RunInfo, find_runs, group_runs, run_info, show_value, warn_mixed_groups
 
 FORMATS = ("markdown", "csv")
@@ -64,7 +64,7 @@ def run_scores(run_dir: str | Path) -> RunScores:
         try:
             r = json.loads(path.read_text())
         except ValueError as e:
-            raise BearlError(f"{path}: not valid JSON ({describe(e)})") from None
+            raise BearlError(f"{path}: not valid JSON ({one_line(e)})") from None
         final_score = _num(r.get("final_score"))
         return RunScores(
             info,

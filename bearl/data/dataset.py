@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from bearl.errors import DatasetError, describe
+from bearl.errors import DatasetError, one_line
 
 
 class Batch(NamedTuple):
@@ -126,8 +126,12 @@ class Dataset:
         packed[:, obs_dim + act_dim + 1 :] = arrays["next_observations"]
         self._packed = packed
         self.obs_dim, self.act_dim = obs_dim, act_dim
-        self.terminals = _as_bool(src, "terminals", arrays["terminals"])
-        self.timeouts = _as_bool(src, "timeouts", arrays["timeouts"]) & ~self.terminals
+        self._set_flags(src, arrays["terminals"], arrays["timeouts"])
+
+    def _set_flags(self, src: str, terminals: np.ndarray, timeouts: np.ndarray) -> None:
+        """Episode flags as bool; a terminal row is never also a timeout."""
+        self.terminals = _as_bool(src, "terminals", terminals)
+        self.timeouts = _as_bool(src, "timeouts", timeouts) & ~self.terminals
         if not (self.terminals[-1] or self.timeouts[-1]):
             self.timeouts[-1] = True  # the end of the data cuts the last episode
 
@@ -158,10 +162,7 @@ class Dataset:
         for name, flags in (("terminals", terminals), ("timeouts", timeouts)):
             if np.shape(flags) != (n,):
                 raise DatasetError(src, f"has shape {np.shape(flags)}, expected ({n},)", name)
-        self.terminals = _as_bool(src, "terminals", np.asarray(terminals))
-        self.timeouts = _as_bool(src, "timeouts", np.asarray(timeouts)) & ~self.terminals
-        if not (self.terminals[-1] or self.timeouts[-1]):
-            self.timeouts[-1] = True
+        self._set_flags(src, np.asarray(terminals), np.asarray(timeouts))
         return self
 
     # -- fields (views of the packed matrix) --------------------------------------------------
@@ -321,7 +322,7 @@ def _as_array(src: str, name: str, value: Any) -> np.ndarray:
     try:
         a = np.asarray(value)
     except Exception as e:  # noqa: BLE001
-        raise DatasetError(src, f"cannot be read as an array ({describe(e)})", name) from None
+        raise DatasetError(src, f"cannot be read as an array ({one_line(e)})", name) from None
     if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
         raise DatasetError(src, f"has dtype {a.dtype}; expected numbers", name)
     return a

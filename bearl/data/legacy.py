@@ -25,7 +25,7 @@ from numpy.lib import format as npy_format
 
 from bearl.data.dataset import Dataset, DatasetInfo
 from bearl.envs import reference_scores
-from bearl.errors import DatasetError, describe
+from bearl.errors import DatasetError, one_line
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
@@ -118,7 +118,7 @@ def _safe_load(f: IO[bytes], src: str) -> Any:
     except (OSError, EOFError, zlib.error):
         raise
     except Exception as e:  # a corrupt pickle can raise almost anything
-        raise DatasetError(src, f"not a readable pickle ({describe(e)})") from None
+        raise DatasetError(src, f"not a readable pickle ({one_line(e)})") from None
 
 
 def _to_dataset(obj: Any, src: str) -> Dataset:
@@ -163,7 +163,7 @@ def _load_npy(f: IO[bytes], src: str) -> Any:
         else:
             shape, _, dtype = npy_format.read_array_header_2_0(f)
     except ValueError as e:
-        raise DatasetError(src, f"not a readable .npy file ({describe(e)})") from None
+        raise DatasetError(src, f"not a readable .npy file ({one_line(e)})") from None
     if not dtype.hasobject:
         raise DatasetError(
             src, f"holds one {dtype} array of shape {shape}; expected a dict of arrays"
@@ -188,7 +188,7 @@ def _read_npz(path: Path, src: str) -> dict[str, np.ndarray]:
     except DatasetError:
         raise
     except Exception as e:  # BadZipFile, truncated members, bad headers
-        raise DatasetError(src, f"not a readable .npz file ({describe(e)})") from None
+        raise DatasetError(src, f"not a readable .npz file ({one_line(e)})") from None
     return out
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from bearl.data.dataset import Dataset, DatasetInfo
 from bearl.envs import make_env, reference_scores
-from bearl.errors import DatasetError, describe
+from bearl.errors import DatasetError, one_line
 
 ROOT_VAR = "MINARI_DATASETS_PATH"
 
@@ -101,7 +101,7 @@ def read_minari(
         try:
             mds = minari.MinariDataset(str(data_dir))
         except Exception as e:  # minari raises many kinds on a bad folder
-            raise DatasetError(src, f"not a readable Minari dataset ({describe(e)})") from None
+            raise DatasetError(src, f"not a readable Minari dataset ({one_line(e)})") from None
         return _to_dataset(mds, src)
 
     dataset_id = str(id_or_folder)
