@@ -1,5 +1,6 @@
 """Learning curves from run folders: runs grouped by algorithm and dataset (and optionally by
-settings), the mean over seeds with a shaded band (std or min-max over seeds).
+settings), the mean over seeds with a shaded band (std or min-max over seeds). Runs on several
+datasets get one panel per dataset, each algorithm in the same colour in every panel.
 
 ``bearl plot RUN_DIR... -o fig.png``: each argument is a run folder or a folder of runs (searched
 one level down). The format follows the output extension (.png, .svg, .pdf).
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from bearl.errors import BearlError
-from bearl.runs import find_runs, group_runs, run_info, warn_mixed_groups
+from bearl.runs import find_runs, group_runs, run_info, settings_suffix, warn_mixed_groups
 
 BANDS = ("std", "minmax", "none")
 FORMATS = (".png", ".svg", ".pdf")
@@ -56,6 +57,9 @@ class Curve:
     """One group's curve: mean over its runs at the steps all of them logged, and the band."""
 
     label: str
+    dataset: str
+    series: str
+    """The label without the dataset: the algorithm (and ``by`` settings)."""
     steps: np.ndarray
     mean: np.ndarray
     low: np.ndarray
@@ -99,6 +103,7 @@ def curves(
     warn_mixed_groups(groups, by)
     out = []
     for label, infos in groups.items():
+        name = infos[0].algorithm + settings_suffix(infos[0], by)
         series = [usable[i.path] for i in infos]
         steps = series[0]["Step"]
         for d in series[1:]:
@@ -112,7 +117,7 @@ def curves(
             low, high = _nan_reduce(np.nanmin, ys), _nan_reduce(np.nanmax, ys)
         else:
             low = high = mean
-        out.append(Curve(label, steps, mean, low, high, len(series)))
+        out.append(Curve(label, infos[0].dataset, name, steps, mean, low, high, len(series)))
     return metric, out
 
 
@@ -136,25 +141,39 @@ def plot_runs(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, c in enumerate(items):
-        color = colors[i % len(colors)]
-        ax.plot(c.steps, c.mean, color=color, lw=1.8, label=f"{c.label}  (n={c.runs})")
-        if c.runs > 1 and band != "none":
-            ax.fill_between(c.steps, c.low, c.high, color=color, alpha=0.2, lw=0)
-    if metric == "Overestimation":
-        ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
+    datasets = list(dict.fromkeys(c.dataset for c in items))
+    cols = min(3, len(datasets))
+    rows = -(-len(datasets) // cols)
+    size = (7.5, 4.5) if len(datasets) == 1 else (4.6 * cols, 3.4 * rows + 0.6)
+    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False)
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    names = list(dict.fromkeys(c.series for c in items))
+    color = {n: palette[i % len(palette)] for i, n in enumerate(names)}
+    for ax, dataset in zip(axes.flat, datasets):
+        for c in (c for c in items if c.dataset == dataset):
+            text = c.label if len(datasets) == 1 else c.series
+            ax.plot(c.steps, c.mean, color=color[c.series], lw=1.8, label=f"{text}  (n={c.runs})")
+            if c.runs > 1 and band != "none":
+                ax.fill_between(c.steps, c.low, c.high, color=color[c.series], alpha=0.2, lw=0)
+        if metric == "Overestimation":
+            ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
+        if len(datasets) > 1:
+            ax.set_title(dataset, fontsize=10)
+        ax.set_xlabel("gradient steps")
+        ax.set_ylabel(AXIS_LABELS.get(metric, metric), fontsize=8 if len(datasets) > 1 else 10)
+        ax.grid(alpha=0.3)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 4), useMathText=True)
+        ax.legend(fontsize=7 if len(datasets) > 1 else 8, loc="best", framealpha=0.85)
+    for ax in axes.flat[len(datasets) :]:
+        ax.set_visible(False)
     what = {"std": "mean ± 1 std over seeds", "minmax": "mean, min-max over seeds"}
     title = f"{metric}: {what.get(band, 'mean over seeds')}"
     if smooth > 1:
         title += f", moving average of {smooth} evaluations"
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel("gradient steps")
-    ax.set_ylabel(AXIS_LABELS.get(metric, metric))
-    ax.grid(alpha=0.3)
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 4), useMathText=True)
-    ax.legend(fontsize=8, loc="best", framealpha=0.85)
+    if len(datasets) == 1:
+        axes[0, 0].set_title(title, fontsize=10)
+    else:
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=150)

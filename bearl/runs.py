@@ -113,10 +113,14 @@ def slug(text: Any) -> str:
 
 def group_label(info: RunInfo, by: Sequence[str] = ()) -> str:
     """``ALGO / dataset`` plus ``(field=value, ...)`` for the ``by`` settings."""
-    label = f"{info.algorithm} / {info.dataset}"
-    if by:
-        label += " (" + ", ".join(f"{k}={show_value(info.setting(k))}" for k in by) + ")"
-    return label
+    return f"{info.algorithm} / {info.dataset}{settings_suffix(info, by)}"
+
+
+def settings_suffix(info: RunInfo, by: Sequence[str] = ()) -> str:
+    """`` (field=value, ...)`` for the ``by`` settings of a run, or nothing."""
+    if not by:
+        return ""
+    return " (" + ", ".join(f"{k}={show_value(info.setting(k))}" for k in by) + ")"
 
 
 def group_runs(runs: Iterable[RunInfo], by: Sequence[str] = ()) -> dict[str, list[RunInfo]]:

@@ -129,6 +129,22 @@ def test_plot_groups_runs_by_algorithm_and_dataset(runs):
     np.testing.assert_allclose(mm[0].high, smoothed.max(0))
 
 
+def test_plot_draws_one_panel_per_dataset(runs, tmp_path):
+    _, cs = curves([runs])
+    assert {(c.dataset, c.series) for c in cs} == {
+        ("a.hdf5", "BEAR"),
+        ("hopper-medium", "BEAR"),
+        ("a.hdf5", "BC"),
+    }
+
+    def png_width(path):
+        return int.from_bytes(path.read_bytes()[16:20], "big")
+
+    one = plot_runs([runs / "bear_b_0", runs / "bear_b_1"], tmp_path / "one.png")
+    two = plot_runs([runs], tmp_path / "two.png")  # two datasets side by side
+    assert png_width(two) > png_width(one)
+
+
 def test_plot_splits_groups_by_a_setting(tmp_path):
     write_run(tmp_path, "s10_0", "BEAR", "d", 0, [1.0], settings={"mmd_sigma": 10})
     write_run(tmp_path, "s10_1", "BEAR", "d", 1, [2.0], settings={"mmd_sigma": 10})
