@@ -1,6 +1,8 @@
 """Long-run soak: does memory grow over many updates?
 
     python bench/soak.py --algo BEAR --dataset hopper-medium --updates 300000 --every 10000
+    python bench/soak.py --algo BEAR --bench-settings ...   # bench's smaller networks, same code
+
 
 Runs ``--updates`` gradient steps of one algorithm on a dataset (no evaluation, as the
 training loop's inner part: sample, update, accumulate metrics) and prints the process's
@@ -10,11 +12,13 @@ resident memory every ``--every`` updates, then the growth from the first sample
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
 import torch
 
+from bearl.bench import BENCH_SETTINGS
 from bearl.config import algorithm_class, resolve
 from bearl.data import load_dataset
 from bearl.perf import tune_allocator
@@ -34,11 +38,22 @@ def main() -> None:
     p.add_argument("--updates", type=int, default=300_000)
     p.add_argument("--every", type=int, default=10_000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--bench-settings",
+        action="store_true",
+        help="use `bearl bench`'s hyperparameters (d3rlpy's smaller networks) instead of the "
+        "paper preset's; the warm start of the preset is kept, so both phases run",
+    )
     args = p.parse_args()
     tune_allocator()
     torch.set_num_threads(args.threads)
     ds = load_dataset(args.dataset)
     _, cfg = resolve({"algo": args.algo, "dataset": args.dataset, "steps": args.updates})
+    if args.bench_settings:
+        settings = dict(BENCH_SETTINGS.get(args.algo, {}))
+        settings.pop("warm_start_steps", None)
+        cfg = dataclasses.replace(cfg, **settings)
+    print(json.dumps({"config": dataclasses.asdict(cfg)}), flush=True)
     algo = algorithm_class(args.algo)(cfg, ds.obs_dim, ds.act_dim, "cpu")
     sampler = ds.sampler(cfg.batch_size, "cpu", seed=0)
     samples = []
