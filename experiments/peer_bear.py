@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from bearl.algos.bear import BEARConfig
 from bearl.config import WARM_START_MAX_FRACTION
 from bearl.data import load_dataset
 from bearl.data.d4rl import write_d4rl
@@ -35,8 +36,8 @@ def main() -> None:
     base = spec["base"]
     seeds = a.seeds if a.seeds is not None else list(range(spec.get("num_seeds", 1)))
     steps = int(base["steps"])
-    # bearl's paper preset warms up for 20k steps, capped at a fifth of a short run
-    warmup = min(20_000, steps // WARM_START_MAX_FRACTION)
+    # the warm start bearl's paper preset gives this budget: 40k steps, capped at a fifth
+    warmup = min(BEARConfig.warm_start_steps, steps // WARM_START_MAX_FRACTION)
     data_dir = Path(a.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     prepared: dict[str, tuple[Path, str, float, float]] = {}
