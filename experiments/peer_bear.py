@@ -48,7 +48,9 @@ def main() -> None:
                 continue
             if name not in prepared:
                 ds = load_dataset(name)  # made on first use, as bearl train does
-                path = data_dir / f"{name}.hdf5"
+                # the copy is named by the policy files the dataset was made from, so a
+                # dataset remade from other shipped policies is never read from an old copy
+                path = data_dir / f"{name}-{ds.info.metadata.get('policy_digest', 'none')}.hdf5"
                 if not path.exists():
                     write_d4rl(ds, path)
                 env = ds.info.env_name
