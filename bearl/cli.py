@@ -325,6 +325,12 @@ def _report_parser(sub) -> None:
         metavar="SETTING",
         help="also group runs by this setting (e.g. --by mmd_sigma); repeatable",
     )
+    p.add_argument(
+        "--metric",
+        default="NormalizedScore",
+        help="progress.csv column to tabulate: its final and largest value (default: the "
+        "normalized score, final and best), e.g. Overestimation",
+    )
     p.add_argument("-o", "--out", default=None, help="write the table to this file")
     p.set_defaults(func=cmd_report)
 
@@ -332,7 +338,7 @@ def _report_parser(sub) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from bearl.report import report
 
-    text = report(args.runs, args.format, args.by)
+    text = report(args.runs, args.format, args.by, args.metric)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)

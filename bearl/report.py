@@ -1,12 +1,16 @@
 """Result tables: one row per (algorithm, dataset) with the final and best normalized score as
-mean ± std over seeds.
+mean ± std over seeds (or, with ``--metric``, the final and largest value of another
+progress.csv column, e.g. ``Overestimation``).
 
-``bearl report RUN_DIR... [--format markdown|csv]``. Each run's numbers come from its
-``result.json`` (``final_score``, ``best_score``, ``steps``), or from ``progress.csv`` for a
-run that has not finished (last row's ``NormalizedScore``, the max over rows, the last ``Step``).
+``bearl report RUN_DIR... [--format markdown|csv] [--metric COLUMN]``. Each run's numbers
+come from its ``result.json`` (``final_score``, ``best_score``, ``steps``), or from
+``progress.csv`` for a run that has not finished (last row's ``NormalizedScore``, the max over
+rows, the last ``Step``).
 Where a run has no normalized score (no reference scores), the group uses raw returns and the
 table says so. The std is the population std over seeds (numpy's default, ddof=0), the same as
-the band of ``bearl plot``.
+the band of ``bearl plot``. Any other metric is read from ``progress.csv`` (its last value and
+its maximum over the evaluations); runs without values of it (BC has no Q) are left out with a
+note.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import csv
 import io
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +30,7 @@ from bearl.errors import BearlError, one_line
 from bearl.runs import RunInfo, find_runs, group_runs, run_info, show_value, warn_mixed_groups
 
 FORMATS = ("markdown", "csv")
+SCORE = "NormalizedScore"
 
 
 @dataclass
@@ -48,19 +54,20 @@ class ReportRow:
     by: dict[str, str]
     seeds: int
     steps: str
-    measure: str  # "normalized" or "return"
+    measure: str  # "normalized", "return" or the --metric column
     final_mean: float | None
     final_std: float | None
     best_mean: float | None
     best_std: float | None
 
 
-def run_scores(run_dir: str | Path) -> RunScores:
-    """Scores of one run: ``result.json`` when it exists, else ``progress.csv``."""
+def run_scores(run_dir: str | Path, metric: str = SCORE) -> RunScores:
+    """Scores of one run: ``result.json`` when it exists, else ``progress.csv``. For another
+    ``metric`` the last and largest value of that column (in the score fields)."""
     run_dir = Path(run_dir)
     info = run_info(run_dir)
     path = run_dir / "result.json"
-    if path.exists():
+    if metric == SCORE and path.exists():
         try:
             r = json.loads(path.read_text())
         except ValueError as e:
@@ -86,6 +93,8 @@ def run_scores(run_dir: str | Path) -> RunScores:
         v = d.get(col)
         return _num(np.nanmax(v)) if v is not None and np.isfinite(v).any() else None
 
+    if metric != SCORE:
+        return RunScores(info, _int(last("Step")), last(metric), best(metric), None, None)
     return RunScores(
         info,
         _int(last("Step")),
@@ -96,9 +105,18 @@ def run_scores(run_dir: str | Path) -> RunScores:
     )
 
 
-def summarize(paths: Sequence[str | Path], by: Sequence[str] = ()) -> list[ReportRow]:
+def summarize(
+    paths: Sequence[str | Path], by: Sequence[str] = (), metric: str = SCORE
+) -> list[ReportRow]:
     """The table rows for run folders (or folders of runs), sorted by algorithm and dataset."""
-    runs = [run_scores(r) for r in find_runs(paths, ("result.json", "progress.csv"))]
+    runs = [run_scores(r, metric) for r in find_runs(paths, ("result.json", "progress.csv"))]
+    if metric != SCORE:
+        for r in runs:
+            if r.final_score is None:
+                print(f"bearl: skipping {r.info.path}: no values of '{metric}'", file=sys.stderr)
+        runs = [r for r in runs if r.final_score is not None]
+        if not runs:
+            raise BearlError(f"no run has values of '{metric}'")
     scores = {s.info.path: s for s in runs}
     groups = group_runs([s.info for s in runs], by)
     warn_mixed_groups(groups, by)
@@ -119,7 +137,7 @@ def summarize(paths: Sequence[str | Path], by: Sequence[str] = ()) -> list[Repor
                 {k: show_value(first.setting(k)) for k in by},
                 len(group),
                 "?" if not steps else str(steps[0]) + (f"-{steps[-1]}" if len(steps) > 1 else ""),
-                "normalized" if normalized else "return",
+                metric if metric != SCORE else "normalized" if normalized else "return",
                 *_mean_std(finals),
                 *_mean_std(bests),
             )
@@ -127,20 +145,28 @@ def summarize(paths: Sequence[str | Path], by: Sequence[str] = ()) -> list[Repor
     return rows
 
 
-def report(paths: Sequence[str | Path], fmt: str = "markdown", by: Sequence[str] = ()) -> str:
+def report(
+    paths: Sequence[str | Path],
+    fmt: str = "markdown",
+    by: Sequence[str] = (),
+    metric: str = SCORE,
+) -> str:
     """The table as Markdown or CSV text."""
     if fmt not in FORMATS:
         raise BearlError(f"--format {fmt}: choose markdown or csv")
-    rows = summarize(paths, by)
-    return format_csv(rows, by) if fmt == "csv" else format_markdown(rows, by)
+    rows = summarize(paths, by, metric)
+    return format_csv(rows, by) if fmt == "csv" else format_markdown(rows, by, metric)
 
 
-def format_markdown(rows: Sequence[ReportRow], by: Sequence[str] = ()) -> str:
-    head = ["algorithm", "dataset", *by, "seeds", "steps", "final score", "best score"]
+def format_markdown(rows: Sequence[ReportRow], by: Sequence[str] = (), metric: str = SCORE) -> str:
+    columns = ["final score", "best score"]
+    if metric != SCORE:
+        columns = [f"final {metric}", f"max {metric}"]
+    head = ["algorithm", "dataset", *by, "seeds", "steps", *columns]
     align = ["---"] * (2 + len(by)) + ["---:"] * 4
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for r in rows:
-        mark = "" if r.measure == "normalized" else " (return)"
+        mark = " (return)" if r.measure == "return" else ""
         cells = [
             r.algorithm,
             r.dataset,
@@ -152,11 +178,17 @@ def format_markdown(rows: Sequence[ReportRow], by: Sequence[str] = ()) -> str:
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines.append("")
-    lines.append(
-        "Scores: D4RL normalized score (0 = random, 100 = expert; raw return where marked), "
-        "mean ± std over seeds (population std). Final: the last evaluation; best: the best "
-        "evaluation of each run."
-    )
+    if metric == SCORE:
+        lines.append(
+            "Scores: D4RL normalized score (0 = random, 100 = expert; raw return where marked), "
+            "mean ± std over seeds (population std). Final: the last evaluation; best: the best "
+            "evaluation of each run."
+        )
+    else:
+        lines.append(
+            f"{metric} from progress.csv, mean ± std over seeds (population std). Final: the "
+            "last evaluation; max: the largest value of each run."
+        )
     return "\n".join(lines) + "\n"
 
 

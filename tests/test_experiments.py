@@ -222,6 +222,28 @@ def test_report_uses_returns_without_reference_scores(tmp_path):
     assert "(return)" in report([tmp_path])
 
 
+def test_report_of_another_metric(runs, tmp_path, capsys):
+    # write_run logs Overestimation = 1 + row index, so final = max = number of rows
+    rows = {(r.algorithm, r.dataset): r for r in summarize([runs], metric="Overestimation")}
+    bear = rows["BEAR", "a.hdf5"]
+    assert bear.measure == "Overestimation" and bear.seeds == 3
+    assert bear.final_mean == pytest.approx(3.0) and bear.best_mean == pytest.approx(3.0)
+    write_run(tmp_path, "bc0", "BC", "d", 0, [1.0, 2.0])  # a run without the metric is left out
+    with open(tmp_path / "bc0" / "progress.csv") as f:
+        text = f.read().replace("Overestimation", "Other")
+    (tmp_path / "bc0" / "progress.csv").write_text(text)
+    write_run(tmp_path, "td0", "TD3", "d", 0, [1.0, 2.0, 5.0])
+    (row,) = summarize([tmp_path], metric="Overestimation")
+    assert row.algorithm == "TD3" and row.final_mean == pytest.approx(3.0)
+    assert "skipping" in capsys.readouterr().err
+    md = report([tmp_path], metric="Overestimation")
+    assert "| final Overestimation | max Overestimation |" in md
+    with pytest.raises(BearlError, match="no run has values of 'Nope'"):
+        summarize([runs], metric="Nope")
+    assert main(["report", str(runs), "--metric", "Overestimation", "--format", "csv"]) == 0
+    assert ",Overestimation," in capsys.readouterr().out
+
+
 def test_report_cli(runs, tmp_path, capsys):
     assert main(["report", str(runs), "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith("algorithm,dataset,seeds,steps,measure")
