@@ -383,7 +383,7 @@ def _sweep_parser(sub) -> None:
     p.add_argument(
         "--local",
         action="store_true",
-        help="run the trials one after another in this process, without Ray",
+        help="run the trials one after another without Ray (each in a fresh process)",
     )
     p.set_defaults(func=cmd_sweep)
 

@@ -362,7 +362,7 @@ def run_sweep(
         address: a Ray cluster to connect to (``auto``, ``ray://host:10001``, ...); None starts
             a local Ray instance.
         max_concurrent: trials in flight at once (default: the cluster's CPUs; one CPU each).
-        local: run the trials one after another in this process, without Ray.
+        local: run the trials one after another without Ray, each in a fresh process.
         dry_run: only print the trials and their state.
     """
     out = out or sys.stdout
@@ -408,7 +408,35 @@ def _run_local(todo: list[Trial], progress: SweepProgress) -> None:
         progress.start(t)
         progress.print(progress.summary())
         progress.print(f"running {t.name}")
-        progress.finish(t, run_trial(t.values))
+        try:
+            outcome = run_in_subprocess(t.values)
+        except KeyboardInterrupt:
+            progress.print("sweep interrupted: run the same command again to resume it")
+            raise
+        progress.finish(t, outcome)
+
+
+def run_in_subprocess(
+    values: dict[str, Any], fn: Callable[[dict[str, Any]], dict[str, Any]] = run_trial
+) -> dict[str, Any]:
+    """``fn(values)`` (a trial) in a fresh process, as Ray runs it in a worker: each trial starts
+    with a clean interpreter (its ``MemoryMiB`` is its own, not what earlier trials left in the
+    allocator) and a crash in native code or a kill ends only that trial."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(fn, values).result()
+        except BrokenProcessPool:
+            return {
+                "name": str(values.get("run_name")),
+                "status": "failed",
+                "result": None,
+                "error": "the trial's process ended abruptly (killed, or a crash in native "
+                "code); its last checkpoint is kept",
+            }
 
 
 def _run_ray(

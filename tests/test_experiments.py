@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 
 import numpy as np
@@ -25,7 +26,7 @@ from bearl.errors import BearlError, ConfigError
 from bearl.evaluation import EvalResult, run_episodes
 from bearl.plot import curves, plot_runs
 from bearl.report import report, summarize
-from bearl.sweep import expand, load_spec, run_sweep, trial_status
+from bearl.sweep import expand, load_spec, run_in_subprocess, run_sweep, trial_status
 from bearl.train import train
 
 from conftest import make_random_dataset
@@ -521,6 +522,16 @@ def test_local_sweep_runs_skips_and_resumes(tmp_path):
     summary = run_sweep(spec, local=True, out=io.StringIO())
     assert summary["counts"]["conflict"] == 2
     assert "batch_size" in next(iter(summary["errors"].values()))
+
+
+def _die(values):
+    os._exit(3)  # no exception, no result: the process just ends
+
+
+def test_a_trial_whose_process_dies_fails_alone():
+    out = run_in_subprocess({"run_name": "X_d_seed0"}, fn=_die)
+    assert out["status"] == "failed" and out["name"] == "X_d_seed0"
+    assert "ended abruptly" in out["error"]
 
 
 @pytest.mark.slow
