@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,38 @@ def _np_state() -> tuple:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` to ``path`` atomically: a crash leaves the previous file intact."""
+    """Write ``payload`` to ``path`` atomically: a crash leaves the previous file intact. A
+    failed write (disk full) removes its partial file and raises CheckpointError."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format_version": FORMAT_VERSION, **payload}, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    try:
+        torch.save({"format_version": FORMAT_VERSION, **payload}, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as e:  # torch reports a short write as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else one_line(e)
+        raise CheckpointError(
+            f"{path}: could not write the checkpoint ({why}); the previous one is kept"
+        ) from None
     os.replace(tmp, path)
+
+
+def check_free_space(run_dir: Path, modules: dict[str, torch.nn.Module]) -> None:
+    """Fail before training if the disk holding ``run_dir`` cannot take the run's files: a
+    checkpoint (parameters and Adam's two moments), ``best.pt`` and the temporary copy written
+    while one is replaced, plus 16 MiB of logs."""
+    params = sum(p.numel() * p.element_size() for m in modules.values() for p in m.parameters())
+    need = 3 * 3 * params + (16 << 20)
+    where = Path(run_dir)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if free < need:
+        raise CheckpointError(
+            f"{run_dir}: {free / 2**20:.0f} MiB free on its disk; this run needs about "
+            f"{need / 2**20:.0f} MiB (checkpoint.pt, best.pt, a temporary copy, logs)"
+        )
 
 
 def load_checkpoint(path: Path, algo: str | None = None) -> dict[str, Any]:

@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from bearl.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bearl.checkpoint import (
+    check_free_space,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from bearl.config import TrainConfig, algorithm_class, build, to_dict
 from bearl.data.dataset import Dataset
 from bearl.diagnostics import BootstrapDiagnostics
@@ -104,6 +110,7 @@ def train(
     gamma = getattr(algo_cfg, "gamma", 0.99)
     diagnostics = BootstrapDiagnostics(dataset, device, gamma, low, high) if evaluate else None
 
+    check_free_space(run_dir, algo.nets)
     run_dir.mkdir(parents=True, exist_ok=True)
     logger = RunLogger(
         run_dir,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -208,6 +209,37 @@ def test_unwritable_log_dir_fails_before_training(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(BearlError, match="cannot write logs"):
         run(blocker, "r", steps=20)
+
+
+def test_a_full_disk_fails_before_training_and_never_leaves_a_partial_checkpoint(
+    tmp_path, monkeypatch
+):
+    import shutil
+    from collections import namedtuple
+
+    from bearl import checkpoint
+    from bearl.errors import BearlError, CheckpointError
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 20, 9 << 20, 1 << 20))
+    with pytest.raises(BearlError, match=r"1 MiB free on its disk; this run needs about \d+ MiB"):
+        run(tmp_path, "full", steps=20)
+    assert not (tmp_path / "full").exists()  # nothing started, no empty run folder
+    monkeypatch.undo()
+
+    run(tmp_path, "r", steps=20)
+    ckpt = tmp_path / "r" / "checkpoint.pt"
+    before = ckpt.read_bytes()
+
+    def short_write(obj, f):
+        Path(f).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", short_write)
+    with pytest.raises(CheckpointError, match="No space left on device.*previous one is kept"):
+        checkpoint.save_checkpoint(ckpt, {"step": 99})
+    assert ckpt.read_bytes() == before
+    assert not (tmp_path / "r" / "checkpoint.pt.tmp").exists()
 
 
 def test_checkpoints_of_another_algorithm_or_newer_format_are_refused(tmp_path):
