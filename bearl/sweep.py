@@ -12,7 +12,7 @@ A spec (docs/experiments.md)::
       steps: 100000
       eval_every: 5000
 
-Trials are the product datasets x algos x grid x seeds. A grid or base setting that an
+Trials are the product datasets x algos x grid x seeds, run seed by seed. A grid or base setting that an
 algorithm does not have is left out of its trials (BCQ above runs once per seed, not once per
 ``mmd_sigma``). Each trial is one run folder with a name built from its values,
 ``<ALGO>_<dataset>[_<field>=<value>...]_seed<N>``, so running the spec again skips the trials
@@ -146,7 +146,9 @@ def load_spec(source: str | Path | dict[str, Any]) -> SweepSpec:
 
 
 def expand(spec: SweepSpec) -> list[Trial]:
-    """Every trial of the spec, in order dataset, algorithm, grid, seed (duplicates dropped).
+    """Every trial of the spec (duplicates dropped), seed by seed: every dataset, algorithm and
+    grid point with the first seed, then with the second, ... so a sweep stopped halfway has
+    the whole table at fewer seeds rather than part of it at all seeds.
 
     Each trial's settings are checked with ``config.resolve``: a bad value fails here, before
     anything runs."""
@@ -197,7 +199,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
     for k in spec.grid:
         if not any(k in t.values for t in trials.values()):
             raise ConfigError(f"grid: none of {', '.join(spec.algos)} has the setting {k}")
-    return list(trials.values())
+    return sorted(trials.values(), key=lambda t: spec.seeds.index(t.values["seed"]))
 
 
 def _dataset_slug(dataset: str) -> str:

@@ -404,11 +404,13 @@ def test_spec_expansion_and_names(tmp_path):
     assert len(trials) == 8 + 4
     names = [t.name for t in trials]
     assert len(set(names)) == len(names)
+    # seed by seed: all six combinations with seed 0 first, in dataset, algorithm, grid order
+    assert [t.values["seed"] for t in trials] == [0] * 6 + [1] * 6
     assert names[:4] == [
         "BEAR_hopper-medium_actor_hidden=32-32_mmd_sigma=10_seed0",
-        "BEAR_hopper-medium_actor_hidden=32-32_mmd_sigma=10_seed1",
         "BEAR_hopper-medium_actor_hidden=32-32_mmd_sigma=20.5_seed0",
-        "BEAR_hopper-medium_actor_hidden=32-32_mmd_sigma=20.5_seed1",
+        "BC_hopper-medium_actor_hidden=32-32_seed0",
+        "BEAR_x_actor_hidden=32-32_mmd_sigma=10_seed0",
     ]
     assert "BC_x_actor_hidden=32-32_seed1" in names
     t = trials[0]
