@@ -12,9 +12,9 @@ A spec (docs/experiments.md)::
       steps: 100000
       eval_every: 5000
 
-Trials are the product datasets x algos x grid x seeds, run seed by seed. A grid or base setting that an
-algorithm does not have is left out of its trials (BCQ above runs once per seed, not once per
-``mmd_sigma``). Each trial is one run folder with a name built from its values,
+Trials are the product datasets x algos x grid x seeds, run seed by seed. A grid or base
+setting that an algorithm does not have is left out of its trials (BCQ above runs once per seed,
+not once per ``mmd_sigma``). Each trial is one run folder with a name built from its values,
 ``<ALGO>_<dataset>[_<field>=<value>...]_seed<N>``, so running the spec again skips the trials
 that have ``result.json`` and resumes those that have a checkpoint. A folder whose saved
 settings differ from the trial's is reported as a conflict and left alone.
