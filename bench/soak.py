@@ -21,14 +21,7 @@ import torch
 from bearl.bench import BENCH_SETTINGS
 from bearl.config import algorithm_class, resolve
 from bearl.data import load_dataset
-from bearl.perf import tune_allocator
-
-
-def rss_mib() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from bearl.perf import resident_mib, tune_allocator
 
 
 def main() -> None:
@@ -67,7 +60,7 @@ def main() -> None:
             samples.append(
                 {
                     "update": step,
-                    "rss_mib": round(rss_mib(), 1),
+                    "rss_mib": round(resident_mib(), 1),
                     "seconds": round(time.time() - t0, 1),
                 }
             )
