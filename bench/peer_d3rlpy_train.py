@@ -8,7 +8,8 @@ with the same mujoco as bearl's venv). The dataset is a D4RL-layout HDF5 file, e
 bearl's runs. A folder with ``result.json`` is skipped (finished).
 
 Settings: d3rlpy's BEARConfig defaults, except ``warmup_steps``, which is given (d3rlpy's
-default, 40k, would be a third of a short run; experiments pass bearl's own capped warm start).
+default, 40k, would be a third of a short run; experiments pass bearl's own capped warm start),
+and any field given with ``--set FIELD=VALUE`` (recorded in variant.json).
 Evaluation uses d3rlpy's ``predict`` (its greedy rule: 100 policy samples, the one the first
 critic values most), on ``--eval-episodes`` episodes seeded like bearl's evaluation.
 """
@@ -74,6 +75,13 @@ def main() -> None:
     p.add_argument("--warmup-steps", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a BEARConfig field, e.g. initial_temperature=0.001 (repeatable)",
+    )
     p.add_argument("--out", required=True, help="run folder")
     a = p.parse_args()
     out = Path(a.out)
@@ -86,8 +94,20 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     d3rlpy.seed(a.seed)
+    overrides = {}
+    for item in a.set:
+        field, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--set {item!r}: expected FIELD=VALUE")
+        try:
+            overrides[field] = json.loads(value)  # numbers, true/false, null
+        except ValueError:
+            overrides[field] = value  # e.g. mmd_kernel=gaussian
+    try:
+        cfg = d3rlpy.algos.BEARConfig(warmup_steps=a.warmup_steps, **overrides)
+    except TypeError as e:
+        p.error(f"--set: {e}")
     dataset = load_d4rl(Path(a.dataset))
-    cfg = d3rlpy.algos.BEARConfig(warmup_steps=a.warmup_steps)
     algo = cfg.create(device="cpu:0")
     algo.build_with_dataset(dataset)
 
@@ -97,7 +117,7 @@ def main() -> None:
     variant = {
         "algorithm": "BEAR-d3rlpy",
         "train": train,
-        "algo": {"d3rlpy": d3rlpy.__version__, "warmup_steps": a.warmup_steps},
+        "algo": {"d3rlpy": d3rlpy.__version__, "warmup_steps": a.warmup_steps, **overrides},
         "seed": a.seed,
     }
     for name in ("variant.json", "params.json"):
