@@ -26,7 +26,8 @@ import itertools
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
@@ -423,22 +424,85 @@ def run_in_subprocess(
 ) -> dict[str, Any]:
     """``fn(values)`` (a trial) in a fresh process, as Ray runs it in a worker: each trial starts
     with a clean interpreter (its ``MemoryMiB`` is its own, not what earlier trials left in the
-    allocator) and a crash in native code or a kill ends only that trial."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
+    allocator) and a crash in native code or a kill ends only that trial.
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    The trial never outlives this process: SIGTERM or SIGHUP here (``kill``, a closed terminal)
+    raises KeyboardInterrupt like Ctrl-C, and on the way out the trial is terminated; if this
+    process dies without a chance to clean up (SIGKILL), the trial notices and exits by itself.
+    Its last checkpoint is kept either way (checkpoints are written atomically)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    name = str(values.get("run_name"))
+    proc = ctx.Process(target=_trial_process, args=(fn, values, send), name=f"bearl-{name}")
+    with _signals_interrupt():
+        proc.start()
+        send.close()  # only the trial holds the sending end now: its death means EOF here
         try:
-            return pool.submit(fn, values).result()
-        except BrokenProcessPool:
+            return receive.recv()
+        except EOFError:
             return {
-                "name": str(values.get("run_name")),
+                "name": name,
                 "status": "failed",
                 "result": None,
                 "error": "the trial's process ended abruptly (killed, or a crash in native "
                 "code); its last checkpoint is kept",
             }
+        finally:
+            receive.close()
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(10)
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+
+
+def _trial_process(
+    fn: Callable[[dict[str, Any]], dict[str, Any]], values: dict[str, Any], send: Any
+) -> None:
+    """Body of a trial's process: run ``fn`` and send its outcome back. Ctrl-C is left to the
+    parent (which then terminates this process), and a daemon thread waits for the parent's
+    death and ends this process with it, so no trial runs on unwatched."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+
+        def exit_with_parent() -> None:
+            parent.join()
+            os._exit(1)
+
+        threading.Thread(target=exit_with_parent, daemon=True).start()
+    send.send(fn(values))
+    send.close()
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt while inside (main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.signal(sig, interrupt) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run_ray(

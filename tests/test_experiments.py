@@ -6,7 +6,11 @@ import csv
 import io
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -534,6 +538,68 @@ def test_a_trial_whose_process_dies_fails_alone():
     out = run_in_subprocess({"run_name": "X_d_seed0"}, fn=_die)
     assert out["status"] == "failed" and out["name"] == "X_d_seed0"
     assert "ended abruptly" in out["error"]
+
+
+_TRIAL_FN = """
+import os, time
+
+def sleep(values):
+    tmp = values["pidfile"] + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(tmp, values["pidfile"])
+    time.sleep(120)
+    return {"status": "done"}
+"""
+
+_PARENT = """
+import sys
+import trialfn
+from bearl.sweep import run_in_subprocess
+
+if __name__ == "__main__":
+    try:
+        run_in_subprocess({"run_name": "t", "pidfile": sys.argv[1]}, fn=trialfn.sleep)
+    except KeyboardInterrupt:
+        sys.exit(130)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie has ended (nobody has reaped it yet)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_a_trial_never_outlives_the_sweep(tmp_path, sig):
+    """Killing `bearl sweep --local` ends its trial too: SIGTERM through the parent's cleanup,
+    SIGKILL (no cleanup) through the trial watching its parent."""
+    (tmp_path / "trialfn.py").write_text(_TRIAL_FN)
+    (tmp_path / "parent.py").write_text(_PARENT)
+    pidfile = tmp_path / "trial.pid"
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "parent.py"), str(pidfile)])
+    try:
+        deadline = time.time() + 60
+        while not pidfile.exists():
+            assert parent.poll() is None and time.time() < deadline, "the trial never started"
+            time.sleep(0.1)
+        child = int(pidfile.read_text())
+        assert _running(child)
+        parent.send_signal(getattr(signal, sig))
+        code = parent.wait(30)
+        assert code == (130 if sig == "SIGTERM" else -signal.SIGKILL)
+        deadline = time.time() + 30
+        while _running(child) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _running(child), f"the trial (pid {child}) outlived its sweep"
+    finally:
+        parent.kill()
+        if pidfile.exists() and _running(int(pidfile.read_text())):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
 
 @pytest.mark.slow
