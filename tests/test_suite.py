@@ -137,12 +137,27 @@ def test_a_dataset_made_from_other_policies_is_made_again(shipped, capsys):
     save_policy(TanhGaussianActor(11, 3, (16, 16)), shipped / "hopper-medium.pt", level="medium")
     assert suite.is_stale(suite.read_local("hopper-medium"))
     remade = suite.load_or_make("hopper-medium")
-    assert "made from other policy files" in capsys.readouterr().out
+    assert "other policy files" in capsys.readouterr().out
     assert len(remade) == 300  # the size it had
     assert not np.array_equal(remade.actions, first.actions)
     assert not suite.is_stale(suite.read_local("hopper-medium"))
     random = suite.generate("hopper-random", size=50, progress=False)
     assert random.info.metadata["policy_digest"] == "none" and not suite.is_stale(random)
+
+
+def test_a_dataset_made_by_another_rollout_recipe_is_made_again(shipped, monkeypatch, capsys):
+    suite.load_or_make("hopper-random", size=100)
+    on_disk = suite.read_local("hopper-random")
+    assert int(on_disk.info.metadata["recipe_version"]) == suite.RECIPE_VERSION
+    assert not suite.is_stale(on_disk)
+    monkeypatch.setattr(suite, "RECIPE_VERSION", suite.RECIPE_VERSION + 1)  # rollout changed
+    assert suite.is_stale(suite.read_local("hopper-random"))  # random data too
+    capsys.readouterr()
+    suite.load_or_make("hopper-random")
+    assert "made by an earlier bearl" in capsys.readouterr().out
+    again = suite.read_local("hopper-random")
+    assert int(again.info.metadata["recipe_version"]) == suite.RECIPE_VERSION
+    assert len(again) == 100 and not suite.is_stale(again)
 
 
 @pytest.mark.parametrize("name", suite.SUITE_NAMES)

@@ -30,6 +30,7 @@ ROOT_VAR = "MINARI_DATASETS_PATH"
 # metadata.json keys kept in DatasetInfo.metadata
 _KEPT_METADATA = (
     "policy_digest",
+    "recipe_version",
     "dataset_id",
     "description",
     "algorithm_name",
@@ -146,7 +147,8 @@ def write_minari(
         root: datasets root to write under instead of ``$MINARI_DATASETS_PATH``.
         overwrite: replace an existing dataset with the same id.
         extra_metadata: more ``metadata.json`` entries (bearl's suite records the digest of
-            the policies that made the data: ``policy_digest``).
+            the policies that made the data, ``policy_digest``, and its rollout recipe,
+            ``recipe_version``).
 
     Raises:
         DatasetError: if the id is malformed or exists already (without ``overwrite``).

@@ -66,6 +66,13 @@ def policy_file(family: str, level: str) -> Path:
     return Path(str(resources.files("bearl") / "policies" / f"{family}-{level}.pt"))
 
 
+# Version of the rollout recipe (environment stepping, seeding, action sampling, how episodes
+# are cut). Recorded in every dataset made; bump it whenever a change to that code would make
+# different data from the same policies and seed, so that copies made before are made again.
+# A dataset without the field was made by version 1.
+RECIPE_VERSION = 1
+
+
 def policy_digest(name: str) -> str:
     """SHA-256 (first 16 hex digits) of the shipped files suite dataset ``name`` is made from;
     ``"none"`` for random. Recorded in each made dataset, so a dataset made by an earlier bearl
@@ -230,6 +237,7 @@ def generate(name: str, size: int | None = None, seed: int = 0, progress: bool =
     env_id = ENV_IDS[family]
     meta: dict[str, Any] = {"suite_name": f"{family}-{kind}", "size": size, "seed": seed}
     meta["policy_digest"] = policy_digest(name)
+    meta["recipe_version"] = RECIPE_VERSION
     if kind == "random":
         ds = rollout(env_id, None, size, seed, progress=progress, desc=name)
         meta["policy"] = "uniform random actions"
@@ -311,7 +319,7 @@ def make(
     ds.info.metadata["algorithm_name"] = (
         "SAC (stable-baselines3)" if "random" not in name else "random"
     )
-    digest = {"policy_digest": meta["policy_digest"]}
+    digest = {"policy_digest": meta["policy_digest"], "recipe_version": RECIPE_VERSION}
     folder = write_minari(
         ds, dataset_id(name), desc, root=root, overwrite=overwrite, extra_metadata=digest
     )
@@ -355,9 +363,9 @@ def load_or_make(name: str, size: int | None = None, seed: int = 0) -> Dataset:
         size = size or int(ds.info.metadata.get("size") or 0) or None
         seed = seed or int(ds.info.metadata.get("seed") or 0)
         print(
-            f"bearl: {name} on disk was made from other policy files than this bearl ships "
-            f"(an earlier version); making it again ({size or default_size(name)} transitions, "
-            f"seed {seed})",
+            f"bearl: {name} on disk was made by an earlier bearl (other policy files or "
+            f"rollout recipe than this one ships); making it again "
+            f"({size or default_size(name)} transitions, seed {seed})",
             flush=True,
         )
         make(name, size, seed, overwrite=True)
@@ -367,11 +375,13 @@ def load_or_make(name: str, size: int | None = None, seed: int = 0) -> Dataset:
 
 def is_stale(ds: Dataset) -> bool:
     """Whether suite dataset ``ds`` (read from disk) was made from other shipped files than the
-    current ones. A random dataset never is; one without a digest (made before bearl recorded
-    digests) is."""
-    name = ds.info.metadata.get("suite_name") or ds.info.source
-    current = policy_digest(name)
-    return current != "none" and ds.info.metadata.get("policy_digest") != current
+    current ones (one without a digest, made before bearl recorded digests, was), or by another
+    rollout recipe (:data:`RECIPE_VERSION`; random datasets too)."""
+    meta = ds.info.metadata
+    if int(meta.get("recipe_version", 1)) != RECIPE_VERSION:
+        return True
+    current = policy_digest(meta.get("suite_name") or ds.info.source)
+    return current != "none" and meta.get("policy_digest") != current
 
 
 def read_local(name: str) -> Dataset:
