@@ -1,4 +1,5 @@
-"""The ``bearl`` command line: train, data (info, convert, train-behavior), plot, report, sweep.
+"""The ``bearl`` command line: train, eval, export, record, plot, report, sweep, bench, and data
+(make, list, info, convert, train-behavior, export-policies, policies).
 
 Errors in the input (a bad file, an unknown flag value) and of the machine (a full disk, a path
 that is a file) are printed as one line and exit with status 2; ``--debug`` shows the Python

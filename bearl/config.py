@@ -39,8 +39,8 @@ class TrainConfig:
     preset: str = "paper"
     """Hyperparameter preset: ``paper`` (rlkit / D4RL paper) or ``original`` (NeurIPS code)."""
     steps: int = 15_000
-    """Gradient steps in total. The default is sized for the quick start (about 15 minutes on
-    2 CPU cores); the BEAR papers trained for 1M (original) to 3M (rlkit) steps."""
+    """Gradient steps in total. The default is sized for the quick start (about 10 minutes of
+    training on 2 CPU cores); the BEAR papers trained for 1M (original) to 3M (rlkit) steps."""
     eval_every: int = 2_500
     """Evaluate, log a progress row and checkpoint every this many gradient steps."""
     eval_episodes: int = 10
@@ -318,12 +318,18 @@ def add_algorithm_flags(parser: argparse.ArgumentParser) -> None:
         if first_algo not in groups:
             title = f"{first_algo} settings" + (" (also used by others)" if groups else "")
             groups[first_algo] = parser.add_argument_group(title)
-        doc = field_docs(cls).get(field_name, "")
         if len(users) == 1:
-            text = f"{doc} (default: {_default(f)})"
-        else:
+            text = f"{field_docs(cls).get(field_name, '')} (default: {_default(f)})"
+        else:  # one description per different meaning, each naming its algorithms
+            meanings: dict[str, list[str]] = {}
+            for algo, c, _ in users:
+                meanings.setdefault(field_docs(c).get(field_name, ""), []).append(algo)
+            docs = " ".join(
+                f"[{', '.join(algos)}] {doc}" if len(meanings) > 1 else doc
+                for doc, algos in meanings.items()
+            )
             defaults = ", ".join(f"{a} {_default(g)}" for a, _, g in users)
-            text = f"[{first_algo}] {doc} (defaults: {defaults})"
+            text = f"{docs} (defaults: {defaults})"
         _add_flag(groups[first_algo], field_name, _hints(cls)[field_name], text)
 
 

@@ -23,6 +23,30 @@ def test_help_lists_commands(capsys):
         assert cmd in out
 
 
+def test_every_setting_has_a_description():
+    """`bearl train --help` shows each field's docstring: none may be missing."""
+    from dataclasses import fields
+
+    from bearl.config import ALGORITHMS, TrainConfig, algorithm_class, field_docs
+
+    for cls in [TrainConfig] + [algorithm_class(n).config_cls for n in ALGORITHMS]:
+        docs = field_docs(cls)
+        missing = [f.name for f in fields(cls) if not docs.get(f.name, "").strip()]
+        assert not missing, f"{cls.__name__}: no docstring for {missing}"
+
+
+def test_a_shared_flag_describes_each_algorithms_meaning(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    lamda = out[out.index("--lamda FLOAT ") :]
+    lamda = lamda[: lamda.index("--delta_conf")]
+    assert "[BEAR] Weight of the ensemble-std penalty" in lamda
+    assert "[DQfD] Weight of the margin loss" in lamda
+    batch = out[out.index("--batch_size INT, --batch-size INT ") :][:200]
+    assert "[" not in batch.split("(defaults:")[0]  # one meaning: no per-algorithm labels
+
+
 def test_train_help_documents_every_bear_knob(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])

@@ -100,12 +100,19 @@ class BEARConfig:
     batch_size: int = 256
     """Transitions per gradient step."""
     actor_lr: float = 1e-4
+    """Adam learning rate of the actor."""
     critic_lr: float = 3e-4
+    """Adam learning rate of the Q-ensemble."""
     vae_lr: float = 3e-4
+    """Adam learning rate of the VAE that models the behaviour policy."""
     alpha_lr: float = 1e-3
+    """Adam learning rate of log_alpha, the Lagrange multiplier (``mode="auto"``)."""
     actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layers of the tanh-Gaussian actor."""
     critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layers of each critic of the ensemble."""
     vae_hidden: tuple[int, ...] = (750, 750)
+    """Hidden layers of the VAE encoder and decoder."""
     actor_log_std_bounds: tuple[float, float] | None = (-5.0, 2.0)
     """Clamp of the actor's log-std (rlkit: [-5, 2]; the original: unclamped)."""
 
