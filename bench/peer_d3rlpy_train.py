@@ -11,7 +11,8 @@ Settings: d3rlpy's BEARConfig defaults, except ``warmup_steps``, which is given 
 default, 40k, would be a third of a short run; experiments pass bearl's own capped warm start),
 and any field given with ``--set FIELD=VALUE`` (recorded in variant.json).
 Evaluation uses d3rlpy's ``predict`` (its greedy rule: 100 policy samples, the one the first
-critic values most), on ``--eval-episodes`` episodes seeded like bearl's evaluation.
+critic values most), on ``--eval-episodes`` episodes seeded like bearl's evaluation;
+``--also-mean`` also logs the score of the policy's mean action (``NormalizedScoreMean``).
 """
 
 from __future__ import annotations
@@ -45,8 +46,18 @@ def load_d4rl(path: Path):
     )
 
 
-def evaluate(algo, env_id: str, episodes: int, seed: int) -> np.ndarray:
+def evaluate(algo, env_id: str, episodes: int, seed: int, rule: str = "greedy") -> np.ndarray:
+    """Returns of ``episodes`` episodes. ``rule``: ``greedy`` is d3rlpy's ``predict`` (the best
+    of 100 policy samples by the first critic), ``mean`` the policy's mean action tanh(mu)."""
     import gymnasium as gym
+    import torch
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        x = obs[None].astype(np.float32)
+        if rule == "greedy":
+            return algo.predict(x)[0]
+        with torch.no_grad():
+            return algo.impl.modules.policy(torch.from_numpy(x)).squashed_mu[0].numpy()
 
     env = gym.make(env_id)
     returns = []
@@ -54,7 +65,7 @@ def evaluate(algo, env_id: str, episodes: int, seed: int) -> np.ndarray:
         obs, _ = env.reset(seed=seed + ep)
         done, total = False, 0.0
         while not done:
-            action = algo.predict(obs[None].astype(np.float32))[0]
+            action = act(obs)
             obs, reward, term, trunc, _ = env.step(action)
             total += float(reward)
             done = term or trunc
@@ -81,6 +92,12 @@ def main() -> None:
         default=[],
         metavar="FIELD=VALUE",
         help="override a BEARConfig field, e.g. initial_temperature=0.001 (repeatable)",
+    )
+    p.add_argument(
+        "--also-mean",
+        action="store_true",
+        help="also evaluate the policy's mean action at each evaluation (NormalizedScoreMean); "
+        "the reported score stays d3rlpy's greedy rule",
     )
     p.add_argument("--out", required=True, help="run folder")
     a = p.parse_args()
@@ -129,7 +146,10 @@ def main() -> None:
     rows, wall = [], 0.0
     with open(out / "progress.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["Step", "AverageReturn", "NormalizedScore", "WallTime"])
+        head = ["Step", "AverageReturn", "NormalizedScore", "WallTime"]
+        if a.also_mean:
+            head += ["AverageReturnMean", "NormalizedScoreMean"]
+        writer.writerow(head)
         for step in range(1, a.steps + 1):
             t0 = time.perf_counter()
             batch = dataset.sample_transition_batch(cfg.batch_size)
@@ -139,10 +159,17 @@ def main() -> None:
                 # bearl's evaluation seeds: seed + 100_000 + episode (bearl.train)
                 returns = evaluate(algo, a.env, a.eval_episodes, a.seed + 100_000)
                 row = [step, float(returns.mean()), norm(float(returns.mean())), wall]
+                extra = ""
+                if a.also_mean:
+                    eps, seed = a.eval_episodes, a.seed + 100_000
+                    mean = float(evaluate(algo, a.env, eps, seed, "mean").mean())
+                    row += [mean, norm(mean)]
+                    extra = f"; mean action {norm(mean):.1f}"
                 writer.writerow(row)
                 f.flush()
                 rows.append(row)
-                print(f"step {step}: return {row[1]:.1f} (normalized {row[2]:.1f})", flush=True)
+                text = f"step {step}: return {row[1]:.1f} (normalized {row[2]:.1f}){extra}"
+                print(text, flush=True)
     best = max(rows, key=lambda r: r[2])
     result = {
         "algo": "BEAR-d3rlpy",
