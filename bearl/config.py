@@ -45,6 +45,11 @@ class TrainConfig:
     """Evaluate, log a progress row and checkpoint every this many gradient steps."""
     eval_episodes: int = 10
     """Episodes per evaluation."""
+    eval_deterministic: bool = False
+    """Also run each evaluation with the algorithm's deterministic action (BEAR, BCQ: the
+    actor's mean instead of the best of sampled actions by Q) on the same episodes, logged as
+    ``DeterministicAverageReturn`` / ``DeterministicNormalizedScore``; the score reported and
+    used for best.pt stays the algorithm's own rule."""
     seed: int = 0
     """Seed of torch, numpy, minibatch sampling and evaluation episodes."""
     device: str = "cpu"

@@ -227,6 +227,7 @@ def trial_status(trial: Trial) -> tuple[str, str]:
         diff = _differences(
             {**to_dict(algo_cfg), **to_dict(cfg)},
             {**(saved.get("algo") or {}), **(saved.get("train") or {})},
+            {**to_dict(type(algo_cfg)()), **to_dict(type(cfg)())},
         )
         if diff or saved.get("algorithm") != trial.algo:
             what = ", ".join(diff) or "algorithm"
@@ -239,9 +240,20 @@ def trial_status(trial: Trial) -> tuple[str, str]:
     return "new", ""
 
 
-def _differences(now: dict[str, Any], saved: dict[str, Any]) -> list[str]:
+def _differences(
+    now: dict[str, Any], saved: dict[str, Any], defaults: dict[str, Any] | None = None
+) -> list[str]:
+    """Settings whose values differ. A setting the saved run does not have (added by a newer
+    bearl) counts only when the trial sets it away from its default: at the default, the new
+    bearl does what the old one did."""
+    defaults = defaults or {}
     keys = (set(now) | set(saved)) - NOT_COMPARED
-    return sorted(k for k in keys if json.dumps(now.get(k)) != json.dumps(saved.get(k)))
+    return sorted(
+        k
+        for k in keys
+        if json.dumps(now.get(k)) != json.dumps(saved.get(k))
+        and not (k not in saved and k in defaults and json.dumps(now[k]) == json.dumps(defaults[k]))
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

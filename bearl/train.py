@@ -144,8 +144,9 @@ def train(
         logger.info(f"run {run_dir}: {algo_cls.name} on {dataset!r}, env {env_name}")
 
     @torch.no_grad()
-    def act(obs: np.ndarray) -> np.ndarray:
-        a = algo.act(torch.as_tensor(obs, dtype=torch.float32, device=device))
+    def act(obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        x = torch.as_tensor(obs, dtype=torch.float32, device=device)
+        a = algo.act(x, deterministic=deterministic)
         return (a * half + center).cpu().numpy() if rescale else a.cpu().numpy()
 
     bar = progress_bar(cfg.steps, disable=not cfg.progress, initial=start, unit="step")
@@ -192,7 +193,21 @@ def train(
                     envs=envs,
                     gamma=gamma,
                 )
+                if cfg.eval_deterministic:  # after the main evaluation: it changes nothing there
+                    det = run_episodes(
+                        lambda o: act(o, deterministic=True),
+                        env_name,
+                        cfg.eval_episodes,
+                        seed=cfg.seed + EVAL_SEED_OFFSET,
+                        ref_scores=refs,
+                        envs=envs,
+                        gamma=gamma,
+                    ).summary()
             row.update(result.summary())
+            if cfg.eval_deterministic:
+                for key in ("AverageReturn", "NormalizedScore"):
+                    if key in det:
+                        row[f"Deterministic{key}"] = det[key]
             score = row.get("NormalizedScore", row["AverageReturn"])
             improved = score > best["score"]
             if improved:

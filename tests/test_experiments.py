@@ -530,6 +530,22 @@ def test_local_sweep_runs_skips_and_resumes(tmp_path):
     assert "batch_size" in next(iter(summary["errors"].values()))
 
 
+def test_a_setting_added_later_is_not_a_conflict_at_its_default():
+    """A run saved by an older bearl lacks settings added since; at their defaults they are
+    what the old run did, set otherwise they are a real difference."""
+    from bearl.sweep import _differences
+
+    saved = {"steps": 10, "batch_size": 32}
+    defaults = {"eval_deterministic": False, "batch_size": 256}
+    now = {"steps": 10, "batch_size": 32, "eval_deterministic": False}
+    assert _differences(now, saved, defaults) == []
+    assert _differences({**now, "eval_deterministic": True}, saved, defaults) == [
+        "eval_deterministic"
+    ]
+    assert _differences({**now, "batch_size": 64}, saved, defaults) == ["batch_size"]
+    assert _differences(now, saved) == ["eval_deterministic"]  # no defaults given: strict
+
+
 def _die(values):
     os._exit(3)  # no exception, no result: the process just ends
 

@@ -78,6 +78,30 @@ def test_short_run_writes_every_log_file(tmp_path):
     assert result["best_score"] == pytest.approx(best, abs=1e-4)
 
 
+def test_deterministic_evaluation_is_logged_beside_the_algorithms_own_rule(tmp_path):
+    """eval_deterministic adds columns and changes nothing else: same rows, same result."""
+    plain = run(tmp_path, "plain", steps=40)
+    both = run(tmp_path, "both", steps=40, eval_deterministic=True)
+    rows = read_rows(tmp_path / "both" / "progress.csv")
+    added = {"DeterministicAverageReturn", "DeterministicNormalizedScore"}
+    assert added <= set(rows[0])
+    assert not added & set(read_rows(tmp_path / "plain" / "progress.csv")[0])
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in {*MACHINE_COLUMNS, *added}} for r in rows]
+
+    assert strip(rows) == strip(read_rows(tmp_path / "plain" / "progress.csv"))
+    assert {k: v for k, v in both.items() if k not in ("run_dir", "wall_time")} == {
+        k: v for k, v in plain.items() if k not in ("run_dir", "wall_time")
+    }
+    # BEAR's two rules differ (mean action vs best of sampled actions by Q_1) ...
+    assert any(r["DeterministicAverageReturn"] != r["AverageReturn"] for r in rows)
+    # ... TD3's act ignores `deterministic`: the same episodes give the same returns
+    run(tmp_path, "td3", steps=40, algo="TD3", eval_deterministic=True)
+    for r in read_rows(tmp_path / "td3" / "progress.csv"):
+        assert float(r["DeterministicAverageReturn"]) == pytest.approx(float(r["AverageReturn"]))
+
+
 def test_resume_matches_uninterrupted_run(tmp_path):
     run(tmp_path, "full", steps=60)
     run(tmp_path, "part", steps=40)
