@@ -2,11 +2,12 @@
 
     python experiments/eval_rules.py results/hopper_suite/BEAR_*_seed0 --episodes 10
 
-BEAR (and BCQ) act by sampling several actions and taking the one the critic values most; the
-deterministic rule takes the actor's mean action (BCQ: the perturbed VAE decoding of the latent z = 0). This
-prints, for each run folder with a ``checkpoint.pt`` (the repository does not store them: rerun
-the suite to get them), the normalized score of its final checkpoint under both rules with
-their 95 % confidence intervals, as ``bearl eval RUN --checkpoint final [--deterministic]``
+BEAR (and BCQ) act by sampling several actions and taking the one the critic values most;
+the deterministic rule takes the actor's mean action (BCQ: the perturbed VAE decoding of the
+latent z = 0). This prints, for each run folder with a ``checkpoint.pt`` (the repository does
+not store them: rerun the suite to get them), the normalized score of its final checkpoint
+under both rules with their 95 % confidence intervals, as
+``bearl eval RUN --checkpoint final [--deterministic]``
 does. The episodes are ``bearl eval``'s fresh ones, not those the run was scored on.
 """
 
