@@ -15,6 +15,7 @@ import random
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from bearl.data.dataset import Dataset
 from bearl.diagnostics import BootstrapDiagnostics
 from bearl.envs import make_env, reference_scores
 from bearl.errors import BearlError, ConfigError
-from bearl.evaluation import run_episodes
+from bearl.evaluation import EvalResult, run_episodes
 from bearl.logging import RunLogger, truncate_progress
 from bearl.perf import resident_mib, tune_allocator
 from bearl.progress import progress_bar
@@ -184,25 +185,21 @@ def train(
         if evaluate:
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 torch.manual_seed(cfg.seed + EVAL_SEED_OFFSET + step)
-                result = run_episodes(
-                    act,
-                    env_name,
-                    cfg.eval_episodes,
-                    seed=cfg.seed + EVAL_SEED_OFFSET,
-                    ref_scores=refs,
-                    envs=envs,
-                    gamma=gamma,
-                )
-                if cfg.eval_deterministic:  # after the main evaluation: it changes nothing there
-                    det = run_episodes(
-                        lambda o: act(o, deterministic=True),
+
+                def episodes(policy: Callable[[np.ndarray], np.ndarray]) -> EvalResult:
+                    return run_episodes(
+                        policy,
                         env_name,
                         cfg.eval_episodes,
                         seed=cfg.seed + EVAL_SEED_OFFSET,
                         ref_scores=refs,
                         envs=envs,
                         gamma=gamma,
-                    ).summary()
+                    )
+
+                result = episodes(act)
+                if cfg.eval_deterministic:  # after the main evaluation: it changes nothing there
+                    det = episodes(lambda o: act(o, deterministic=True)).summary()
             row.update(result.summary())
             if cfg.eval_deterministic:
                 for key in ("AverageReturn", "NormalizedScore"):
