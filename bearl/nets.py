@@ -47,6 +47,10 @@ class EnsembleLinear(nn.Module):
     def forward(self, x: torch.Tensor, members: slice = slice(None)) -> torch.Tensor:
         """``members`` selects a contiguous subset of the ensemble (default: all)."""
         w, b = self.weight[members], self.bias[members]
+        if w.shape[-1] == 1:
+            # one output (a critic's last layer): multiply and sum is 3-5x faster on CPU than a
+            # batched matmul with N=1, forward and backward (docs/performance.md)
+            return (x * w.mT).sum(-1, keepdim=True) + b
         if x.dim() == 2:  # shared input: broadcast matmul [B,in] @ [n,in,out]
             return torch.matmul(x, w) + b
         return torch.baddbmm(b, x, w)

@@ -128,3 +128,29 @@ def test_critic_member_matches_the_full_ensemble():
     for i in range(3):
         torch.testing.assert_close(critic(obs.unsqueeze(1), act, member=i), full[i])
     torch.testing.assert_close(critic(obs, act[:, 0], member=1), critic(obs, act[:, 0])[1])
+
+
+@pytest.mark.parametrize("out", [1, 7])
+@pytest.mark.parametrize("shared_input", [True, False])
+def test_ensemble_linear_is_n_independent_layers(out, shared_input):
+    """Both paths (batched matmul, and multiply-sum for one output) compute x @ W_i + b_i for
+    each member, with the same gradients."""
+    from bearl.nets import EnsembleLinear
+
+    torch.manual_seed(0)
+    layer = EnsembleLinear(3, 5, out)
+    x = torch.randn(4, 5) if shared_input else torch.randn(3, 4, 5)
+    x.requires_grad_(True)
+    y = layer(x)
+    ref = torch.stack(
+        [(x if shared_input else x[i]) @ layer.weight[i] + layer.bias[i] for i in range(3)]
+    )
+    assert y.shape == (3, 4, out)
+    torch.testing.assert_close(y, ref)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, [x, layer.weight, layer.bias], g)
+    want = torch.autograd.grad(ref, [x, layer.weight, layer.bias], g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    sub = x if shared_input else x[1:2]  # per-member input holds only the selected members
+    torch.testing.assert_close(layer(sub, slice(1, 2)), y[1:2])
