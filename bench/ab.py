@@ -2,16 +2,16 @@
 
     python bench/ab.py --base HEAD --algo BEAR TD3 --threads 1 2 --blocks 30
 
-Compares the working tree (``--new``, default: this checkout as it is on disk) against the
-git revision ``--base`` (checked out once into a temporary git worktree). For each algorithm
-and thread count it starts one process per version; each builds the algorithm as ``bearl
-bench`` does (same settings, same random dataset) and warms up. Then the two take turns
-timing blocks of ``--block`` updates (minibatch sampling + one update each): base, new, base,
-new, ... ``--blocks`` times. Turns of a second or so put both versions under the same machine
-conditions, so the paired ratio new/base of neighbouring blocks is far steadier than rates
-taken minutes apart on a busy or throttled machine. Prints the median updates/s of each
-version and the median paired change with its interquartile range. Run it on a quiet machine
-anyway (pause a sweep's trainings with ``kill -STOP``).
+Compares ``--new`` (a source tree, default this checkout as it is on disk, or a git revision)
+against the git revision ``--base`` (revisions are checked out into temporary git worktrees).
+For each algorithm and thread count it starts one process per version; each builds the
+algorithm as ``bearl bench`` does (same settings, same random dataset) and warms up. Then the
+two take turns timing blocks of ``--block`` updates (minibatch sampling + one update each):
+base, new, base, new, ... ``--blocks`` times. Turns of a second or so put both versions under
+the same machine conditions, so the paired ratio new/base of neighbouring blocks is far
+steadier than rates taken minutes apart on a busy or throttled machine. Prints the median
+updates/s of each version and the median paired change with its interquartile range. Run it
+on a quiet machine anyway (pause a sweep's trainings with ``kill -STOP``).
 """
 
 from __future__ import annotations
@@ -111,7 +111,9 @@ def compare(base: Path, new: Path, name: str, threads: int, a: argparse.Namespac
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base", default="HEAD", help="git revision to compare against")
-    p.add_argument("--new", type=Path, default=REPO, help="source tree of the new version")
+    p.add_argument(
+        "--new", default=str(REPO), help="source tree or git revision of the new version"
+    )
     p.add_argument("--algo", nargs="+", default=["BEAR"])
     p.add_argument("--threads", type=int, nargs="+", default=[1])
     p.add_argument("--blocks", type=int, default=30, help="turns per version")
@@ -119,18 +121,26 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=20)
     a = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="bearl-ab-") as tmp:
-        base = Path(tmp) / "base"
-        subprocess.run(
-            ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(base), a.base],
-            check=True,
-        )
+        trees: list[Path] = []
         try:
+            base = checkout(a.base, Path(tmp) / "base", trees)
+            new = Path(a.new) if Path(a.new).is_dir() else checkout(a.new, Path(tmp) / "new", trees)
             print(f"base {a.base} vs new {a.new}: {a.blocks} turns each")
             for name in a.algo:
                 for t in a.threads:
-                    print(compare(base, a.new, name, t, a), flush=True)
+                    print(compare(base, new, name, t, a), flush=True)
         finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)])
+            for tree in trees:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)])
+
+
+def checkout(rev: str, where: Path, trees: list[Path]) -> Path:
+    """``rev`` checked out into a temporary git worktree at ``where`` (added to ``trees``)."""
+    cmd = ["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(where), rev]
+    if subprocess.run(cmd).returncode != 0:
+        raise SystemExit(f"cannot check out {rev!r}")
+    trees.append(where)
+    return where
 
 
 if __name__ == "__main__":
