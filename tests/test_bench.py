@@ -54,3 +54,29 @@ def test_bench_cli_writes_json(tmp_path):
     assert {"peer", "peer_updates_per_s", "ratio", "flops_per_update", "roofline_fraction"} <= set(
         rows[0]
     )
+
+
+def test_ab_compares_two_versions_and_cleans_up():
+    """bench/ab.py runs a git revision against the working tree, each importing its own bearl
+    (the tool stops if a child imports the other tree's), and removes its worktree."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    repo = Path(__file__).resolve().parent.parent
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("needs a git checkout")
+    cmd = [sys.executable, str(repo / "bench" / "ab.py"), "--algo", "BC", "--blocks", "2"]
+    out = subprocess.run(
+        [*cmd, "--block", "2", "--warmup", "1"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    line = out.stdout.strip().splitlines()[-1]
+    assert line.startswith("BC") and "base" in line and "new" in line and "change" in line
+    trees = subprocess.run(
+        ["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True
+    ).stdout
+    assert "bearl-ab-" not in trees
