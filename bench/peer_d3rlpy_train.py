@@ -9,7 +9,9 @@ bearl's runs. A folder with ``result.json`` is skipped (finished).
 
 Settings: d3rlpy's BEARConfig defaults, except ``warmup_steps``, which is given (d3rlpy's
 default, 40k, would be a third of a short run; experiments pass bearl's own capped warm start),
-and any field given with ``--set FIELD=VALUE`` (recorded in variant.json).
+and any field given with ``--set FIELD=VALUE`` (recorded in variant.json). ``--fix-alpha-grad``
+repairs d3rlpy 2.8.1's Lagrange update, which cancels the support constraint in the actor's
+gradient (``fix_alpha_update``; recorded in variant.json).
 Evaluation uses d3rlpy's ``predict`` (its greedy rule: 100 policy samples, the one the first
 critic values most), on ``--eval-episodes`` episodes seeded like bearl's evaluation;
 ``--also-mean`` also logs the score of the policy's mean action (``NormalizedScoreMean``).
@@ -44,6 +46,31 @@ def load_d4rl(path: Path):
         terminals,
         timeouts,
     )
+
+
+def fix_alpha_update(algo) -> None:
+    """Make d3rlpy's BEAR update log_alpha without touching the actor's gradient.
+
+    d3rlpy 2.8.1 (``BEARImpl.update_alpha``) back-propagates ``-mmd_loss`` with
+    ``retain_graph=True`` after the actor's gradients were zeroed and before the actor loss
+    (which contains ``+mmd_loss``) is back-propagated into the same gradients: the two MMD terms
+    cancel, and after the warm-up the actor follows the SAC loss alone, with no support
+    constraint (``bench/d3rlpy_bear_grad.py`` measures it). Here the alpha loss's gradient is
+    taken for log_alpha only; everything else is d3rlpy's.
+    """
+    import torch
+    from d3rlpy.models.torch import get_parameter
+
+    impl = algo.impl
+
+    def update_alpha(mmd_loss: torch.Tensor) -> None:
+        log_alpha = get_parameter(impl.modules.log_alpha)
+        impl.modules.alpha_optim.zero_grad()
+        (log_alpha.grad,) = torch.autograd.grad(-mmd_loss, [log_alpha], retain_graph=True)
+        impl.modules.alpha_optim.step()
+        log_alpha.data.clamp_(-5.0, 10.0)  # d3rlpy's clamp
+
+    impl.update_alpha = update_alpha
 
 
 def evaluate(algo, env_id: str, episodes: int, seed: int, rule: str = "greedy") -> np.ndarray:
@@ -99,6 +126,13 @@ def main() -> None:
         help="also evaluate the policy's mean action at each evaluation (NormalizedScoreMean); "
         "the reported score stays d3rlpy's greedy rule",
     )
+    p.add_argument(
+        "--fix-alpha-grad",
+        action="store_true",
+        help="d3rlpy 2.8.1's alpha update cancels the MMD term of the actor's gradient; with "
+        "this flag log_alpha is updated without touching the actor's gradient "
+        "(fix_alpha_update)",
+    )
     p.add_argument("--out", required=True, help="run folder")
     a = p.parse_args()
     out = Path(a.out)
@@ -127,6 +161,8 @@ def main() -> None:
     dataset = load_d4rl(Path(a.dataset))
     algo = cfg.create(device="cpu:0")
     algo.build_with_dataset(dataset)
+    if a.fix_alpha_grad:
+        fix_alpha_update(algo)
 
     out.mkdir(parents=True, exist_ok=True)
     train = {"algo": "BEAR-d3rlpy", "dataset": a.name, "env": a.env, "seed": a.seed}
@@ -134,7 +170,12 @@ def main() -> None:
     variant = {
         "algorithm": "BEAR-d3rlpy",
         "train": train,
-        "algo": {"d3rlpy": d3rlpy.__version__, "warmup_steps": a.warmup_steps, **overrides},
+        "algo": {
+            "d3rlpy": d3rlpy.__version__,
+            "warmup_steps": a.warmup_steps,
+            **overrides,
+            **({"fix_alpha_grad": True} if a.fix_alpha_grad else {}),
+        },
         "seed": a.seed,
     }
     for name in ("variant.json", "params.json"):
