@@ -91,6 +91,23 @@ def test_fixed_mode_keeps_alpha():
     assert algo.log_alpha.item() == 0.0
 
 
+def test_alpha_update_does_not_change_the_actor_step():
+    """The actor steps on -Q + alpha * D whether alpha is tuned (auto) or fixed at the same
+    value: the dual step on alpha must not reach the actor's gradient (d3rlpy 2.8.1's BEAR
+    cancels its MMD term that way; bench/d3rlpy_bear_grad.py)."""
+
+    def actor_after_one_step(**kw) -> torch.Tensor:
+        torch.manual_seed(0)
+        algo = BEAR(small(init_log_alpha=0.0, **kw), OBS, ACT)
+        algo._actor_step(batch())
+        return torch.cat([p.detach().flatten() for p in algo.actor.parameters()])
+
+    auto = actor_after_one_step(mode="auto")
+    torch.testing.assert_close(auto, actor_after_one_step(mode="fixed", fixed_alpha=1.0))
+    # the constraint term does move the actor (so a cancelled one would be seen above)
+    assert not torch.allclose(auto, actor_after_one_step(mode="fixed", fixed_alpha=0.0))
+
+
 def _actor_loss(cfg: BEARConfig, q_values: torch.Tensor) -> float:
     """Run one actor step of a BEAR whose critic returns fixed per-member values."""
     torch.manual_seed(0)
