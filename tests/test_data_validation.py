@@ -194,9 +194,8 @@ def test_missing_minari_id(tmp_path, monkeypatch):
     assert "download=True" in message
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_minari_episode_with_misaligned_lengths(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+def _three_episode_minari(root: Path) -> Path:
+    """A Pendulum Minari dataset of episodes of 4, 2 and 5 steps; returns its HDF5 file."""
     buffers = []
     for i, t in enumerate((4, 2, 5)):
         buffers.append(
@@ -213,7 +212,13 @@ def test_minari_episode_with_misaligned_lengths(tmp_path, monkeypatch):
     minari.create_dataset_from_buffers(
         "bad-v0", buffers, env="Pendulum-v1", algorithm_name="x", data_format="hdf5"
     )
-    with h5py.File(tmp_path / "bad-v0" / "data" / "main_data.hdf5", "a") as f:
+    return root / "bad-v0" / "data" / "main_data.hdf5"
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_minari_episode_with_misaligned_lengths(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    with h5py.File(_three_episode_minari(tmp_path), "a") as f:
         del f["episode_2/observations"]
         f["episode_2/observations"] = np.zeros((5, 3), np.float32)  # 5 observations, 5 actions
     with pytest.raises(DatasetError) as info:
@@ -224,6 +229,27 @@ def test_minari_episode_with_misaligned_lengths(tmp_path, monkeypatch):
     folder = tmp_path / "not_minari"
     folder.mkdir()
     _assert_names(_error(folder), folder)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("observations", np.zeros((3, 4), np.float32), "episode 1 has observation/action widths"),
+        ("rewards", np.zeros((2, 2)), "episode 1 has 4 rewards for 2 steps"),
+        ("observations", np.zeros((3, 2, 2), np.float32), "only flat (vector) spaces"),
+    ],
+)
+def test_minari_episode_with_other_shapes(tmp_path, monkeypatch, key, value, message):
+    """Episodes are read straight into one matrix: a shape that does not fit is named, never a
+    numpy broadcasting error."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    with h5py.File(_three_episode_minari(tmp_path), "a") as f:
+        del f[f"episode_1/{key}"]
+        f[f"episode_1/{key}"] = value
+    with pytest.raises(DatasetError) as info:
+        read_minari("bad-v0")
+    assert message in str(info.value) and "minari:bad-v0" in str(info.value)
 
 
 # -- original buffers ---------------------------------------------------------------------------

@@ -236,8 +236,12 @@ def _episode_buffers(ds: Dataset) -> list[Any]:
 
 
 def _to_dataset(mds: Any, src: str) -> Dataset:
-    """Concatenate the episodes of a MinariDataset, checking every episode's lengths."""
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in Dataset.FIELDS}
+    """Read the episodes of a MinariDataset straight into one packed float32 matrix (the data
+    is held once, plus one episode at a time), checking every episode's lengths and widths."""
+    total = int(mds.total_steps or 0)
+    packed: np.ndarray | None = None
+    terminals, timeouts = np.zeros(total, bool), np.zeros(total, bool)
+    row = obs_dim = act_dim = 0
     for ep in mds.iterate_episodes():
         obs, actions = ep.observations, ep.actions
         if not isinstance(obs, np.ndarray) or not isinstance(actions, np.ndarray):
@@ -249,25 +253,45 @@ def _to_dataset(mds: Any, src: str) -> Dataset:
                 f"episode {ep.id} has {len(obs)} observations for {t} actions (expected {t + 1})",
                 "observations",
             )
-        for key in ("rewards", "terminations", "truncations"):
-            if len(getattr(ep, key)) != t:
+        rewards = np.asarray(ep.rewards)
+        for key, values in (
+            ("rewards", rewards),
+            ("terminations", ep.terminations),
+            ("truncations", ep.truncations),
+        ):
+            if np.size(values) != t:
                 raise DatasetError(
-                    src, f"episode {ep.id} has {len(getattr(ep, key))} values for {t} actions", key
+                    src, f"episode {ep.id} has {np.size(values)} {key} for {t} steps", key
                 )
         if t == 0:
             continue
-        terminals = np.asarray(ep.terminations, dtype=bool)
-        timeouts = np.asarray(ep.truncations, dtype=bool) & ~terminals
-        timeouts[-1] = not terminals[-1]  # the episode ends here in any case
-        parts["observations"].append(obs[:-1])
-        parts["next_observations"].append(obs[1:])
-        parts["actions"].append(actions)
-        parts["rewards"].append(np.asarray(ep.rewards))
-        parts["terminals"].append(terminals)
-        parts["timeouts"].append(timeouts)
-    if not parts["rewards"]:
+        if obs.ndim > 2 or actions.ndim > 2:
+            raise DatasetError(src, f"episode {ep.id}: only flat (vector) spaces are supported")
+        obs, actions = obs.reshape(t + 1, -1), actions.reshape(t, -1)
+        if packed is None:
+            obs_dim, act_dim = obs.shape[1], actions.shape[1]
+            packed = np.empty((total, 2 * obs_dim + act_dim + 1), np.float32)
+        if (obs.shape[1], actions.shape[1]) != (obs_dim, act_dim):
+            raise DatasetError(
+                src,
+                f"episode {ep.id} has observation/action widths {obs.shape[1]}/"
+                f"{actions.shape[1]}, earlier episodes {obs_dim}/{act_dim}",
+            )
+        if row + t > total:
+            raise DatasetError(src, f"the episodes hold more steps than total_steps ({total})")
+        rows = slice(row, row + t)
+        packed[rows, :obs_dim] = obs[:-1]
+        packed[rows, obs_dim : obs_dim + act_dim] = actions
+        packed[rows, obs_dim + act_dim] = rewards.reshape(t)
+        packed[rows, obs_dim + act_dim + 1 :] = obs[1:]
+        terminals[rows] = np.asarray(ep.terminations, dtype=bool).reshape(t)
+        timeouts[rows] = np.asarray(ep.truncations, dtype=bool).reshape(t) & ~terminals[rows]
+        timeouts[row + t - 1] = not terminals[row + t - 1]  # the episode ends here in any case
+        row += t
+    if packed is None:
         raise DatasetError(src, "the dataset is empty (0 transitions)")
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    if row < total:  # metadata counted more steps than the episodes hold
+        packed, terminals, timeouts = packed[:row], terminals[:row], timeouts[:row]
 
     meta = dict(mds.storage.metadata)
     env_name = mds.env_spec.id if mds.env_spec is not None else None
@@ -282,7 +306,7 @@ def _to_dataset(mds: Any, src: str) -> Dataset:
         ref_max_score=float(hi) if hi is not None else None,
         metadata={k: _plain(meta[k]) for k in _KEPT_METADATA if k in meta},
     )
-    return Dataset(**arrays, info=info)
+    return Dataset.from_packed(packed, obs_dim, act_dim, terminals, timeouts, info=info)
 
 
 def _describe_root() -> str:
