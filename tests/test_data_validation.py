@@ -238,6 +238,7 @@ def test_minari_episode_with_misaligned_lengths(tmp_path, monkeypatch):
         ("observations", np.zeros((3, 4), np.float32), "episode 1 has observation/action widths"),
         ("rewards", np.zeros((2, 2)), "episode 1 has 4 rewards for 2 steps"),
         ("observations", np.zeros((3, 2, 2), np.float32), "only flat (vector) spaces"),
+        ("actions", np.array([[b"a"], [b"b"]]), "episode 1 has dtype |S1"),
     ],
 )
 def test_minari_episode_with_other_shapes(tmp_path, monkeypatch, key, value, message):

@@ -267,6 +267,9 @@ def _to_dataset(mds: Any, src: str) -> Dataset:
             continue
         if obs.ndim > 2 or actions.ndim > 2:
             raise DatasetError(src, f"episode {ep.id}: only flat (vector) spaces are supported")
+        for key, values in (("observations", obs), ("actions", actions), ("rewards", rewards)):
+            if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+                raise DatasetError(src, f"episode {ep.id} has dtype {values.dtype}", key)
         obs, actions = obs.reshape(t + 1, -1), actions.reshape(t, -1)
         if packed is None:
             obs_dim, act_dim = obs.shape[1], actions.shape[1]
