@@ -451,3 +451,15 @@ def _looks_like_dataset(name: str) -> bool:
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-friendly dict of a config dataclass (tuples become lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def default_settings(algorithm: str) -> dict[str, Any]:
+    """Every setting of a run of ``algorithm`` at its dataclass default (algorithm and training
+    fields, as a run's params.json lists them); empty for an algorithm bearl does not know.
+
+    A run saved by an older bearl lacks the settings added since; it ran as the default does."""
+    try:
+        algo_cls = algorithm_class(algorithm)
+    except ConfigError:
+        return {}
+    return {**to_dict(algo_cls.config_cls()), **to_dict(TrainConfig())}

@@ -132,9 +132,17 @@ def group_runs(runs: Iterable[RunInfo], by: Sequence[str] = ()) -> dict[str, lis
 
 
 def differing_settings(runs: Sequence[RunInfo]) -> list[str]:
-    """Settings (other than seed and bookkeeping) whose values differ among ``runs``."""
+    """Settings (other than seed and bookkeeping) whose values differ among ``runs``. A run
+    that lacks a setting (saved by an older bearl) counts as having its default."""
+    from bearl.config import default_settings
+
     keys = sorted({k for r in runs for k in r.settings} - NOT_EXPERIMENT_SETTINGS)
-    return [k for k in keys if len({json.dumps(r.settings.get(k)) for r in runs}) > 1]
+    defaults = {r.algorithm: default_settings(r.algorithm) for r in runs}
+
+    def value(r: RunInfo, k: str) -> str:
+        return json.dumps(r.settings[k] if k in r.settings else defaults[r.algorithm].get(k))
+
+    return [k for k in keys if len({value(r, k) for r in runs}) > 1]
 
 
 def warn_mixed_groups(groups: dict[str, list[RunInfo]], by: Sequence[str] = ()) -> None:

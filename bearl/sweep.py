@@ -218,7 +218,7 @@ def _absolute_if_file(dataset: str) -> str:
 def trial_status(trial: Trial) -> tuple[str, str]:
     """``(status, detail)``: ``done`` (result.json for at least the trial's steps), ``resume``
     (a checkpoint), ``new``, or ``conflict`` (the folder holds a run with other settings)."""
-    from bearl.config import resolve, to_dict
+    from bearl.config import default_settings, resolve, to_dict
 
     d = trial.run_dir
     cfg, algo_cfg = resolve(dict(trial.values))
@@ -227,7 +227,7 @@ def trial_status(trial: Trial) -> tuple[str, str]:
         diff = _differences(
             {**to_dict(algo_cfg), **to_dict(cfg)},
             {**(saved.get("algo") or {}), **(saved.get("train") or {})},
-            {**to_dict(type(algo_cfg)()), **to_dict(type(cfg)())},
+            default_settings(trial.algo),
         )
         if diff or saved.get("algorithm") != trial.algo:
             what = ", ".join(diff) or "algorithm"

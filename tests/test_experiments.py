@@ -546,6 +546,28 @@ def test_a_setting_added_later_is_not_a_conflict_at_its_default():
     assert _differences(now, saved) == ["eval_deterministic"]  # no defaults given: strict
 
 
+def test_report_groups_treat_a_setting_added_later_as_its_default(tmp_path):
+    """The same rule for ``bearl report`` / ``plot`` groups: an old run without the setting and
+    a new one at its default are one experiment; a value off the default splits them."""
+    from bearl.runs import RunInfo, differing_settings
+
+    old = RunInfo(tmp_path, "BEAR", "hopper-random", 0, {"steps": 10, "mmd_sigma": 20.0})
+    new = RunInfo(
+        tmp_path, "BEAR", "hopper-random", 1, {**old.settings, "eval_deterministic": False}
+    )
+    assert differing_settings([old, new]) == []
+    on = RunInfo(tmp_path, "BEAR", "hopper-random", 2, {**old.settings, "eval_deterministic": True})
+    assert differing_settings([old, new, on]) == ["eval_deterministic"]
+    wide = RunInfo(tmp_path, "BEAR", "hopper-random", 3, {**old.settings, "mmd_sigma": 5.0})
+    assert differing_settings([old, wide]) == ["mmd_sigma"]
+    # an algorithm bearl does not know (d3rlpy's runs) has no defaults: missing is a value
+    peer = [
+        RunInfo(tmp_path, "BEAR-d3rlpy", "h", 0, {"a": 1}),
+        RunInfo(tmp_path, "BEAR-d3rlpy", "h", 1, {}),
+    ]
+    assert differing_settings(peer) == ["a"]
+
+
 def _die(values):
     os._exit(3)  # no exception, no result: the process just ends
 
