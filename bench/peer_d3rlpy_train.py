@@ -15,6 +15,8 @@ gradient (``fix_alpha_update``; recorded in variant.json).
 Evaluation uses d3rlpy's ``predict`` (its greedy rule: 100 policy samples, the one the first
 critic values most), on ``--eval-episodes`` episodes seeded like bearl's evaluation;
 ``--also-mean`` also logs the score of the policy's mean action (``NormalizedScoreMean``).
+progress.csv also has d3rlpy's alpha, MMD loss and SAC temperature (means since the previous
+evaluation).
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ def load_d4rl(path: Path):
         terminals,
         timeouts,
     )
+
+
+# d3rlpy's update metrics logged as their mean since the last evaluation (blank during the
+# warm start, when the actor step does not report them)
+LOGGED = ("alpha", "mmd_loss", "temp")
 
 
 def fix_alpha_update(algo) -> None:
@@ -190,12 +197,16 @@ def main() -> None:
         head = ["Step", "AverageReturn", "NormalizedScore", "WallTime"]
         if a.also_mean:
             head += ["AverageReturnMean", "NormalizedScoreMean"]
-        writer.writerow(head)
+        writer.writerow(head + list(LOGGED))
+        sums: dict[str, list[float]] = {k: [] for k in LOGGED}
         for step in range(1, a.steps + 1):
             t0 = time.perf_counter()
             batch = dataset.sample_transition_batch(cfg.batch_size)
-            algo.update(batch)
+            metrics = algo.update(batch)
             wall += time.perf_counter() - t0
+            for k in LOGGED:
+                if k in metrics:
+                    sums[k].append(float(metrics[k]))
             if step % a.eval_every == 0 or step == a.steps:
                 # bearl's evaluation seeds: seed + 100_000 + episode (bearl.train)
                 returns = evaluate(algo, a.env, a.eval_episodes, a.seed + 100_000)
@@ -206,7 +217,9 @@ def main() -> None:
                     mean = float(evaluate(algo, a.env, eps, seed, "mean").mean())
                     row += [mean, norm(mean)]
                     extra = f"; mean action {norm(mean):.1f}"
-                writer.writerow(row)
+                means = [float(np.mean(v)) if v else "" for v in sums.values()]
+                sums = {k: [] for k in LOGGED}
+                writer.writerow(row + means)
                 f.flush()
                 rows.append(row)
                 text = f"step {step}: return {row[1]:.1f} (normalized {row[2]:.1f}){extra}"
