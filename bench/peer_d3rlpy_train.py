@@ -11,7 +11,8 @@ Settings: d3rlpy's BEARConfig defaults, except ``warmup_steps``, which is given 
 default, 40k, would be a third of a short run; experiments pass bearl's own capped warm start),
 and any field given with ``--set FIELD=VALUE`` (recorded in variant.json). ``--fix-alpha-grad``
 repairs d3rlpy 2.8.1's Lagrange update, which cancels the support constraint in the actor's
-gradient (``fix_alpha_update``; recorded in variant.json).
+gradient (``fix_alpha_update``), ``--fix-alpha-lr`` the learning rate of alpha (``fix_alpha_lr``);
+both are recorded in variant.json.
 Evaluation uses d3rlpy's ``predict`` (its greedy rule: 100 policy samples, the one the first
 critic values most), on ``--eval-episodes`` episodes seeded like bearl's evaluation;
 ``--also-mean`` also logs the score of the policy's mean action (``NormalizedScoreMean``).
@@ -80,6 +81,13 @@ def fix_alpha_update(algo) -> None:
     impl.update_alpha = update_alpha
 
 
+def fix_alpha_lr(algo, lr: float) -> None:
+    """Give d3rlpy's alpha optimizer ``lr`` (its ``alpha_learning_rate``): d3rlpy 2.8.1 builds
+    it with ``actor_learning_rate`` (``BEAR.inner_create_impl``)."""
+    for group in algo.impl.modules.alpha_optim.optim.param_groups:
+        group["lr"] = lr
+
+
 def evaluate(algo, env_id: str, episodes: int, seed: int, rule: str = "greedy") -> np.ndarray:
     """Returns of ``episodes`` episodes. ``rule``: ``greedy`` is d3rlpy's ``predict`` (the best
     of 100 policy samples by the first critic), ``mean`` the policy's mean action tanh(mu)."""
@@ -140,6 +148,12 @@ def main() -> None:
         "this flag log_alpha is updated without touching the actor's gradient "
         "(fix_alpha_update)",
     )
+    p.add_argument(
+        "--fix-alpha-lr",
+        action="store_true",
+        help="d3rlpy 2.8.1 updates alpha at the actor's learning rate; with this flag at its "
+        "alpha_learning_rate (fix_alpha_lr)",
+    )
     p.add_argument("--out", required=True, help="run folder")
     a = p.parse_args()
     out = Path(a.out)
@@ -170,6 +184,8 @@ def main() -> None:
     algo.build_with_dataset(dataset)
     if a.fix_alpha_grad:
         fix_alpha_update(algo)
+    if a.fix_alpha_lr:
+        fix_alpha_lr(algo, cfg.alpha_learning_rate)
 
     out.mkdir(parents=True, exist_ok=True)
     train = {"algo": "BEAR-d3rlpy", "dataset": a.name, "env": a.env, "seed": a.seed}
@@ -182,6 +198,7 @@ def main() -> None:
             "warmup_steps": a.warmup_steps,
             **overrides,
             **({"fix_alpha_grad": True} if a.fix_alpha_grad else {}),
+            **({"fix_alpha_lr": True} if a.fix_alpha_lr else {}),
         },
         "seed": a.seed,
     }
