@@ -137,7 +137,7 @@ def differing_settings(runs: Sequence[RunInfo]) -> list[str]:
     from bearl.config import default_settings
 
     keys = sorted({k for r in runs for k in r.settings} - NOT_EXPERIMENT_SETTINGS)
-    defaults = {r.algorithm: default_settings(r.algorithm) for r in runs}
+    defaults = {algo: default_settings(algo) for algo in {r.algorithm for r in runs}}
 
     def value(r: RunInfo, k: str) -> str:
         return json.dumps(r.settings[k] if k in r.settings else defaults[r.algorithm].get(k))
