@@ -96,6 +96,14 @@ def make_algo(name: str, device: str = "cpu", obs_dim: int = OBS_DIM, act_dim: i
     return cls(cfg, obs_dim, act_dim, device), cfg
 
 
+def seeded_algo(name: str, data: Dataset):
+    """``name`` at the bench settings built from torch seed 0, with a seed-0 sampler of
+    ``data``: the same start for every timing of it."""
+    torch.manual_seed(0)
+    algo, cfg = make_algo(name)
+    return algo, data.sampler(cfg.batch_size, "cpu", seed=0)
+
+
 def time_updates(algo, sampler, steps: int, warmup: int) -> float:
     for _ in range(warmup):
         algo.update(sampler.sample())
@@ -299,9 +307,7 @@ def run(
     for name in algos:
         for t in threads:
             torch.set_num_threads(t)
-            torch.manual_seed(0)
-            algo, cfg = make_algo(name)
-            sampler = ds.sampler(cfg.batch_size, "cpu", seed=0)
+            algo, sampler = seeded_algo(name, ds)
             ours, theirs = [], []
             for _ in range(repeats):  # interleaved: ours, peer, ours, peer, ...
                 ours.append(time_updates(algo, sampler, steps, warmup))

@@ -87,13 +87,12 @@ def quartiles(xs: list[float]) -> tuple[float, float, float]:
 
 
 def compare(base: Path, new: Path, name: str, threads: int, a: argparse.Namespace) -> str:
-    versions = {
-        "base": Version(base, name, threads, a.warmup),
-        "new": Version(new, name, threads, a.warmup),
-    }
+    versions: dict[str, Version] = {}
     block = a.block * (5 if name == "BC" else 1)
-    rates: dict[str, list[float]] = {k: [] for k in versions}
-    try:
+    rates: dict[str, list[float]] = {"base": [], "new": []}
+    try:  # a version that fails to start still closes the one started before it
+        versions["base"] = Version(base, name, threads, a.warmup)
+        versions["new"] = Version(new, name, threads, a.warmup)
         for _ in range(a.blocks):
             for k, v in versions.items():
                 rates[k].append(v.rate(block))

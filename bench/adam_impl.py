@@ -15,7 +15,7 @@ import statistics
 
 import torch
 
-from bearl.bench import bench_dataset, make_algo, time_updates
+from bearl.bench import bench_dataset, seeded_algo, time_updates
 from bearl.perf import tune_allocator
 
 
@@ -41,9 +41,7 @@ def main() -> None:
         rates: dict[str, list[float]] = {"foreach": [], "fused": []}
         for _ in range(a.repeats):
             for impl in rates:
-                torch.manual_seed(0)
-                algo, cfg = make_algo(name)
-                sampler = data.sampler(getattr(cfg, "batch_size", 256), "cpu", seed=0)
+                algo, sampler = seeded_algo(name, data)
                 steps = a.steps * (5 if name == "BC" else 1)
                 rates[impl].append(time_updates(with_adam(algo, impl), sampler, steps, 30))
         med = {k: statistics.median(v) for k, v in rates.items()}

@@ -19,15 +19,13 @@ import time
 
 import torch
 
-from bearl.bench import bench_dataset, make_algo, time_updates
+from bearl.bench import bench_dataset, seeded_algo, time_updates
 from bearl.perf import tune_allocator
 
 
 def build(name: str, data, compiled: bool):
     """A fresh ``name`` from seed 0 with its sampler; its update compiled when asked."""
-    torch.manual_seed(0)
-    algo, cfg = make_algo(name)
-    sampler = data.sampler(getattr(cfg, "batch_size", 256), "cpu", seed=0)
+    algo, sampler = seeded_algo(name, data)
     if compiled:
         algo.update = torch.compile(algo.update)
     return algo, sampler
