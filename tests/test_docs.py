@@ -1,0 +1,130 @@
+"""The settings tables in the docs state each algorithm's defaults and presets; they must match
+the code (a changed default without its docs fails here)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bearl.config import algorithm_class, preset_overrides
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+ENVS = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5"}
+
+
+def split_top(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets and parentheses."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch in "([") - (ch in ")]")
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return parts + [cur.strip()]
+
+
+def parse_value(text: str):
+    """A table cell's value: numbers, bools, none, ``256-256`` layer sizes, ``[-5, 2]`` pairs."""
+    text = text.strip().strip("`")
+    if text == "none":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    if re.fullmatch(r"\d+(-\d+)+", text):
+        return tuple(float(x) for x in text.split("-"))
+    if text.startswith("["):
+        return tuple(float(x) for x in text.strip("[]").split(","))
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def normalise(value):
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (tuple, list)):
+        return tuple(float(x) for x in value)
+    return float(value)
+
+
+def settings_tables(path: Path, default_algo: str | None):
+    """(algo, {column: preset names}, rows) of each table headed ``| setting | ...``; the algo
+    of a table is that of the last ``## ... (`--algo NAME`...`` heading above it."""
+    algo, tables, columns, rows = default_algo, [], None, []
+    for line in path.read_text().splitlines() + [""]:
+        m = re.match(r"## .*`--algo (\w+)", line)
+        if m:
+            algo = m.group(1)
+        cells = (
+            [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("|")
+            else None
+        )
+        if cells and cells[0] == "setting":
+            columns = {}
+            for i, head in enumerate(cells[1:-1], start=1):
+                columns[i] = [p for p in ("paper", "original") if p in head]
+            rows = []
+        elif cells and columns is not None and not set(cells[0]) <= set("-"):
+            rows.append(cells)
+        elif not cells and columns is not None:
+            tables.append((algo, columns, rows))
+            columns = None
+    return tables
+
+
+def expected(algo: str, preset: str, env: str) -> dict:
+    cls = algorithm_class(algo)
+    return vars(cls.config_cls(**preset_overrides(algo, preset, env)))
+
+
+def doc_tables():
+    yield from settings_tables(DOCS / "bear.md", "BEAR")
+    yield from settings_tables(DOCS / "algorithms.md", None)
+
+
+def checks():
+    """(doc row, setting, preset, env, documented value) for every cell of every table."""
+    for algo, columns, rows in doc_tables():
+        for row in rows:
+            names = re.findall(r"`(\w+)`", row[0])
+            for col, presets in columns.items():
+                cell = row[col]
+                values = [cell.removesuffix(" each")] * len(names)
+                if not cell.endswith(" each"):
+                    values = split_top(cell)
+                    if len(values) == 1:
+                        values *= len(names)
+                per_env = re.findall(r"(\w+) \(([\w, ]+)\)", cell)
+                for preset in presets:
+                    if per_env and len(names) == 1:  # e.g. "laplacian (hopper), gaussian (...)"
+                        for value, fams in per_env:
+                            for fam in fams.split(", "):
+                                yield algo, names[0], preset, ENVS[fam], parse_value(value)
+                        continue
+                    assert len(values) == len(names), f"{algo} row {row[0]}: {cell!r}"
+                    for name, value in zip(names, values):
+                        yield algo, name, preset, "Hopper-v5", parse_value(value)
+
+
+def test_the_docs_tables_have_rows():
+    found = {algo for algo, _, rows in doc_tables() if rows}
+    assert found == {"BEAR", "BCQ", "TD3", "BC", "KLControl", "DQfD"}
+
+
+@pytest.mark.parametrize("algo, name, preset, env, documented", list(checks()))
+def test_documented_setting_matches_the_code(algo, name, preset, env, documented):
+    values = expected(algo, preset, env)
+    assert name in values, f"docs name {algo}.{name}, which the config does not have"
+    assert normalise(values[name]) == documented, f"{algo} {preset} on {env}: {name}"
+
+
+def test_bear_table_lists_every_knob():
+    documented = {name for algo, name, *_ in checks() if algo == "BEAR"}
+    fields = set(expected("BEAR", "paper", "Hopper-v5"))
+    assert fields - documented == set()
