@@ -1,9 +1,10 @@
-"""The settings tables in the docs state each algorithm's defaults and presets; they must match
-the code (a changed default without its docs fails here)."""
+"""The docs against the code: the settings tables must state each algorithm's defaults and
+presets as the code has them, and every ``bearl ...`` command the docs show must parse."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,39 @@ def test_bear_table_lists_every_knob():
     documented = {name for algo, name, *_ in checks() if algo == "BEAR"}
     fields = set(expected("BEAR", "paper", "Hopper-v5"))
     assert fields - documented == set()
+
+
+def documented_commands():
+    """Every ``bearl ...`` command line in a code block of the README and docs (continuation
+    lines joined, comments and ``...`` placeholders dropped; synopses with ``[...]`` skipped)."""
+    for path in [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]:
+        in_fence, pending = False, ""
+        for line in path.read_text().splitlines():
+            if line.lstrip().startswith("```"):
+                in_fence = not in_fence
+                continue
+            if not (in_fence or line.startswith("    ")) and not pending:
+                continue
+            text = pending + line.strip()
+            if text.endswith("\\"):
+                pending = text[:-1] + " "
+                continue
+            pending = ""
+            text = re.sub(r"\s+#.*$", "", text)
+            if text.startswith("bearl ") and "[" not in text:
+                yield path.name, text
+
+
+def test_the_docs_show_commands():
+    assert len(list(documented_commands())) >= 20
+
+
+@pytest.mark.parametrize("doc, command", list(documented_commands()))
+def test_documented_command_parses(doc, command):
+    from bearl.cli import build_parser
+
+    argv = [a for a in shlex.split(command)[1:] if a != "..."]
+    try:
+        build_parser().parse_args(argv)
+    except SystemExit as e:
+        pytest.fail(f"{doc}: `{command}` does not parse (exit {e.code})")
