@@ -154,6 +154,11 @@ def main() -> None:
         help="d3rlpy 2.8.1 updates alpha at the actor's learning rate; with this flag at its "
         "alpha_learning_rate (fix_alpha_lr)",
     )
+    p.add_argument(
+        "--label",
+        default="BEAR-d3rlpy",
+        help="the run's algorithm name in variant.json and result.json (how reports group it)",
+    )
     p.add_argument("--out", required=True, help="run folder")
     a = p.parse_args()
     out = Path(a.out)
@@ -188,10 +193,10 @@ def main() -> None:
         fix_alpha_lr(algo, cfg.alpha_learning_rate)
 
     out.mkdir(parents=True, exist_ok=True)
-    train = {"algo": "BEAR-d3rlpy", "dataset": a.name, "env": a.env, "seed": a.seed}
+    train = {"algo": a.label, "dataset": a.name, "env": a.env, "seed": a.seed}
     train |= {"steps": a.steps, "eval_every": a.eval_every, "eval_episodes": a.eval_episodes}
     variant = {
-        "algorithm": "BEAR-d3rlpy",
+        "algorithm": a.label,
         "train": train,
         "algo": {
             "d3rlpy": d3rlpy.__version__,
@@ -243,7 +248,7 @@ def main() -> None:
                 print(text, flush=True)
     best = max(rows, key=lambda r: r[2])
     result = {
-        "algo": "BEAR-d3rlpy",
+        "algo": a.label,
         "dataset": a.name,
         "env": a.env,
         "seed": a.seed,

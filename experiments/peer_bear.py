@@ -5,6 +5,10 @@ it writes each dataset once as a D4RL-layout file (``bearl data convert``) and r
 ``bench/peer_d3rlpy_train.py`` in the peer venv, one run folder per dataset and seed under
 the sweep's ``log_dir``, named ``BEAR-d3rlpy_<dataset>_seed<N>``. Finished runs are skipped;
 an interrupted run starts again (d3rlpy runs keep no checkpoint).
+
+``--repaired`` runs d3rlpy's BEAR with the repairs of its two defects (``--fix-alpha-grad
+--fix-alpha-lr`` of peer_d3rlpy_train.py; docs/results.md, "d3rlpy's BEAR, examined") as
+``BEAR-d3rlpy-repaired_<dataset>_seed<N>``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ def main() -> None:
     p.add_argument("--peer-python", default=str(ROOT / ".venv-d3rlpy" / "bin" / "python"))
     p.add_argument("--data-dir", default="runs/peer_data", help="where the HDF5 copies go")
     p.add_argument("--seeds", type=int, nargs="*", default=None)
+    p.add_argument(
+        "--repaired", action="store_true", help="with the repairs of d3rlpy's two BEAR defects"
+    )
     a = p.parse_args()
     spec = yaml.safe_load(Path(a.spec).read_text())
     base = spec["base"]
@@ -41,9 +48,11 @@ def main() -> None:
     data_dir = Path(a.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     prepared: dict[str, tuple[Path, str, float, float]] = {}
+    label = "BEAR-d3rlpy-repaired" if a.repaired else "BEAR-d3rlpy"
+    repairs = ["--fix-alpha-grad", "--fix-alpha-lr"] if a.repaired else []
     for seed in seeds:
         for name in spec["datasets"]:
-            out = Path(spec["log_dir"]) / f"BEAR-d3rlpy_{name}_seed{seed}"
+            out = Path(spec["log_dir"]) / f"{label}_{name}_seed{seed}"
             if (out / "result.json").exists():
                 continue
             if name not in prepared:
@@ -63,6 +72,7 @@ def main() -> None:
             cmd += ["--steps", str(steps), "--eval-every", str(base["eval_every"])]
             cmd += ["--eval-episodes", str(base.get("eval_episodes", 10))]
             cmd += ["--warmup-steps", str(warmup), "--seed", str(seed), "--out", str(out)]
+            cmd += ["--label", label, *repairs]
             print(" ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)
     return None

@@ -259,6 +259,32 @@ def test_report_cli(runs, tmp_path, capsys):
 
 
 # -- diagnostics -------------------------------------------------------------------------------
+def test_results_page_runs_table_counts_the_plan_and_the_repaired_peer_apart(tmp_path):
+    """experiments/update_results.py: finished seeds per cell; runs of d3rlpy's repaired BEAR
+    (peer_bear.py --repaired) get their own row and do not count towards the plan."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "update_results.py"
+    spec = importlib.util.spec_from_file_location("update_results", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    root = tmp_path / "suite"
+    write_run(root, "BEAR_a_seed0", "BEAR", "a", 0, [1.0])
+    write_run(root, "BEAR_a_seed2", "BEAR", "a", 2, [1.0])
+    write_run(root, "BEAR_b_seed1", "BEAR", "b", 1, [1.0], result=False)
+    write_run(root, "BEAR-d3rlpy_b_seed0", "BEAR-d3rlpy", "b", 0, [1.0])
+    write_run(root, "BEAR-d3rlpy-repaired_a_seed0", "BEAR-d3rlpy-repaired", "a", 0, [1.0])
+    table = mod.runs_table(mod.finished(root), ["BEAR", "BEAR-d3rlpy"], ["a", "b"], 3)
+    assert "| BEAR | 0, 2 | – |" in table
+    assert "| BEAR-d3rlpy | – | 0 |" in table
+    assert "| BEAR-d3rlpy-repaired | 0 | – |" in table
+    assert "3 of 12 runs finished" in table
+    assert "also 1 of BEAR-d3rlpy-repaired" in table
+    planned = [d for d in mod.finished(root) if "repaired" not in d.name]
+    plain = mod.runs_table(planned, ["BEAR", "BEAR-d3rlpy"], ["a", "b"], 3)
+    assert "repaired" not in plain
+
+
 def test_overestimation_and_distances_against_direct_computations():
     q = torch.tensor([1.0, 3.0, 8.0])
     g = np.array([0.5, 1.5, 1.0])
