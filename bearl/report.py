@@ -173,21 +173,21 @@ def format_markdown(rows: Sequence[ReportRow], by: Sequence[str] = (), metric: s
             *(r.by[k] for k in by),
             str(r.seeds),
             r.steps,
-            _pm(r.final_mean, r.final_std) + mark,
-            _pm(r.best_mean, r.best_std) + mark,
+            _pm(r.final_mean, r.final_std, r.seeds) + mark,
+            _pm(r.best_mean, r.best_std, r.seeds) + mark,
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines.append("")
     if metric == SCORE:
         lines.append(
             "Scores: D4RL normalized score (0 = random, 100 = expert; raw return where marked), "
-            "mean ± std over seeds (population std). Final: the last evaluation; best: the best "
-            "evaluation of each run."
+            "mean ± std over seeds (population std; one seed: its value alone). Final: the last "
+            "evaluation; best: the best evaluation of each run."
         )
     else:
         lines.append(
-            f"{metric} from progress.csv, mean ± std over seeds (population std). Final: the "
-            "last evaluation; max: the largest value of each run."
+            f"{metric} from progress.csv, mean ± std over seeds (population std; one seed: its "
+            "value alone). Final: the last evaluation; max: the largest value of each run."
         )
     return "\n".join(lines) + "\n"
 
@@ -215,8 +215,11 @@ def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | Non
     return float(np.mean(v)), float(np.std(v))
 
 
-def _pm(mean: float | None, std: float | None) -> str:
-    return "–" if mean is None else f"{mean:.1f} ± {std:.1f}"
+def _pm(mean: float | None, std: float | None, seeds: int) -> str:
+    """``mean ± std``; a single seed has no spread to show, so just its value."""
+    if mean is None:
+        return "–"
+    return f"{mean:.1f}" if seeds == 1 else f"{mean:.1f} ± {std:.1f}"
 
 
 def _num(value) -> float | None:

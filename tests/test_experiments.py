@@ -210,8 +210,11 @@ def test_report_markdown_and_csv(runs):
     assert lines[0].startswith("| algorithm | dataset | seeds | steps | final score")
     bear = next(line for line in lines if line.startswith("| BEAR | a.hdf5"))
     assert f"{np.mean([20, 40, 60]):.1f} ± {np.std([20, 40, 60]):.1f}" in bear
+    write_run(runs, "td3_a_0", "TD3", "data/a.hdf5", 0, [1.0, 3.0, 2.0])
+    one_seed = next(line for line in report([runs]).splitlines() if line.startswith("| TD3"))
+    assert one_seed.endswith("| 2.0 | 3.0 |")  # a single seed: its value, no "± 0.0"
     table = list(csv.DictReader(io.StringIO(report([runs], "csv"))))
-    assert len(table) == 3
+    assert len(table) == 4
     bc = next(r for r in table if r["algorithm"] == "BC")
     assert float(bc["final_mean"]) == pytest.approx(6.0)
     assert float(bc["best_std"]) == pytest.approx(np.std([7.0, 7.0]))
