@@ -9,13 +9,15 @@ the same numbers as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import random
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,11 @@ from bearl.evaluation import EvalResult, run_episodes
 from bearl.logging import RunLogger, truncate_progress
 from bearl.perf import resident_mib, tune_allocator
 from bearl.progress import progress_bar
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None
 
 # progress.csv columns that measure the machine, not the run: they differ between two runs
 # that are otherwise identical (the determinism and resume guarantees exclude them)
@@ -76,7 +83,14 @@ def train(
             cfg, algo_cfg = resolve({**to_dict(cfg)})
         run_dir = _new_run_dir(cfg)
     _check_writable(run_dir)  # before the (possibly long) dataset load
+    with _claim(run_dir):
+        return _train(cfg, algo_cfg, run_dir, resume, dataset)
 
+
+def _train(
+    cfg: TrainConfig, algo_cfg: Any, run_dir: Path, resume: str | Path | None, dataset
+) -> dict[str, Any]:
+    """The body of :func:`train`, run while this process holds the run folder."""
     tune_allocator()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -340,6 +354,34 @@ def _new_run_dir(cfg: TrainConfig) -> Path:
     if (path / "checkpoint.pt").exists():
         raise ConfigError(f"{path}: a run already exists here; use --resume {path} or another name")
     return path
+
+
+@contextlib.contextmanager
+def _claim(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run folder while training in it, so that a second bearl
+    process on the same folder (a sweep started twice, ``--resume`` of a run still going) stops
+    with a clear error instead of writing over the first one's logs and checkpoints. The lock
+    (``flock`` on the folder) ends with the process, however it ends. A folder made here and
+    still empty at the end (e.g. the dataset failed to load) is removed again. Platforms
+    without ``fcntl`` (Windows) and filesystems that refuse the lock train without it."""
+    made = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BearlError(
+                    f"{run_dir}: another bearl process is training in this folder"
+                ) from None
+            except OSError:  # a filesystem that cannot lock a folder (e.g. some NFS): no lock
+                pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+        if made and not any(run_dir.iterdir()):
+            run_dir.rmdir()
 
 
 def _check_writable(run_dir: Path) -> None:
