@@ -267,8 +267,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def run_trial(values: dict[str, Any]) -> dict[str, Any]:
     """Run one trial (in a Ray worker or in this process) with one torch thread: train it, or
     resume it from its checkpoint, or skip it when finished. Returns ``{"name", "status"
-    (done, skipped, failed, conflict), "result", "error"}``; it does not raise for a failed
-    training (the sweep goes on)."""
+    (done, skipped, failed, conflict, elsewhere), "result", "error"}``; it does not raise for a
+    failed training (the sweep goes on). ``elsewhere``: another process (e.g. the same sweep
+    started twice) is training in the trial's folder, so this one leaves it to that process."""
     import torch
 
     trial = Trial(str(values["run_name"]), dict(values))
@@ -281,14 +282,17 @@ def run_trial(values: dict[str, Any]) -> dict[str, Any]:
         if status == "conflict":
             return {**out, "status": "conflict", "error": detail}
         from bearl.config import resolve
-        from bearl.train import train
+        from bearl.train import RunFolderBusy, train
 
         cfg, algo_cfg = resolve(dict(values))
         torch.set_num_threads(1)
-        if status == "resume":
-            result = train(cfg, resume=trial.run_dir)
-        else:
-            result = train(cfg, algo_cfg)
+        try:
+            if status == "resume":
+                result = train(cfg, resume=trial.run_dir)
+            else:
+                result = train(cfg, algo_cfg)
+        except RunFolderBusy:
+            return {**out, "status": "elsewhere"}
         return {**out, "status": "done", "result": result}
     except Exception as e:  # noqa: BLE001 - one failed trial must not stop the sweep
         return {**out, "status": "failed", "error": f"{type(e).__name__}: {e}"}
@@ -318,6 +322,8 @@ class SweepProgress:
         if outcome.get("error"):
             self.errors[trial.name] = str(outcome["error"])
             self.print(f"{trial.name}: {status}: {outcome['error']}")
+        elif status == "elsewhere":
+            self.print(f"{trial.name}: another process is training it; left to that one")
         score = (outcome.get("result") or {}).get("best_score")
         if isinstance(score, int | float):
             self.best[trial.name] = float(score)
@@ -332,7 +338,7 @@ class SweepProgress:
         return float(col[-1]) if col is not None and np.isfinite(col[-1]) else None
 
     def counts(self) -> dict[str, int]:
-        out = {"done": 0, "running": 0, "pending": 0, "failed": 0, "conflict": 0}
+        out = {"done": 0, "running": 0, "pending": 0, "failed": 0, "conflict": 0, "elsewhere": 0}
         for s in self.state.values():
             out[s] = out.get(s, 0) + 1
         return out
@@ -344,6 +350,7 @@ class SweepProgress:
             f"sweep [{elapsed}] {c['done']}/{len(self.trials)} done, {c['running']} running, "
             f"{c['pending']} pending, {c['failed']} failed"
             + (f", {c['conflict']} conflicts" if c["conflict"] else "")
+            + (f", {c['elsewhere']} training in another process" if c["elsewhere"] else "")
         )
         best: dict[str, tuple[float, str]] = {}
         for name, t in self.trials.items():

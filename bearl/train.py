@@ -56,6 +56,10 @@ class TrainingDiverged(BearlError):
     """A loss became NaN or Inf."""
 
 
+class RunFolderBusy(BearlError):
+    """Another process is training in the run folder."""
+
+
 def train(
     cfg: TrainConfig | None = None,
     algo_cfg: Any = None,
@@ -372,7 +376,7 @@ def _claim(run_dir: Path) -> Iterator[None]:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise BearlError(
+                raise RunFolderBusy(
                     f"{run_dir}: another bearl process is training in this folder"
                 ) from None
             except OSError:  # a filesystem that cannot lock a folder (e.g. some NFS): no lock

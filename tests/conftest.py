@@ -1,6 +1,13 @@
-"""Shared fixtures: tiny datasets built in memory (no files, no downloads)."""
+"""Shared fixtures: tiny datasets built in memory (no files, no downloads); another process
+holding run folders."""
 
 from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,3 +73,30 @@ def tiny_dataset() -> Dataset:
 def _one_thread():
     torch.set_num_threads(1)
     yield
+
+
+_HOLDER = """
+import sys, time
+from contextlib import ExitStack
+from pathlib import Path
+from bearl.train import _claim
+with ExitStack() as stack:
+    for path in sys.argv[1:]:
+        stack.enter_context(_claim(Path(path)))
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+@contextlib.contextmanager
+def run_folders_held(*paths: Path) -> Iterator[None]:
+    """Inside: another process holds ``paths`` as ``bearl train`` holds its run folder."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, *map(str, paths)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

@@ -33,7 +33,7 @@ from bearl.report import report, summarize
 from bearl.sweep import expand, load_spec, run_in_subprocess, run_sweep, trial_status
 from bearl.train import train
 
-from conftest import make_random_dataset
+from conftest import make_random_dataset, run_folders_held
 
 TINY = {
     "env": "Pendulum-v1",
@@ -557,6 +557,23 @@ def test_local_sweep_runs_skips_and_resumes(tmp_path):
     summary = run_sweep(spec, local=True, out=io.StringIO())
     assert summary["counts"]["conflict"] == 2
     assert "batch_size" in next(iter(summary["errors"].values()))
+
+
+def test_a_trial_training_in_another_process_is_left_to_it(tmp_path):
+    """The same sweep started twice: a trial whose folder another process holds is not a
+    failure; this sweep runs the others and says which it left."""
+    spec = _tiny_spec(tmp_path)
+    busy = tmp_path / "sweep" / "BEAR_pendulum_seed0"
+    out = io.StringIO()
+    with run_folders_held(busy):
+        summary = run_sweep(spec, local=True, out=out)
+    assert summary["counts"]["done"] == 1 and summary["counts"]["elsewhere"] == 1
+    assert not summary["errors"]
+    assert "BEAR_pendulum_seed0: another process is training it" in out.getvalue()
+    assert "1 training in another process" in out.getvalue()
+    assert (tmp_path / "sweep" / "BEAR_pendulum_seed1" / "result.json").exists()
+    assert list(busy.iterdir()) == []  # this sweep wrote nothing into the held folder
+    assert run_sweep(spec, local=True, out=io.StringIO())["counts"]["done"] == 2
 
 
 def test_a_setting_added_later_is_not_a_conflict_at_its_default():

@@ -12,7 +12,7 @@ import torch
 from bearl.config import resolve
 from bearl.train import MACHINE_COLUMNS, TrainingDiverged, train
 
-from conftest import make_random_dataset
+from conftest import make_random_dataset, run_folders_held
 
 SMALL = {
     "dataset": "memory",
@@ -239,37 +239,18 @@ def test_a_run_folder_in_use_by_another_process_is_refused(tmp_path):
     """A second process on a folder that is training (a sweep started twice, --resume of a
     running run) stops with a clear error and writes nothing; once the first one has ended
     the run resumes."""
-    import subprocess
-    import sys
-
     from bearl.errors import BearlError
 
     run(tmp_path, "r", steps=20)
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "r").iterdir()}
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from bearl.train import _claim\n"
-            "with _claim(Path(sys.argv[1])), _claim(Path(sys.argv[2])):\n"
-            "    print('held', flush=True); time.sleep(60)",
-            str(tmp_path / "r"),
-            str(tmp_path / "new"),  # a new run starting, before its first checkpoint
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    # "new": a new run of the same name starting, before its first checkpoint
+    with run_folders_held(tmp_path / "r", tmp_path / "new"):
         cfg, _ = resolve({**SMALL, "steps": 40})
         with pytest.raises(BearlError, match="another bearl process is training"):
             train(cfg, resume=tmp_path / "r", dataset=make_random_dataset())
         with pytest.raises(BearlError, match="another bearl process is training"):
-            run(tmp_path, "new", steps=40)  # a new run of the same name: refused as well
+            run(tmp_path, "new", steps=40)
         assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "r").iterdir()} == before
-    finally:
-        holder.kill()
-        holder.wait()
     assert train(cfg, resume=tmp_path / "r", dataset=make_random_dataset())["steps"] == 40
 
 
