@@ -637,9 +637,11 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"bearl: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from bearl.train import RunInterrupted
+
         print(
-            "bearl: interrupted (runs can be continued with: bearl train --resume RUN_DIR)",
+            f"bearl: interrupted{': ' + str(e) if isinstance(e, RunInterrupted) else ''}",
             file=sys.stderr,
         )
         return 130

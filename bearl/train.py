@@ -60,6 +60,10 @@ class RunFolderBusy(BearlError):
     """Another process is training in the run folder."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM in a sweep) during training; the message says how to continue."""
+
+
 def train(
     cfg: TrainConfig | None = None,
     algo_cfg: Any = None,
@@ -88,7 +92,18 @@ def train(
         run_dir = _new_run_dir(cfg)
     _check_writable(run_dir)  # before the (possibly long) dataset load
     with _claim(run_dir):
-        return _train(cfg, algo_cfg, run_dir, resume, dataset)
+        try:
+            return _train(cfg, algo_cfg, run_dir, resume, dataset)
+        except KeyboardInterrupt:
+            if (run_dir / "checkpoint.pt").exists():
+                step = int(_last_row(run_dir / "progress.csv").get("Step", 0))
+                raise RunInterrupted(
+                    f"{run_dir}: continue from its checkpoint (step {step}) with: "
+                    f"bearl train --resume {run_dir}"
+                ) from None
+            raise RunInterrupted(
+                f"{run_dir}: no checkpoint yet (the first is written at step {cfg.eval_every})"
+            ) from None
 
 
 def _train(

@@ -254,6 +254,36 @@ def test_a_run_folder_in_use_by_another_process_is_refused(tmp_path):
     assert train(cfg, resume=tmp_path / "r", dataset=make_random_dataset())["steps"] == 40
 
 
+def test_ctrl_c_says_how_to_continue(tmp_path, monkeypatch):
+    """Ctrl-C during training names the run folder and the resume command (or says that no
+    checkpoint exists yet), and the run continues from its checkpoint."""
+    from bearl.algos.bear import BEAR
+    from bearl.train import RunInterrupted
+
+    update = BEAR.update
+
+    def interrupted_at(step):
+        def wrapped(self, batch):
+            if self.step == step:
+                raise KeyboardInterrupt
+            return update(self, batch)
+
+        return wrapped
+
+    monkeypatch.setattr(BEAR, "update", interrupted_at(5))
+    with pytest.raises(
+        RunInterrupted, match=r"no checkpoint yet \(the first is written at step 20\)"
+    ):
+        run(tmp_path, "early", steps=40)
+    monkeypatch.setattr(BEAR, "update", interrupted_at(30))
+    with pytest.raises(RunInterrupted) as e:
+        run(tmp_path, "r", steps=40)
+    assert f"checkpoint (step 20) with: bearl train --resume {tmp_path / 'r'}" in str(e.value)
+    monkeypatch.setattr(BEAR, "update", update)
+    cfg, _ = resolve({**SMALL, "steps": 40})
+    assert train(cfg, resume=tmp_path / "r", dataset=make_random_dataset())["steps"] == 40
+
+
 def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path):
     from bearl.errors import DatasetError
 
