@@ -61,7 +61,7 @@ class RunFolderBusy(BearlError):
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM in a sweep) during training; the message says how to continue."""
+    """Ctrl-C during training; the message says how to continue the run."""
 
 
 def train(
@@ -385,9 +385,9 @@ def _claim(run_dir: Path) -> Iterator[None]:
     without ``fcntl`` (Windows) and filesystems that refuse the lock train without it."""
     made = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir, os.O_RDONLY)
+    fd = os.open(run_dir, os.O_RDONLY) if fcntl is not None else None
     try:
-        if fcntl is not None:
+        if fd is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -398,7 +398,8 @@ def _claim(run_dir: Path) -> Iterator[None]:
                 pass
         yield
     finally:
-        os.close(fd)  # releases the lock
+        if fd is not None:
+            os.close(fd)  # releases the lock
         if made and not any(run_dir.iterdir()):
             run_dir.rmdir()
 
