@@ -90,8 +90,7 @@ def train(
 
             cfg, algo_cfg = resolve({**to_dict(cfg)})
         run_dir = _new_run_dir(cfg)
-    _check_writable(run_dir)  # before the (possibly long) dataset load
-    with _claim(run_dir):
+    with _claim(run_dir):  # before the (possibly long) dataset load
         try:
             return _train(cfg, algo_cfg, run_dir, resume, dataset)
         except KeyboardInterrupt:
@@ -145,7 +144,6 @@ def _train(
     diagnostics = BootstrapDiagnostics(dataset, device, gamma, low, high) if evaluate else None
 
     check_free_space(run_dir, algo.nets)
-    run_dir.mkdir(parents=True, exist_ok=True)
     logger = RunLogger(
         run_dir,
         cfg.tensorboard,
@@ -377,17 +375,26 @@ def _new_run_dir(cfg: TrainConfig) -> Path:
 
 @contextlib.contextmanager
 def _claim(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run folder while training in it, so that a second bearl
-    process on the same folder (a sweep started twice, ``--resume`` of a run still going) stops
-    with a clear error instead of writing over the first one's logs and checkpoints. The lock
-    (``flock`` on the folder) ends with the process, however it ends. A folder made here and
-    still empty at the end (e.g. the dataset failed to load) is removed again. Platforms
-    without ``fcntl`` (Windows) and filesystems that refuse the lock train without it."""
+    """Make the run folder (or take the existing one), check that logs can be written there,
+    and hold an exclusive lock on it while training, so that a second bearl process on the same
+    folder (a sweep started twice, ``--resume`` of a run still going) stops with a clear error
+    instead of writing over the first one's logs and checkpoints. The lock (``flock`` on the
+    folder) ends with the process, however it ends. A folder made here and still empty at the
+    end (e.g. the dataset failed to load) is removed again, so an input error leaves no empty
+    run folder behind. Platforms without ``fcntl`` (Windows) and filesystems that refuse the
+    lock train without it."""
     made = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir, os.O_RDONLY) if fcntl is not None else None
+    fd = None
     try:
-        if fd is not None:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            probe = run_dir / ".write_test"
+            probe.write_bytes(b"x" * 4096)
+            probe.unlink()
+        except OSError as e:
+            raise BearlError(f"{run_dir}: cannot write logs there ({e.strerror})") from None
+        if fcntl is not None:
+            fd = os.open(run_dir, os.O_RDONLY)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -400,25 +407,8 @@ def _claim(run_dir: Path) -> Iterator[None]:
     finally:
         if fd is not None:
             os.close(fd)  # releases the lock
-        if made and not any(run_dir.iterdir()):
+        if made and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()
-
-
-def _check_writable(run_dir: Path) -> None:
-    """Fail before training starts if the run folder cannot be created or written.
-
-    A folder made just for the probe is removed again: it is made for good once the dataset and
-    environment are known to be fine, so an input error leaves no empty run folder behind."""
-    probe = run_dir / ".write_test"
-    existed = run_dir.exists()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"x" * 4096)
-        probe.unlink()
-        if not existed:
-            run_dir.rmdir()
-    except OSError as e:
-        raise BearlError(f"{run_dir}: cannot write logs there ({e.strerror})") from None
 
 
 def _configs_of_run(run_dir: Path, override: TrainConfig | None) -> tuple[TrainConfig, Any]:
