@@ -384,7 +384,8 @@ def _sweep_parser(sub) -> None:
     p.add_argument(
         "--local",
         action="store_true",
-        help="run the trials one after another without Ray (each in a fresh process)",
+        help="run the trials without Ray, one after another, each in a fresh process; "
+        "start the same command again in another terminal to use another core",
     )
     p.set_defaults(func=cmd_sweep)
 

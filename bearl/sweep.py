@@ -384,7 +384,8 @@ def run_sweep(
         address: a Ray cluster to connect to (``auto``, ``ray://host:10001``, ...); None starts
             a local Ray instance.
         max_concurrent: trials in flight at once (default: the cluster's CPUs; one CPU each).
-        local: run the trials one after another without Ray, each in a fresh process.
+        local: run the trials one after another without Ray, each in a fresh process (two
+            such sweeps of one spec share the trials through the run-folder locks).
         dry_run: only print the trials and their state.
     """
     out = out or sys.stdout
