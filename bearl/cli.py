@@ -465,7 +465,12 @@ def _policy_parsers(sub) -> None:
     common(rec, "record")
     rec.add_argument("-o", "--out", required=True, metavar="FILE", help="video.mp4 or out.gif")
     rec.add_argument("--episodes", type=int, default=1, help="episodes (default: 1)")
-    rec.add_argument("--seed", type=int, default=None, help="episode i is reset with seed S+i")
+    rec.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="episode i is reset with seed S+i (default: the run's seed + 200000, as bearl eval)",
+    )
     rec.add_argument("--env", help="render this environment (e.g. another version)")
     rec.add_argument("--deterministic", action="store_true", help="the deterministic action")
     rec.add_argument("--max-steps", type=int, default=None, help="cap each episode's length")

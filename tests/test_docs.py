@@ -165,3 +165,70 @@ def test_documented_command_parses(doc, command):
         build_parser().parse_args(argv)
     except SystemExit as e:
         pytest.fail(f"{doc}: `{command}` does not parse (exit {e.code})")
+
+
+def parser_actions():
+    """(command, action) for every option of every ``bearl`` subcommand."""
+    import argparse
+
+    from bearl.cli import build_parser
+
+    def walk(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, subparser in action.choices.items():
+                    yield from walk(subparser, f"{name} {sub}")
+            elif action.option_strings:
+                yield name, action
+
+    return list(walk(build_parser(), "bearl"))
+
+
+def test_help_states_the_options_defaults():
+    """A hand-written "(default: X)" in an option's help is the option's real default."""
+    import argparse
+
+    stated = 0
+    for command, action in parser_actions():
+        m = re.search(r"\(default: ([\w.]+)\)", action.help or "")
+        if not m or action.default in (None, argparse.SUPPRESS):
+            continue  # no literal default, or generated from a config field's default
+        stated += 1
+        where = f"{command} {action.option_strings[0]}"
+        assert m.group(1) == str(action.default), f"{where}: help says {m.group(1)}"
+    assert stated >= 4
+
+
+def help_of(command: str, option: str) -> str:
+    return next(a.help for c, a in parser_actions() if c == command and option in a.option_strings)
+
+
+def number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def test_defaults_quoted_in_prose_and_help_match_the_code():
+    """Defaults that the README, docs and help texts quote in words (not in a settings table)."""
+    from bearl.config import TrainConfig, resolve
+    from bearl.data.suite import DEFAULT_SIZE
+    from bearl.policy import FRESH_SEED_OFFSET
+
+    readme = (DOCS.parent / "README.md").read_text()
+    bear, perf = (DOCS / "bear.md").read_text(), (DOCS / "performance.md").read_text()
+    train, bear_cfg = resolve({"algo": "BEAR"})
+    steps, warm = TrainConfig().steps, bear_cfg.warm_start_steps
+    quoted = [
+        (readme, r"for the default ([\d,]+) gradient steps", steps),
+        (readme, r"seeds run seed \+ (\d+) \+ i", FRESH_SEED_OFFSET),
+        (bear, r"the default ([\d,]+)-step run", steps),
+        (bear, r"the default [\d,]+-step run[^.]*warms up for ([\d,]+) steps", warm),
+        (perf, r"BEAR paper preset for ([\d,]+) gradient steps", steps),
+        (perf, r"BEAR paper preset for [\d,]+ gradient steps \(([\d,]+) warm start\)", warm),
+        (help_of("bearl eval", "--seed"), r"run's seed \+ (\d+)", FRESH_SEED_OFFSET),
+        (help_of("bearl record", "--seed"), r"run's seed \+ (\d+)", FRESH_SEED_OFFSET),
+        (help_of("bearl data make", "--size"), r"default: (\d+)", DEFAULT_SIZE),
+    ]
+    for text, pattern, value in quoted:
+        m = re.search(pattern, text)
+        assert m, f"not found: {pattern}"
+        assert number(m.group(1)) == value, f"{pattern}: {m.group(1)} != {value}"
