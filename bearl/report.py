@@ -165,6 +165,7 @@ def format_markdown(rows: Sequence[ReportRow], by: Sequence[str] = (), metric: s
     head = ["algorithm", "dataset", *by, "seeds", "steps", *columns]
     align = ["---"] * (2 + len(by)) + ["---:"] * 4
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    places = _places(rows, metric)
     for r in rows:
         mark = " (return)" if r.measure == "return" else ""
         cells = [
@@ -173,8 +174,8 @@ def format_markdown(rows: Sequence[ReportRow], by: Sequence[str] = (), metric: s
             *(r.by[k] for k in by),
             str(r.seeds),
             r.steps,
-            _pm(r.final_mean, r.final_std, r.seeds) + mark,
-            _pm(r.best_mean, r.best_std, r.seeds) + mark,
+            _pm(r.final_mean, r.final_std, r.seeds, places) + mark,
+            _pm(r.best_mean, r.best_std, r.seeds, places) + mark,
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines.append("")
@@ -215,11 +216,20 @@ def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | Non
     return float(np.mean(v)), float(np.std(v))
 
 
-def _pm(mean: float | None, std: float | None, seeds: int) -> str:
+def _places(rows: Sequence[ReportRow], metric: str) -> int:
+    """Decimal places of a Markdown table: 1 for scores; for another metric, enough for three
+    significant digits of the table's largest value (1116.4, 0.23, 0.0014), from 1 to 6."""
+    values = [abs(v) for r in rows for v in (r.final_mean, r.best_mean) if v]
+    if metric == SCORE or not values:
+        return 1
+    return min(6, max(1, 2 - math.floor(math.log10(max(values)))))
+
+
+def _pm(mean: float | None, std: float | None, seeds: int, places: int = 1) -> str:
     """``mean ± std``; a single seed has no spread to show, so just its value."""
     if mean is None:
         return "–"
-    return f"{mean:.1f}" if seeds == 1 else f"{mean:.1f} ± {std:.1f}"
+    return f"{mean:.{places}f}" if seeds == 1 else f"{mean:.{places}f} ± {std:.{places}f}"
 
 
 def _num(value) -> float | None:

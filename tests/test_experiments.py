@@ -252,6 +252,27 @@ def test_report_of_another_metric(runs, tmp_path, capsys):
     assert ",Overestimation," in capsys.readouterr().out
 
 
+def test_report_shows_small_metrics_with_enough_places(tmp_path):
+    """A metric near 0.01 keeps three significant digits (not "0.0 ± 0.0"); scores keep one
+    place; a table's places follow its largest value."""
+    for seed, scale in [(0, 1.0), (1, 1.5)]:
+        write_run(tmp_path, f"r{seed}", "TD3", "d", seed, [1.0, 2.0])
+        path = tmp_path / f"r{seed}" / "progress.csv"
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+        for i, row in enumerate(rows):
+            row["NearestActionDistance"] = 0.0123 * scale * (i + 1)
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    line = report([tmp_path], metric="NearestActionDistance").splitlines()[2]
+    finals = [0.0246, 0.0369]  # the last rows of the two seeds
+    assert f"| {np.mean(finals):.4f} ± {np.std(finals):.4f} |" in line
+    assert report([tmp_path]).splitlines()[2].endswith("| 2.0 ± 0.0 | 2.0 ± 0.0 |")
+    assert report([tmp_path], metric="Overestimation").splitlines()[2].endswith("| 2.00 ± 0.00 |")
+
+
 def test_report_cli(runs, tmp_path, capsys):
     assert main(["report", str(runs), "--format", "csv"]) == 0
     assert capsys.readouterr().out.startswith("algorithm,dataset,seeds,steps,measure")
