@@ -4,9 +4,10 @@
 
 Reads every run folder of the suite's ``log_dir`` that has ``result.json`` and rewrites the
 blocks of docs/results.md between ``<!-- generated:NAME -->`` and ``<!-- end:NAME -->``:
-``runs`` (which seeds have finished, per algorithm and dataset), ``scores`` (``bearl report``)
-and ``overestimation`` (``bearl report --metric Overestimation``); it also redraws the two
-figures (``bearl plot``). The prose around them is written by hand.
+``runs`` (which seeds have finished, per algorithm and dataset), ``scores`` (``bearl report``),
+``overestimation`` and ``action_distance`` (``bearl report --metric Overestimation`` and
+``--metric NearestActionDistance``); it also redraws the three figures (``bearl plot``). The
+prose around them is written by hand.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bearl.report import report
 ROOT = Path(__file__).resolve().parents[1]
 PEER = "BEAR-d3rlpy"
 REPAIRED = "BEAR-d3rlpy-repaired"  # experiments/peer_bear.py --repaired: not part of the plan
+DISTANCE = "NearestActionDistance"
 
 
 def finished(log_dir: Path) -> list[Path]:
@@ -83,10 +85,13 @@ def main() -> None:
     text = replace_block(text, "scores", report(runs))
     with_critic = [d for d in runs if not d.name.startswith(("BC_", PEER))]  # d3rlpy: not logged
     text = replace_block(text, "overestimation", report(with_critic, metric="Overestimation"))
+    own = [d for d in runs if not d.name.startswith(PEER)]  # d3rlpy's runs: not logged
+    text = replace_block(text, "action_distance", report(own, metric=DISTANCE))
     doc.write_text(text)
     figures = ROOT / "docs" / "figures"
     plot_runs(runs, figures / "hopper_suite_score.png")
     plot_runs(with_critic, figures / "hopper_suite_overestimation.png", metric="Overestimation")
+    plot_runs(own, figures / "hopper_suite_action_distance.png", metric=DISTANCE)
     print(f"{doc}: {len(runs)} finished runs; figures in {figures}")
 
 
