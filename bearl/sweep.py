@@ -328,6 +328,15 @@ class SweepProgress:
         if isinstance(score, int | float):
             self.best[trial.name] = float(score)
 
+    def recheck_elsewhere(self) -> None:
+        """Trials left to another process that it has finished since count as done."""
+        for name, state in list(self.state.items()):
+            trial = self.trials[name]
+            if state == "elsewhere" and trial_status(trial)[0] == "done":
+                result = _read_json(trial.run_dir / "result.json")
+                self.finish(trial, {"status": "done", "result": result})
+                self.print(f"{name}: finished by another process")
+
     def _running_best(self, trial: Trial) -> float | None:
         from bearl.plot import read_progress
 
@@ -418,6 +427,7 @@ def run_sweep(
         _run_local(todo, progress)
     else:
         _run_ray(todo, progress, address, max_concurrent)
+    progress.recheck_elsewhere()
     progress.print(progress.summary())
     return {
         "trials": [t.name for t in trials],

@@ -30,7 +30,14 @@ from bearl.errors import BearlError, ConfigError
 from bearl.evaluation import EvalResult, run_episodes
 from bearl.plot import curves, plot_runs
 from bearl.report import report, summarize
-from bearl.sweep import expand, load_spec, run_in_subprocess, run_sweep, trial_status
+from bearl.sweep import (
+    SweepProgress,
+    expand,
+    load_spec,
+    run_in_subprocess,
+    run_sweep,
+    trial_status,
+)
 from bearl.train import train
 
 from conftest import make_random_dataset, run_folders_held
@@ -595,6 +602,24 @@ def test_a_trial_training_in_another_process_is_left_to_it(tmp_path):
     assert (tmp_path / "sweep" / "BEAR_pendulum_seed1" / "result.json").exists()
     assert list(busy.iterdir()) == []  # this sweep wrote nothing into the held folder
     assert run_sweep(spec, local=True, out=io.StringIO())["counts"]["done"] == 2
+
+
+def test_the_final_summary_counts_a_trial_the_other_process_finished(tmp_path):
+    """A trial left to another process that has finished by the end counts as done."""
+    trials = expand(load_spec(_tiny_spec(tmp_path)))
+    progress = SweepProgress(trials, io.StringIO())
+    for t in trials:
+        progress.finish(t, {"status": "elsewhere"})
+    progress.recheck_elsewhere()
+    assert progress.counts()["elsewhere"] == 2  # both still unfinished
+    done = trials[0].run_dir
+    done.mkdir(parents=True)
+    (done / "result.json").write_text(json.dumps({"steps": 20, "best_score": 1.5}))
+    progress.recheck_elsewhere()
+    assert progress.counts()["done"] == 1 and progress.counts()["elsewhere"] == 1
+    assert f"{trials[0].name}: finished by another process" in progress.out.getvalue()
+    summary = progress.summary()
+    assert "1/2 done" in summary and "1 training in another process" in summary
 
 
 def test_a_setting_added_later_is_not_a_conflict_at_its_default():
