@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from bearl.errors import BearlError
+from bearl.errors import BearlError, RunInterrupted
 
 
 def _train_parser(sub) -> None:
@@ -644,8 +644,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bearl: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        from bearl.train import RunInterrupted
-
         print(
             f"bearl: interrupted{': ' + str(e) if isinstance(e, RunInterrupted) else ''}",
             file=sys.stderr,

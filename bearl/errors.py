@@ -29,6 +29,10 @@ class CheckpointError(BearlError):
     """A checkpoint could not be read or does not fit the run it is loaded into."""
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message names the run folder and how to continue it."""
+
+
 def one_line(error: BaseException, limit: int = 300) -> str:
     """``"Type: message"`` on one line, for wrapping a library's exception (often multi-line and
     very long: torch, PyYAML) into one of ours, which are printed as one line."""

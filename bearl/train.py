@@ -35,7 +35,7 @@ from bearl.config import TrainConfig, algorithm_class, build, to_dict
 from bearl.data.dataset import Dataset
 from bearl.diagnostics import BootstrapDiagnostics
 from bearl.envs import make_env, reference_scores
-from bearl.errors import BearlError, ConfigError
+from bearl.errors import BearlError, ConfigError, RunInterrupted
 from bearl.evaluation import EvalResult, run_episodes
 from bearl.logging import RunLogger, truncate_progress
 from bearl.perf import resident_mib, tune_allocator
@@ -58,10 +58,6 @@ class TrainingDiverged(BearlError):
 
 class RunFolderBusy(BearlError):
     """Another process is training in the run folder."""
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training; the message says how to continue the run."""
 
 
 def train(

@@ -258,7 +258,7 @@ def test_ctrl_c_says_how_to_continue(tmp_path, monkeypatch):
     """Ctrl-C during training names the run folder and the resume command (or says that no
     checkpoint exists yet), and the run continues from its checkpoint."""
     from bearl.algos.bear import BEAR
-    from bearl.train import RunInterrupted
+    from bearl.errors import RunInterrupted
 
     update = BEAR.update
 
