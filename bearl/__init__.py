@@ -30,11 +30,11 @@ def __getattr__(name: str):
 
         return getattr(data, name)
     if name == "load_policy":
-        from bearl.policy import load_policy
+        from bearl.policy.load import load_policy
 
         return load_policy
     if name == "train":
-        from bearl.train import train
+        from bearl.training.loop import train
 
         return train
     raise AttributeError(name)

@@ -48,7 +48,7 @@ def _train_parser(sub) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bearl.config import load_yaml, resolve
-    from bearl.train import train
+    from bearl.training.loop import train
 
     skip = {"func", "command", "config", "resume", "debug", "data_command"}
     flags = {k: v for k, v in vars(args).items() if k not in skip}
@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = Path(result["run_dir"])
     plot_path = None
     if (run / "progress.csv").exists() and result.get("final_return") is not None:
-        from bearl.plot import plot_runs
+        from bearl.experiments.plot import plot_runs
 
         plot_path = plot_runs([run], run / "progress.png")
     print(json.dumps(result, indent=2))
@@ -238,14 +238,14 @@ def cmd_train_behavior(args: argparse.Namespace) -> int:
 def cmd_export_policies(args: argparse.Namespace) -> int:
     from bearl.data.behavior import export_policies
 
-    out = Path(args.out) if args.out else Path(__file__).parent / "policies"
+    out = Path(args.out) if args.out else Path(__file__).parent / "data" / "policies"
     entry = export_policies(args.run, out, args.medium_step, args.expert_step, args.episodes)
     print(json.dumps(entry, indent=2))
     return 0
 
 
 def cmd_policies(args: argparse.Namespace) -> int:
-    index = Path(__file__).parent / "policies" / "policies.json"
+    index = Path(__file__).parent / "data" / "policies" / "policies.json"
     data = json.loads(index.read_text()) if index.exists() else {}
     if not data:
         print("no behaviour policies are shipped in this bearl version")
@@ -297,7 +297,7 @@ def _plot_parser(sub) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from bearl.plot import plot_runs
+    from bearl.experiments.plot import plot_runs
 
     print(
         plot_runs(
@@ -337,7 +337,7 @@ def _report_parser(sub) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bearl.report import report
+    from bearl.experiments.report import report
 
     text = report(args.runs, args.format, args.by, args.metric)
     if args.out:
@@ -391,7 +391,7 @@ def _sweep_parser(sub) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from bearl.sweep import run_sweep
+    from bearl.experiments.sweep import run_sweep
 
     summary = run_sweep(
         args.spec, args.address, args.max_concurrent, local=args.local, dry_run=args.dry_run
@@ -479,7 +479,7 @@ def _policy_parsers(sub) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from bearl.policy import evaluate, load_policy
+    from bearl.policy.load import evaluate, load_policy
 
     if not 0.0 < args.confidence < 1.0:
         raise BearlError(f"--confidence must be in (0, 1), not {args.confidence}")
@@ -520,8 +520,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bearl.export import export_policy
-    from bearl.policy import load_policy
+    from bearl.policy.export import export_policy
+    from bearl.policy.load import load_policy
 
     fmt = args.format or ("onnx" if Path(args.out).suffix.lower() == ".onnx" else "torchscript")
     policy = load_policy(args.run, args.checkpoint)
@@ -536,8 +536,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from bearl.policy import load_policy, resolve_checkpoint, run_env_name
-    from bearl.record import ensure_mujoco_gl, is_mujoco_env, record
+    from bearl.policy.load import load_policy, resolve_checkpoint, run_env_name
+    from bearl.policy.record import ensure_mujoco_gl, is_mujoco_env, record
 
     # choose the OpenGL backend before anything imports a renderer
     run, _ = resolve_checkpoint(args.run, args.checkpoint)
@@ -580,8 +580,8 @@ def _bench_parser(sub) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from bearl.bench import rows_to_json, run
     from bearl.config import ALGORITHMS, algorithm_class
+    from bearl.experiments.bench import rows_to_json, run
 
     algos = list(ALGORITHMS) if args.algo == "all" else [algorithm_class(args.algo).name]
     threads = [int(t) for t in args.threads.split(",") if t.strip()]

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 _CHILD = """
 import sys, torch
 import bearl
-from bearl.bench import bench_dataset, make_algo, time_updates
+from bearl.experiments.bench import bench_dataset, make_algo, time_updates
 from bearl.perf import tune_allocator
 name, threads, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 tune_allocator()

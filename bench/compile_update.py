@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from bearl.bench import bench_dataset, seeded_algo, time_updates
+from bearl.experiments.bench import bench_dataset, seeded_algo, time_updates
 from bearl.perf import tune_allocator
 
 

@@ -230,7 +230,7 @@ def main() -> None:
                 if k in metrics:
                     sums[k].append(float(metrics[k]))
             if step % a.eval_every == 0 or step == a.steps:
-                # bearl's evaluation seeds: seed + 100_000 + episode (bearl.train)
+                # bearl's evaluation seeds: seed + 100_000 + episode (bearl.training.loop)
                 returns = evaluate(algo, a.env, a.eval_episodes, a.seed + 100_000)
                 row = [step, float(returns.mean()), norm(float(returns.mean())), wall]
                 extra = ""

@@ -69,8 +69,8 @@ info = DatasetInfo(source="memory:same-numbers", env_name="Pendulum-v1",
                    ref_min_score=-1500.0, ref_max_score=0.0)
 data = Dataset(obs[:-1], actions, rewards, obs[1:].copy(), ends & (rng.random(n) < 0.3),
                ends & ~(rng.random(n) < 0.3), info)
-train = bearl.train  # (in an old bearl, the submodule bearl.train hid the function once
-train = train if callable(train) else train.train  # it was imported)
+train = bearl.train  # an old bearl's submodule bearl.train hid the function once imported
+train = train if callable(train) else train.train
 print(bearl.__file__, flush=True)
 for name, settings in variants.items():
     values = {"steps": steps, "eval_every": steps // 4, "eval_episodes": 2,
@@ -105,9 +105,7 @@ def differences(a: Path, b: Path) -> list[str]:
     cols_b = set(rb[0]) - MACHINE_COLUMNS if rb else set()
     out = [f"columns only in one: {sorted(cols_a ^ cols_b)}"] if cols_a != cols_b else []
     for i, (x, y) in enumerate(zip(ra, rb)):
-        out += [
-            f"row {i} {c}: {x[c]} vs {y[c]}" for c in sorted(cols_a & cols_b) if x[c] != y[c]
-        ]
+        out += [f"row {i} {c}: {x[c]} vs {y[c]}" for c in sorted(cols_a & cols_b) if x[c] != y[c]]
     return out
 
 
@@ -134,7 +132,9 @@ def main() -> None:
                 )
                 failed += bool(diff)
                 print(f"{name:17s} {'same' if not diff else 'DIFFERS: ' + '; '.join(diff[:4])}")
-            print(f"{len(variants) - failed} of {len(variants)} runs identical ({a.base} vs {a.new})")
+            print(
+                f"{len(variants) - failed} of {len(variants)} runs identical ({a.base} vs {a.new})"
+            )
         finally:
             for tree in trees:
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)])

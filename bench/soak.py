@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from bearl.bench import BENCH_SETTINGS
 from bearl.config import algorithm_class, resolve
 from bearl.data import load_dataset
+from bearl.experiments.bench import BENCH_SETTINGS
 from bearl.perf import resident_mib, tune_allocator
 
 

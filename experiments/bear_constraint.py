@@ -27,7 +27,7 @@ import torch
 
 from bearl.data import load_dataset
 from bearl.kernels import mmd
-from bearl.policy import load_policy
+from bearl.policy.load import load_policy
 
 
 def at_clamp(run: Path, clamp: float) -> tuple[int | None, float, float]:

@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bearl.policy import evaluate, load_policy
+from bearl.policy.load import evaluate, load_policy
 
 
 def main() -> None:

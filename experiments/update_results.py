@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from bearl.plot import plot_runs
-from bearl.report import report
+from bearl.experiments.plot import plot_runs
+from bearl.experiments.report import report
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = "BEAR-d3rlpy"

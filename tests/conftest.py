@@ -79,7 +79,7 @@ _HOLDER = """
 import sys, time
 from contextlib import ExitStack
 from pathlib import Path
-from bearl.train import _claim
+from bearl.training.loop import _claim
 with ExitStack() as stack:
     for path in sys.argv[1:]:
         stack.enter_context(_claim(Path(path)))

@@ -89,7 +89,7 @@ def test_critic_or_model_loss_decreases_on_a_trivial_problem(name):
 
 @pytest.mark.parametrize("name", list(ALGORITHMS))
 def test_short_training_run(name, tmp_path):
-    from bearl.train import train
+    from bearl.training.loop import train
 
     from conftest import make_random_dataset
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from bearl.bench import _MatmulRecorder, bench_dataset, flops_and_roofline, make_algo
 from bearl.cli import main
+from bearl.experiments.bench import _MatmulRecorder, bench_dataset, flops_and_roofline, make_algo
 
 
 def test_matmul_recorder_sees_forward_and_backward():

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from bearl.checkpoint import load_checkpoint
 from bearl.data.d4rl import write_d4rl
-from bearl.train import MACHINE_COLUMNS
+from bearl.training.checkpoint import load_checkpoint
+from bearl.training.loop import MACHINE_COLUMNS
 
 from conftest import make_random_dataset
 

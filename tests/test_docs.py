@@ -211,7 +211,7 @@ def test_defaults_quoted_in_prose_and_help_match_the_code():
     """Defaults that the README, docs and help texts quote in words (not in a settings table)."""
     from bearl.config import TrainConfig, resolve
     from bearl.data.suite import DEFAULT_SIZE
-    from bearl.policy import FRESH_SEED_OFFSET
+    from bearl.policy.load import FRESH_SEED_OFFSET
 
     readme = (DOCS.parent / "README.md").read_text()
     bear, perf = (DOCS / "bear.md").read_text(), (DOCS / "performance.md").read_text()

@@ -19,18 +19,10 @@ import torch
 from bearl.cli import main
 from bearl.config import resolve
 from bearl.data.d4rl import write_d4rl
-from bearl.diagnostics import (
-    COLUMNS,
-    BootstrapDiagnostics,
-    action_mse,
-    nearest_pair_distance,
-    overestimation,
-)
 from bearl.errors import BearlError, ConfigError
-from bearl.evaluation import EvalResult, run_episodes
-from bearl.plot import curves, plot_runs
-from bearl.report import report, summarize
-from bearl.sweep import (
+from bearl.experiments.plot import curves, plot_runs
+from bearl.experiments.report import report, summarize
+from bearl.experiments.sweep import (
     SweepProgress,
     expand,
     load_spec,
@@ -38,7 +30,15 @@ from bearl.sweep import (
     run_sweep,
     trial_status,
 )
-from bearl.train import train
+from bearl.rollouts import EvalResult, run_episodes
+from bearl.training.diagnostics import (
+    COLUMNS,
+    BootstrapDiagnostics,
+    action_mse,
+    nearest_pair_distance,
+    overestimation,
+)
+from bearl.training.loop import train
 
 from conftest import make_random_dataset, run_folders_held
 
@@ -625,7 +625,7 @@ def test_the_final_summary_counts_a_trial_the_other_process_finished(tmp_path):
 def test_a_setting_added_later_is_not_a_conflict_at_its_default():
     """A run saved by an older bearl lacks settings added since; at their defaults they are
     what the old run did, set otherwise they are a real difference."""
-    from bearl.sweep import _differences
+    from bearl.experiments.sweep import _differences
 
     saved = {"steps": 10, "batch_size": 32}
     defaults = {"eval_deterministic": False, "batch_size": 256}
@@ -641,7 +641,7 @@ def test_a_setting_added_later_is_not_a_conflict_at_its_default():
 def test_report_groups_treat_a_setting_added_later_as_its_default(tmp_path):
     """The same rule for ``bearl report`` / ``plot`` groups: an old run without the setting and
     a new one at its default are one experiment; a value off the default splits them."""
-    from bearl.runs import RunInfo, differing_settings
+    from bearl.experiments.runs import RunInfo, differing_settings
 
     old = RunInfo(tmp_path, "BEAR", "hopper-random", 0, {"steps": 10, "mmd_sigma": 20.0})
     new = RunInfo(
@@ -685,7 +685,7 @@ def sleep(values):
 _PARENT = """
 import sys
 import trialfn
-from bearl.sweep import run_in_subprocess
+from bearl.experiments.sweep import run_in_subprocess
 
 if __name__ == "__main__":
     try:

@@ -16,10 +16,10 @@ import bearl
 from bearl.cli import main
 from bearl.config import ALGORITHMS, resolve
 from bearl.errors import BearlError, CheckpointError
-from bearl.export import export_policy
-from bearl.policy import FRESH_SEED_OFFSET, evaluate, load_policy
-from bearl.stats import describe, mean_confidence_interval, t_quantile
-from bearl.train import EVAL_SEED_OFFSET, train
+from bearl.policy.export import export_policy
+from bearl.policy.load import FRESH_SEED_OFFSET, evaluate, load_policy
+from bearl.policy.stats import describe, mean_confidence_interval, t_quantile
+from bearl.training.loop import EVAL_SEED_OFFSET, train
 
 from conftest import make_random_dataset
 
@@ -395,21 +395,21 @@ def test_export_cli(runs, tmp_path, capsys):
 @pytest.fixture
 def clean_gl_env(monkeypatch):
     """Let bearl choose MUJOCO_GL / PYOPENGL_PLATFORM; restore both afterwards."""
-    import bearl.record
+    import bearl.policy.record
 
     for var in ("MUJOCO_GL", "PYOPENGL_PLATFORM"):
         monkeypatch.setenv(var, "")
         monkeypatch.delenv(var)
-    monkeypatch.setattr(bearl.record, "_probed", {})
+    monkeypatch.setattr(bearl.policy.record, "_probed", {})
     return monkeypatch
 
 
 def test_record_error_names_packages_when_no_renderer(runs, tmp_path, clean_gl_env, capsys):
-    import bearl.record
+    import bearl.policy.record
 
-    clean_gl_env.setattr(bearl.record, "_probe_gl", lambda backend: False)
-    with pytest.raises(bearl.record.RendererUnavailable, match="libegl1.*libosmesa6"):
-        bearl.record.ensure_mujoco_gl()
+    clean_gl_env.setattr(bearl.policy.record, "_probe_gl", lambda backend: False)
+    with pytest.raises(bearl.policy.record.RendererUnavailable, match="libegl1.*libosmesa6"):
+        bearl.policy.record.ensure_mujoco_gl()
     out = tmp_path / "hopper.gif"
     assert main(["record", str(runs("hopper")), "-o", str(out), "--max-steps", "2"]) == 2
     err = capsys.readouterr().err
@@ -417,12 +417,12 @@ def test_record_error_names_packages_when_no_renderer(runs, tmp_path, clean_gl_e
 
 
 def test_record_mujoco_gif(runs, tmp_path, clean_gl_env, capsys):
-    import bearl.record
+    import bearl.policy.record
 
     iio = pytest.importorskip("imageio.v3")
     out = tmp_path / "hopper.gif"
     rc = main(["record", str(runs("hopper")), "-o", str(out), "--max-steps", "6"])
-    if not (bearl.record._probe_gl("egl") or bearl.record._probe_gl("osmesa")):
+    if not (bearl.policy.record._probe_gl("egl") or bearl.policy.record._probe_gl("osmesa")):
         assert rc == 2 and "libegl1" in capsys.readouterr().err
         return
     assert rc == 0, capsys.readouterr().err
@@ -435,7 +435,7 @@ def test_record_mujoco_gif(runs, tmp_path, clean_gl_env, capsys):
 def test_record_pendulum_gif_or_clear_error(runs, tmp_path):
     """Pendulum renders with pygame: a GIF when pygame is installed, else a one-line hint."""
     pytest.importorskip("imageio")
-    from bearl.record import RendererUnavailable, record
+    from bearl.policy.record import RendererUnavailable, record
 
     policy = load_policy(runs("bear"))
     out = tmp_path / "pendulum.gif"
@@ -450,7 +450,7 @@ def test_record_pendulum_gif_or_clear_error(runs, tmp_path):
 
 
 def test_record_output_checks(runs, tmp_path, monkeypatch):
-    from bearl.record import record
+    from bearl.policy.record import record
 
     policy = load_policy(runs("bear"))
     with pytest.raises(BearlError, match=r"\.gif or \.mp4"):

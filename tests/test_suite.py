@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from bearl.data import suite
+from bearl.data.policy_io import save_policy
 from bearl.errors import DatasetError
 from bearl.nets import TanhGaussianActor
-from bearl.policy_io import save_policy
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bearl.config import resolve
-from bearl.train import MACHINE_COLUMNS, TrainingDiverged, train
+from bearl.training.loop import MACHINE_COLUMNS, TrainingDiverged, train
 
 from conftest import make_random_dataset, run_folders_held
 
@@ -300,7 +300,7 @@ def test_a_full_disk_fails_before_training_and_never_leaves_a_partial_checkpoint
     import shutil
     from collections import namedtuple
 
-    from bearl import checkpoint
+    from bearl.training import checkpoint
     from bearl.errors import BearlError, CheckpointError
 
     usage = namedtuple("usage", "total used free")
@@ -326,8 +326,8 @@ def test_a_full_disk_fails_before_training_and_never_leaves_a_partial_checkpoint
 
 
 def test_checkpoints_of_another_algorithm_or_newer_format_are_refused(tmp_path):
-    from bearl.checkpoint import load_checkpoint
     from bearl.errors import CheckpointError
+    from bearl.training.checkpoint import load_checkpoint
 
     run(tmp_path, "r", steps=20)
     ckpt = tmp_path / "r" / "checkpoint.pt"
@@ -371,7 +371,7 @@ def test_tensorboard_mirror(tmp_path):
 
 def test_nan_parameters_stop_before_they_are_saved(tmp_path, monkeypatch):
     from bearl.algos.bear import BEAR
-    from bearl.checkpoint import load_checkpoint
+    from bearl.training.checkpoint import load_checkpoint
 
     real = BEAR.update
 

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bearl.data.policy_io import save_policy
 from bearl.envs import make_env, normalized_score, reference_scores, resolve_env_id
 from bearl.errors import BearlError
-from bearl.evaluation import run_episodes
 from bearl.nets import TanhGaussianActor
-from bearl.policy_io import save_policy
+from bearl.rollouts import run_episodes
 
 SB3_LOG_STD_BOUNDS = (-20.0, 2.0)  # SB3's SAC clamps the actor's log-std to this range
 
@@ -303,8 +303,8 @@ def export_policies(
     keeps every k-th snapshot, k the smallest that leaves at most ``max_chain`` of them (each
     ~140 KB), and each one then stands for the k x ``eval_every`` env steps that follow it.
     """
+    from bearl.data.policy_io import load_policy_file
     from bearl.envs import env_family
-    from bearl.policy_io import load_policy_file
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     run = json.loads((run_dir / "run.json").read_text())

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from bearl.data.dataset import Dataset, DatasetInfo
+from bearl.data.policy_io import load_policy_file
 from bearl.envs import ENV_IDS, make_env, reference_scores
 from bearl.errors import DatasetError
 from bearl.nets import TanhGaussianActor
-from bearl.policy_io import load_policy_file
 
 SUITE_ENVS = ("hopper", "walker2d", "halfcheetah")
 SUITE_KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
@@ -62,8 +62,8 @@ def dataset_id(name: str) -> str:
 
 
 def policy_file(family: str, level: str) -> Path:
-    """Path of a shipped policy file (``bearl/policies/<env>-<level>.pt``)."""
-    return Path(str(resources.files("bearl") / "policies" / f"{family}-{level}.pt"))
+    """Path of a shipped policy file (``bearl/data/policies/<env>-<level>.pt``)."""
+    return Path(str(resources.files("bearl.data") / "policies" / f"{family}-{level}.pt"))
 
 
 # Version of the rollout recipe (environment stepping, seeding, action sampling, how episodes

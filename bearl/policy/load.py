@@ -10,7 +10,7 @@ widths are taken from the first and last layers of the saved networks and the on
 algorithm, built from its saved config, has exactly the saved shapes is kept.
 
 ``evaluate(policy, ...)`` runs episodes and summarises raw and normalized returns with a
-Student-t confidence interval of the mean (``bearl.stats``); ``bearl eval`` prints it.
+Student-t confidence interval of the mean (``bearl.policy.stats``); ``bearl eval`` prints it.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bearl.checkpoint import load_checkpoint
 from bearl.errors import BearlError, CheckpointError, one_line
+from bearl.training.checkpoint import load_checkpoint
 
 # ``bearl eval`` resets its episodes with seeds train_seed + FRESH_SEED_OFFSET + i by default:
 # not the episodes the training loop evaluated on (train_seed + 100_000 + i), on which the best
@@ -429,8 +429,8 @@ def evaluate(
     the ``confidence`` Student-t interval of the mean (from the sample std, ddof=1).
     """
     from bearl.envs import env_family, make_env, reference_scores, resolve_env_id
-    from bearl.evaluation import run_episodes
-    from bearl.stats import describe
+    from bearl.policy.stats import describe
+    from bearl.rollouts import run_episodes
 
     if episodes < 1:
         raise BearlError(f"--episodes must be >= 1, not {episodes}")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bearl.evaluation import EvalResult
+from bearl.rollouts import EvalResult
 
 COLUMNS = (
     "QEstimateStart",

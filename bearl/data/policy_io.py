@@ -2,7 +2,7 @@
 
 A policy file is a ``torch.save`` of a dict of tensors and plain values, read back with
 ``torch.load(weights_only=True)`` so that loading never executes code. bearl ships behaviour
-policies in this format (``bearl/policies/*.pt``) and uses them to generate datasets.
+policies in this format (``bearl/data/policies/*.pt``) and uses them to generate datasets.
 """
 
 from __future__ import annotations

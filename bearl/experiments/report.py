@@ -27,7 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from bearl.errors import BearlError, one_line
-from bearl.runs import RunInfo, find_runs, group_runs, run_info, show_value, warn_mixed_groups
+from bearl.experiments.runs import (
+    RunInfo,
+    find_runs,
+    group_runs,
+    run_info,
+    show_value,
+    warn_mixed_groups,
+)
 
 FORMATS = ("markdown", "csv")
 SCORE = "NormalizedScore"
@@ -82,7 +89,7 @@ def run_scores(run_dir: str | Path, metric: str = SCORE) -> RunScores:
             _num(r.get("final_return")),
             _num(r.get("best_return")),
         )
-    from bearl.plot import read_progress
+    from bearl.experiments.plot import read_progress
 
     d = read_progress(run_dir)
 

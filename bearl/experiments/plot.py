@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from bearl.errors import BearlError
-from bearl.runs import find_runs, group_runs, run_info, settings_suffix, warn_mixed_groups
+from bearl.experiments.runs import (
+    find_runs,
+    group_runs,
+    run_info,
+    settings_suffix,
+    warn_mixed_groups,
+)
 
 BANDS = ("std", "minmax", "none")
 FORMATS = (".png", ".svg", ".pdf")

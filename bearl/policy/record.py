@@ -152,7 +152,7 @@ def record(
     import torch
 
     from bearl.envs import make_env
-    from bearl.policy import FRESH_SEED_OFFSET
+    from bearl.policy.load import FRESH_SEED_OFFSET
 
     out = Path(out)
     _writer_check(out)

@@ -24,22 +24,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from bearl.checkpoint import (
+from bearl.config import TrainConfig, algorithm_class, build, to_dict
+from bearl.data.dataset import Dataset
+from bearl.envs import make_env, reference_scores
+from bearl.errors import BearlError, ConfigError, RunInterrupted
+from bearl.perf import resident_mib, tune_allocator
+from bearl.progress import progress_bar
+from bearl.rollouts import EvalResult, run_episodes
+from bearl.training.checkpoint import (
     check_free_space,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from bearl.config import TrainConfig, algorithm_class, build, to_dict
-from bearl.data.dataset import Dataset
-from bearl.diagnostics import BootstrapDiagnostics
-from bearl.envs import make_env, reference_scores
-from bearl.errors import BearlError, ConfigError, RunInterrupted
-from bearl.evaluation import EvalResult, run_episodes
-from bearl.logging import RunLogger, truncate_progress
-from bearl.perf import resident_mib, tune_allocator
-from bearl.progress import progress_bar
+from bearl.training.diagnostics import BootstrapDiagnostics
+from bearl.training.logging import RunLogger, truncate_progress
 
 try:
     import fcntl

@@ -35,7 +35,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from bearl.errors import BearlError, ConfigError
-from bearl.runs import dataset_label, slug
+from bearl.experiments.runs import dataset_label, slug
 
 SPEC_KEYS = {"log_dir", "algos", "datasets", "seeds", "num_seeds", "grid", "base"}
 RESERVED = {"algo", "dataset", "seed", "run_name"}  # set by the sweep itself
@@ -282,7 +282,7 @@ def run_trial(values: dict[str, Any]) -> dict[str, Any]:
         if status == "conflict":
             return {**out, "status": "conflict", "error": detail}
         from bearl.config import resolve
-        from bearl.train import RunFolderBusy, train
+        from bearl.training.loop import RunFolderBusy, train
 
         cfg, algo_cfg = resolve(dict(values))
         torch.set_num_threads(1)
@@ -338,7 +338,7 @@ class SweepProgress:
                 self.print(f"{name}: finished by another process")
 
     def _running_best(self, trial: Trial) -> float | None:
-        from bearl.plot import read_progress
+        from bearl.experiments.plot import read_progress
 
         try:
             col = read_progress(trial.run_dir).get("BestScore")

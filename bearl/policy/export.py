@@ -5,7 +5,7 @@ The exported module maps a batch of observations ``obs [B, obs_dim]`` (float32) 
 runtime, not bearl. It is built from copies of the trained networks (actor, critic, VAE) and
 does the algorithm's action selection in plain torch ops, then the observation normalization
 hook (none today) before the networks and the rescale to the env's bounds after them, exactly
-as :class:`bearl.policy.Policy` does.
+as :class:`bearl.policy.load.Policy` does.
 
 By default the module does the algorithm's own action selection, randomness included, drawn
 inside the graph (``torch.randn_like``; ONNX: ``RandomNormalLike``). BEAR's, for instance,

@@ -180,14 +180,14 @@ def peer_python() -> Path | None:
     """The d3rlpy virtualenv's python (``$BEARL_PEER_PYTHON`` or ``.venv-d3rlpy``), if present."""
     env = os.environ.get("BEARL_PEER_PYTHON")
     candidates = [Path(env)] if env else []
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     candidates.append(root / ".venv-d3rlpy" / "bin" / "python")
     return next((p for p in candidates if p.exists()), None)
 
 
 def run_peer(python: Path, name: str, threads: int, steps: int, warmup: int) -> float | None:
     s = BENCH_SETTINGS[name]
-    script = Path(__file__).resolve().parent.parent / "bench" / "peer_d3rlpy.py"
+    script = Path(__file__).resolve().parents[2] / "bench" / "peer_d3rlpy.py"
     if not script.exists():
         return None
     cmd = [
@@ -227,7 +227,7 @@ def bench_evaluation(episodes: int = 10, env_name: str = "HalfCheetah-v5") -> di
     against the raw env steps alone (same number of steps, no policy). HalfCheetah never
     terminates, so every episode is the full 1000 steps."""
     from bearl.envs import make_env
-    from bearl.evaluation import run_episodes
+    from bearl.rollouts import run_episodes
 
     torch.manual_seed(0)
     algo, _ = make_algo("BEAR", obs_dim=17, act_dim=6)

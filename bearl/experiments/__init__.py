@@ -1,0 +1,1 @@
+"""Experiments over many runs: sweeps, run folders, result tables, plots, speed benchmarks."""
