@@ -454,6 +454,13 @@ def _policy_parsers(sub) -> None:
     )
     ex.add_argument("-o", "--out", required=True, metavar="FILE", help="output file")
     ex.add_argument("--deterministic", action="store_true", help="export the deterministic action")
+    ex.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="ONNX: seed of the graph's random nodes (default: none, so every onnxruntime "
+        "session draws the same sequence; give different seeds for different streams)",
+    )
     ex.set_defaults(func=cmd_export)
 
     rec = sub.add_parser(
@@ -525,7 +532,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     fmt = args.format or ("onnx" if Path(args.out).suffix.lower() == ".onnx" else "torchscript")
     policy = load_policy(args.run, args.checkpoint)
-    meta = export_policy(policy, args.out, fmt, args.deterministic)
+    meta = export_policy(policy, args.out, fmt, args.deterministic, seed=args.seed)
     print(f"wrote {args.out} ({fmt}): {meta['algo']} step {meta['step']}, {meta['selection']}")
     print(f"input {meta['input']} -> output {meta['output']}")
     if fmt == "torchscript":
@@ -580,7 +587,7 @@ def _bench_parser(sub) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from bearl.config import ALGORITHMS, algorithm_class
+    from bearl.algos import ALGORITHMS, algorithm_class
     from bearl.experiments.bench import rows_to_json, run
 
     algos = list(ALGORITHMS) if args.algo == "all" else [algorithm_class(args.algo).name]

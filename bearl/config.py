@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
-import importlib
 import inspect
 import sys
 import types
@@ -76,16 +75,6 @@ class TrainConfig:
             raise ConfigError(f"--device: expected cpu, cuda or cuda:N, got '{self.device}'")
 
 
-# Algorithm name -> "module:Class". Names are case-insensitive on the command line.
-ALGORITHMS: dict[str, str] = {
-    "BEAR": "bearl.algos.bear:BEAR",
-    "BCQ": "bearl.algos.bcq:BCQ",
-    "TD3": "bearl.algos.td3:TD3",
-    "BC": "bearl.algos.bc:BC",
-    "KLControl": "bearl.algos.kl_control:KLControl",
-    "DQfD": "bearl.algos.dqfd:DQfD",
-}
-
 # The original code's flag names that differ from ours.
 ORIGINAL_FLAGS: dict[str, str] = {
     "algo_name": "algo",
@@ -96,143 +85,17 @@ ORIGINAL_FLAGS: dict[str, str] = {
 }
 
 
-def algorithm_class(name: str) -> type:
-    """The Algorithm class registered under ``name`` (case-insensitive)."""
-    key = {k.lower(): k for k in ALGORITHMS}.get(name.lower())
-    if key is None:
-        raise ConfigError(f"unknown algorithm '{name}' (available: {', '.join(ALGORITHMS)})")
-    module, cls = ALGORITHMS[key].split(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-# -- presets ------------------------------------------------------------------------------------
-# The baselines' presets (docs/algorithms.md). ``original``: the NeurIPS 2019 BEAR repository's
-# code (every Adam at lr 1e-3, batch 100, 400-300 networks). ``paper``: the dataclass defaults,
-# written out; BCQ's paper used its code's settings, so its two presets are one.
-_BCQ = {
-    "actor_hidden": (400, 300),
-    "critic_hidden": (400, 300),
-    "vae_hidden": (750, 750),
-    "actor_lr": 1e-3,
-    "critic_lr": 1e-3,
-    "vae_lr": 1e-3,
-    "batch_size": 100,
-}
-BASELINE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "BCQ": {"paper": _BCQ, "original": _BCQ},
-    "TD3": {
-        "paper": {  # the TD3 author's current settings
-            "actor_hidden": (256, 256),
-            "critic_hidden": (256, 256),
-            "actor_lr": 3e-4,
-            "critic_lr": 3e-4,
-            "batch_size": 256,
-        },
-        "original": {
-            "actor_hidden": (400, 300),
-            "critic_hidden": (400, 300),
-            "actor_lr": 1e-3,
-            "critic_lr": 1e-3,
-            "batch_size": 100,
-        },
-    },
-    "BC": {
-        "paper": {
-            "bc_type": "gaussian",
-            "actor_hidden": (256, 256),
-            "actor_lr": 3e-4,
-            "batch_size": 256,
-        },
-        "original": {  # BCQ(cloning=True): VAE cloning
-            "bc_type": "vae",
-            "vae_hidden": (750, 750),
-            "vae_lr": 1e-3,
-            "batch_size": 100,
-        },
-    },
-    "KLControl": {
-        "paper": {
-            "actor_hidden": (256, 256),
-            "critic_hidden": (256, 256),
-            "actor_lr": 3e-4,
-            "critic_lr": 3e-4,
-            "behavior_lr": 3e-4,
-            "batch_size": 256,
-            "gamma": 0.99,
-            "actor_log_std_bounds": (-5.0, 2.0),
-            "actor_noise_clip": None,
-        },
-        "original": {
-            "actor_hidden": (400, 300),
-            "critic_hidden": (400, 300),
-            "actor_lr": 1e-3,
-            "critic_lr": 1e-3,
-            "behavior_lr": 1e-3,
-            "batch_size": 100,
-            "gamma": 0.98,
-            "actor_log_std_bounds": None,
-            "actor_noise_clip": 0.5,
-        },
-    },
-    "DQfD": {
-        "paper": {
-            "actor_hidden": (256, 256),
-            "critic_hidden": (256, 256),
-            "actor_lr": 3e-4,
-            "critic_lr": 3e-4,
-            "batch_size": 256,
-            "demo_action": "dataset",
-            "lamda": 1.0,
-        },
-        "original": {
-            "actor_hidden": (400, 300),
-            "critic_hidden": (400, 300),
-            "vae_hidden": (750, 750),
-            "actor_lr": 1e-3,
-            "critic_lr": 1e-3,
-            "vae_lr": 1e-3,
-            "batch_size": 100,
-            "demo_action": "vae",
-            "lamda": 0.5,  # main.py's --lamda default, passed to DQfD
-        },
-    },
-}
-
-
 WARM_START_MAX_FRACTION = 5  # presets' warm starts take at most 1/5 of a run's steps
 
 
 def preset_overrides(algo: str, preset: str, env: str | None) -> dict[str, Any]:
-    """Config values of a preset for an algorithm and env family."""
+    """Config values of a preset for an algorithm and env family (the algorithm's own data:
+    ``presets`` and ``env_presets`` in its file)."""
+    from bearl.algos import algorithm_class
+
     if preset not in ("paper", "original"):
         raise ConfigError(f"unknown preset '{preset}' (choose paper or original)")
-    family = env_family(env) if env else None
-    if algo.upper() == "BEAR":
-        if preset == "paper":
-            # rlkit / D4RL paper: the author's per-env kernel table (BEAR issue #8)
-            kernel = "gaussian" if family == "halfcheetah" else "laplacian"
-            return {"kernel_type": kernel, "mmd_sigma": 20.0}
-        return {  # the NeurIPS 2019 code and its README command
-            "actor_hidden": (400, 300),
-            "critic_hidden": (400, 300),
-            "vae_hidden": (750, 750),
-            "actor_lr": 1e-3,
-            "critic_lr": 1e-3,
-            "vae_lr": 1e-3,
-            "alpha_lr": 1e-3,
-            "batch_size": 100,
-            "num_samples_match": 5,
-            "backup_with_target_actor": True,
-            "q_over_all_samples": True,
-            "actor_log_std_bounds": None,
-            "actor_noise_clip": 0.5,
-            "warm_start_steps": 20_000,
-            "num_eval_samples": 10,
-            "kernel_type": "gaussian",
-            "mmd_sigma": 20.0,
-        }
-    presets = {k.upper(): v for k, v in BASELINE_PRESETS.items()}.get(algo.upper(), {})
-    return dict(presets.get(preset, {}))
+    return algorithm_class(algo).preset(preset, env_family(env) if env else None)
 
 
 # -- field docs and parsing ---------------------------------------------------------------------
@@ -312,6 +175,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, title: str) 
 def add_algorithm_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per setting of any registered algorithm. A setting several algorithms share
     (``batch_size``, ``gamma``, ...) appears once, with each algorithm's default."""
+    from bearl.algos import ALGORITHMS, algorithm_class
+
     owners: dict[str, list[tuple[str, type, Any]]] = {}
     for name in ALGORITHMS:
         cls = algorithm_class(name).config_cls
@@ -408,6 +273,8 @@ def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
         values["mode"] = "fixed"
     if values.pop("cloning", False) in (True, "True", "true", "1"):
         values["algo"] = "BC"
+    from bearl.algos import ALGORITHMS, algorithm_class
+
     train_names = {f.name for f in fields(TrainConfig)}
     if "env" in values and "dataset" not in values and _looks_like_dataset(str(values["env"])):
         values["dataset"] = values["env"]
@@ -458,6 +325,8 @@ def default_settings(algorithm: str) -> dict[str, Any]:
     fields, as a run's params.json lists them); empty for an algorithm bearl does not know.
 
     A run saved by an older bearl lacks the settings added since; it ran as the default does."""
+    from bearl.algos import algorithm_class
+
     try:
         algo_cls = algorithm_class(algorithm)
     except ConfigError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -124,6 +125,14 @@ def reference_scores(name: str | None) -> tuple[float, float] | None:
         return None
     family = env_family(name)
     return D4RL_REF_SCORES.get(family) if family else None
+
+
+def references_or_d4rl(lo: Any, hi: Any, env_name: str | None) -> tuple[float, float] | None:
+    """The dataset's own reference returns ``(lo, hi)`` when it has both, else D4RL's for the
+    env (None when there are none): what every normalized score in bearl is computed with."""
+    if lo is not None and hi is not None:
+        return float(lo), float(hi)
+    return reference_scores(env_name)
 
 
 def normalized_score(

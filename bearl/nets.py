@@ -50,7 +50,7 @@ class EnsembleLinear(nn.Module):
         if w.shape[-1] == 1:
             # one output (a critic's last layer): multiply and sum is 3-5x faster on CPU than a
             # batched matmul with N=1, forward and backward (docs/performance.md)
-            return (x * w.mT).sum(-1, keepdim=True) + b
+            return (x * w.transpose(-1, -2)).sum(-1, keepdim=True) + b  # (ONNX has no mT)
         if x.dim() == 2:  # shared input: broadcast matmul [B,in] @ [n,in,out]
             return torch.matmul(x, w) + b
         return torch.baddbmm(b, x, w)
@@ -245,3 +245,52 @@ class VAE(nn.Module):
             obs = obs.unsqueeze(-2).expand(*z.shape[:-1], obs.shape[-1])
         out = self.decoder(torch.cat([obs, z], -1))
         return torch.tanh(out), out
+
+
+# -- action rules shared by several algorithms ----------------------------------------------------
+# An action rule is a module over an algorithm's live networks mapping observations [B, S] to
+# actions [B, A] in [-1, 1]; ``act`` runs it and ``bearl export`` traces it (so it uses only
+# traceable ops: no Python branches on tensor values). ``description`` says what it computes.
+class MeanAction(nn.Module):
+    """The squashed mean action tanh(mu(s)) of a tanh-Gaussian actor."""
+
+    description = "the mean action tanh(mu(s))"
+
+    def __init__(self, actor: TanhGaussianActor) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.deterministic(obs)
+
+
+class SampledAction(nn.Module):
+    """One sample tanh(mu(s) + sigma(s) * eps), eps ~ N(0, I), of a tanh-Gaussian actor."""
+
+    description = "one sample of the tanh-Gaussian policy (random)"
+
+    def __init__(self, actor: TanhGaussianActor) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor.sample(obs)[0]
+
+
+class ActorAction(nn.Module):
+    """The deterministic actor's action tanh(f(s))."""
+
+    description = "the deterministic actor tanh(f(s))"
+
+    def __init__(self, actor: DeterministicActor) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.actor(obs)
+
+
+def pick_best(cand: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """cand [B, K, A], q [B, K] -> the candidate with the highest q per state, [B, A]."""
+    best = q.argmax(-1).unsqueeze(-1).unsqueeze(-1)  # [B, 1, 1]
+    return cand.gather(1, best.expand(-1, 1, cand.shape[-1])).squeeze(1)

@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from bearl.config import algorithm_class, resolve
+from bearl.algos import algorithm_class
+from bearl.config import resolve
 from bearl.data import load_dataset
-from bearl.experiments.bench import BENCH_SETTINGS
 from bearl.perf import resident_mib, tune_allocator
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     ds = load_dataset(args.dataset)
     _, cfg = resolve({"algo": args.algo, "dataset": args.dataset, "steps": args.updates})
     if args.bench_settings:
-        settings = dict(BENCH_SETTINGS.get(args.algo, {}))
+        settings = dict(algorithm_class(args.algo).bench_settings)
         settings.pop("warm_start_steps", None)
         cfg = dataclasses.replace(cfg, **settings)
     print(json.dumps({"config": dataclasses.asdict(cfg)}), flush=True)

@@ -8,7 +8,8 @@ import copy
 import pytest
 import torch
 
-from bearl.config import ALGORITHMS, algorithm_class, resolve
+from bearl.algos import ALGORITHMS, algorithm_class
+from bearl.config import resolve
 from bearl.data.dataset import Batch
 
 OBS, ACT = 4, 2

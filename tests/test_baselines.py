@@ -219,7 +219,9 @@ def linear_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("bc_type", ["deterministic", "gaussian", "vae"])
 def test_bc_fits_a_linear_policy(bc_type):
     torch.manual_seed(0)
-    cfg = BCConfig(bc_type, actor_hidden=(32, 32), vae_hidden=(32, 32), actor_lr=3e-3, vae_lr=3e-3)
+    cfg = BCConfig(
+        bc_type=bc_type, actor_hidden=(32, 32), vae_hidden=(32, 32), actor_lr=3e-3, vae_lr=3e-3
+    )
     algo = BC(cfg, OBS, ACT)
     expected = {"vae": {"vae"}, "gaussian": {"actor"}, "deterministic": {"actor"}}[bc_type]
     assert set(algo.nets) == expected  # no critic or unused model is built

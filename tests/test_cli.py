@@ -27,7 +27,8 @@ def test_every_setting_has_a_description():
     """`bearl train --help` shows each field's docstring: none may be missing."""
     from dataclasses import fields
 
-    from bearl.config import ALGORITHMS, TrainConfig, algorithm_class, field_docs
+    from bearl.algos import ALGORITHMS, algorithm_class
+    from bearl.config import TrainConfig, field_docs
 
     for cls in [TrainConfig] + [algorithm_class(n).config_cls for n in ALGORITHMS]:
         docs = field_docs(cls)

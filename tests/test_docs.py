@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bearl.config import algorithm_class, preset_overrides
+from bearl.algos import algorithm_class
+from bearl.config import preset_overrides
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 ENVS = {"hopper": "Hopper-v5", "walker2d": "Walker2d-v5", "halfcheetah": "HalfCheetah-v5"}

@@ -13,13 +13,15 @@ import pytest
 import torch
 
 import bearl
+from bearl.algos import ALGORITHMS
 from bearl.cli import main
-from bearl.config import ALGORITHMS, resolve
+from bearl.config import resolve
 from bearl.errors import BearlError, CheckpointError
 from bearl.policy.export import export_policy
 from bearl.policy.load import FRESH_SEED_OFFSET, evaluate, load_policy
 from bearl.policy.stats import describe, mean_confidence_interval, t_quantile
-from bearl.training.loop import EVAL_SEED_OFFSET, train
+from bearl.training.evaluation import EVAL_SEED_OFFSET
+from bearl.training.loop import train
 
 from conftest import make_random_dataset
 
@@ -55,7 +57,7 @@ def _train(root, name, dataset=None, **over):
     values = {**TINY, "log_dir": str(root), "run_name": name, **over}
     algo = values.get("algo", "BEAR")
     known = {"actor_hidden", "critic_hidden", "vae_hidden"}
-    fields = set(bearl.config.algorithm_class(algo).config_cls.__dataclass_fields__)
+    fields = set(bearl.algos.algorithm_class(algo).config_cls.__dataclass_fields__)
     values = {k: v for k, v in values.items() if k not in known or k in fields}
     cfg, algo_cfg = resolve(values)
     torch.set_num_threads(1)
@@ -458,3 +460,42 @@ def test_record_output_checks(runs, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
     with pytest.raises(BearlError, match=r"imageio\[ffmpeg\]"):
         record(policy, tmp_path / "x.mp4")
+
+
+def test_onnx_output_dims_are_named_and_a_seed_fixes_the_stream(runs, tmp_path):
+    ort = pytest.importorskip("onnx") and pytest.importorskip("onnxruntime")
+    import onnx
+
+    policy = load_policy(runs("BEAR"))
+    obs = _obs(8)
+    paths = {}
+    for seed in (None, 1, 2):
+        paths[seed] = tmp_path / f"s{seed}.onnx"
+        export_policy(policy, paths[seed], "onnx", seed=seed)
+    dims = onnx.load(str(paths[1])).graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", policy.act_dim]
+
+    def first_run(seed):  # a fresh session each time
+        return ort.InferenceSession(str(paths[seed])).run(None, {"obs": obs})[0]
+
+    np.testing.assert_array_equal(first_run(1), first_run(1))  # one seed: one stream
+    assert not np.array_equal(first_run(1), first_run(2))  # another seed: another stream
+    with pytest.raises(BearlError, match="ONNX files only"):
+        export_policy(policy, tmp_path / "x.pt", "torchscript", seed=1)
+
+
+def test_checkpoints_record_their_widths_and_old_ones_still_load(runs, tmp_path):
+    run = runs("TD3")
+    payload = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert payload["spaces"] == {"obs_dim": 3, "act_dim": 1}
+    del payload["spaces"]  # as a checkpoint written before the widths were recorded
+    torch.save(payload, tmp_path / "old.pt")
+    old = load_policy(run, checkpoint=tmp_path / "old.pt")
+    assert (old.obs_dim, old.act_dim) == (3, 1)
+    obs = _obs(4)
+    np.testing.assert_array_equal(old.act(obs), load_policy(run, "final").act(obs))
+    # the recorded widths are what is read: wrong ones fail on the first layer's shape
+    payload["spaces"] = {"obs_dim": 4, "act_dim": 1}
+    torch.save(payload, tmp_path / "wrong.pt")
+    with pytest.raises(BearlError, match="weights do not fit"):
+        load_policy(run, checkpoint=tmp_path / "wrong.pt")

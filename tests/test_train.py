@@ -300,8 +300,8 @@ def test_a_full_disk_fails_before_training_and_never_leaves_a_partial_checkpoint
     import shutil
     from collections import namedtuple
 
-    from bearl.training import checkpoint
     from bearl.errors import BearlError, CheckpointError
+    from bearl.training import checkpoint
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 << 20, 9 << 20, 1 << 20))

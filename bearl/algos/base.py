@@ -1,14 +1,21 @@
-"""The small protocol every algorithm follows, and the registry of algorithms.
+"""The small protocol every algorithm follows (the registry is ``bearl/algos/__init__.py``).
 
 An algorithm knows nothing about files, loggers or environments:
 
 - ``__init__(config, obs_dim, act_dim, device)``
 - ``update(batch) -> dict[str, Tensor]``: one gradient step; returns 0-d metric tensors
   (kept on the device; the training loop averages them between log rows);
-- ``act(obs, deterministic=False) -> Tensor``: actions in [-1, 1] for a batch of observations;
+- ``action_rule(deterministic) -> nn.Module``: its action selection as a module over its live
+  networks, mapping observations ``[B, obs_dim]`` to actions in [-1, 1]. ``act`` runs it, and
+  ``bearl export`` traces the same module into TorchScript / ONNX, so there is one rule;
 - ``state_dict()`` / ``load_state_dict()``: every network, optimizer and counter;
 - ``q_value(obs, act) -> Tensor [B] | None``: the algorithm's Q estimate (default: the min over
   a ``critic`` EnsembleCritic; None without a critic), used by the diagnostics.
+
+And as data, on the class: ``config_cls`` (a dataclass of its settings, see settings.py),
+``presets`` (``paper`` / ``original`` overrides of the config's defaults), ``env_presets``
+(per preset, per env family), ``bench_settings`` (what ``bearl bench`` runs, matched to the
+d3rlpy peer) and ``bench_peer_flags`` (how those settings are spelled for the peer).
 
 Subclasses list their networks in ``self.nets`` and optimizers in ``self.optims`` (plain dicts),
 and any extra tensors/counters in ``self.extra_state()``; the base class saves and restores them.
@@ -30,6 +37,15 @@ class Algorithm:
 
     name: ClassVar[str] = "?"
     config_cls: ClassVar[type]
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "original": {}}
+    env_presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+    bench_settings: ClassVar[dict[str, Any]] = {}
+    bench_peer_flags: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def preset(cls, preset: str, family: str | None = None) -> dict[str, Any]:
+        """The config values of ``preset`` (``paper`` or ``original``) for an env family."""
+        return {**cls.presets.get(preset, {}), **cls.env_presets.get(preset, {}).get(family, {})}
 
     def __init__(self, config: Any, obs_dim: int, act_dim: int, device: str | torch.device) -> None:
         self.cfg = config
@@ -49,9 +65,18 @@ class Algorithm:
         loss.backward()
         opt.step()
 
+    def action_rule(self, deterministic: bool = False) -> nn.Module:
+        """The action selection as a module over this algorithm's live networks."""
+        raise NotImplementedError
+
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        raise NotImplementedError
+        """Actions in [-1, 1] for observations ``[B, obs_dim]``: ``action_rule`` run eagerly
+        (``deterministic``: the algorithm's deterministic variant)."""
+        rules = self.__dict__.setdefault("_rules", {})
+        if deterministic not in rules:
+            rules[deterministic] = self.action_rule(deterministic)
+        return rules[deterministic](obs)
 
     @torch.no_grad()
     def q_value(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor | None:

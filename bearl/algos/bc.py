@@ -24,16 +24,18 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bearl.algos.base import Algorithm, adam
+from bearl.algos.settings import ActorSettings, BatchSettings, VAESettings
 from bearl.data.dataset import Batch
-from bearl.nets import VAE, DeterministicActor, TanhGaussianActor
+from bearl.nets import VAE, ActorAction, DeterministicActor, MeanAction, TanhGaussianActor
 
 BC_TYPES = ("vae", "gaussian", "deterministic")
 
 
 @dataclass
-class BCConfig:
+class BCConfig(BatchSettings, ActorSettings, VAESettings):
     """BC hyperparameters. Defaults are the ``paper`` preset (tanh-Gaussian maximum likelihood);
     ``original`` is the original code's VAE cloning."""
 
@@ -44,16 +46,9 @@ class BCConfig:
     """bc_type=vae: clip of the N(0, I) latent when acting (the original's 0.25)."""
     action_eps: float = 1e-4
     """bc_type=gaussian: dataset actions are clamped to +-(1 - action_eps) before atanh."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the gaussian or deterministic policy."""
+    # (batch_size, actor_lr, actor_hidden: the gaussian or deterministic policy's; vae_lr,
+    # vae_hidden: bc_type=vae's; settings.py)
     vae_lr: float = 1e-3
-    """Adam learning rate of the VAE (bc_type=vae)."""
-    actor_hidden: tuple[int, ...] = (256, 256)
-    """Hidden layers of the gaussian or deterministic policy."""
-    vae_hidden: tuple[int, ...] = (750, 750)
-    """Hidden layers of the VAE encoder and decoder (bc_type=vae)."""
     actor_log_std_bounds: tuple[float, float] | None = (-5.0, 2.0)
     """bc_type=gaussian: clamp of the policy's log-std (None: unclamped)."""
 
@@ -69,11 +64,45 @@ class BCConfig:
             raise ValueError("latent_clip_eval must be >= 0")
 
 
+class VAEDecode(nn.Module):
+    """BC-vae's action rule: decode a latent drawn from N(0, I) clipped to +-``clip``, or the
+    latent z = 0 (``clip=None``: deterministic)."""
+
+    def __init__(self, vae: VAE, clip: float | None) -> None:
+        super().__init__()
+        self.vae, self.clip = vae, clip
+        self.description = (
+            "the VAE decoding of z = 0"
+            if clip is None
+            else f"the VAE decoding of z ~ N(0, I) clipped to +-{clip:g} (random)"
+        )
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        z = obs.new_zeros(*obs.shape[:-1], self.vae.latent_dim)
+        if self.clip is not None:
+            z = torch.randn_like(z).clamp(-self.clip, self.clip)
+        return self.vae.decode(obs, z)[0]
+
+
 class BC(Algorithm):
     """Behaviour cloning with a VAE, a tanh-Gaussian or a deterministic policy."""
 
     name: ClassVar[str] = "BC"
     config_cls: ClassVar[type] = BCConfig
+    presets: ClassVar[dict] = {
+        "paper": {},  # tanh-Gaussian maximum likelihood: the defaults
+        "original": {  # BCQ(cloning=True): VAE cloning
+            "bc_type": "vae",
+            "vae_hidden": (750, 750),
+            "vae_lr": 1e-3,
+            "batch_size": 100,
+        },
+    }
+    bench_settings: ClassVar[dict] = {  # d3rlpy's BC (deterministic, MSE)
+        "batch_size": 100,
+        "actor_hidden": (256, 256),
+        "bc_type": "deterministic",
+    }
 
     def __init__(self, config: BCConfig, obs_dim: int, act_dim: int, device="cpu") -> None:
         super().__init__(config, obs_dim, act_dim, device)
@@ -114,17 +143,13 @@ class BC(Algorithm):
         return {"bc_loss": loss.detach()}
 
     # -- acting ------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    def action_rule(self, deterministic: bool = False) -> nn.Module:
         """vae: decode a latent drawn from N(0, I) clipped to +-latent_clip_eval (the original's
         rule), or the latent z = 0 with ``deterministic``; gaussian: the mean action
         tanh(mu(s)) either way (BC is evaluated at its mean); deterministic: tanh(f(s))."""
         c = self.cfg
         if c.bc_type == "vae":
-            z = obs.new_zeros(*obs.shape[:-1], self.policy.latent_dim)
-            if not deterministic:
-                z = torch.randn_like(z).clamp(-c.latent_clip_eval, c.latent_clip_eval)
-            return self.policy.decode(obs, z)[0]
+            return VAEDecode(self.policy, None if deterministic else c.latent_clip_eval)
         if c.bc_type == "gaussian":
-            return self.policy.deterministic(obs)
-        return self.policy(obs)
+            return MeanAction(self.policy)
+        return ActorAction(self.policy)

@@ -26,14 +26,16 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bearl.algos.base import Algorithm, adam, soft_update
+from bearl.algos.settings import ActorSettings, BatchSettings, CriticSettings, VAESettings
 from bearl.data.dataset import Batch
-from bearl.nets import VAE, EnsembleCritic, PerturbationActor
+from bearl.nets import VAE, EnsembleCritic, PerturbationActor, pick_best
 
 
 @dataclass
-class BCQConfig:
+class BCQConfig(BatchSettings, ActorSettings, CriticSettings, VAESettings):
     """BCQ hyperparameters. Defaults are the original code's (its paper used the same), so the
     ``paper`` and ``original`` presets coincide."""
 
@@ -45,24 +47,14 @@ class BCQConfig:
     """Perturbed VAE actions per next state in the target; the max over them is taken."""
     num_eval_samples: int = 10
     """Perturbed VAE candidates per state when acting; the one with the highest Q_1 is taken."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Polyak rate of the critic and actor targets."""
-    batch_size: int = 100
-    """Transitions per gradient step."""
+    batch_size: int = 100  # (gamma, tau, vae_hidden: settings.py)
     actor_lr: float = 1e-3
     """Adam learning rate of the perturbation actor."""
     critic_lr: float = 1e-3
-    """Adam learning rate of the twin critics."""
     vae_lr: float = 1e-3
-    """Adam learning rate of the VAE."""
     actor_hidden: tuple[int, ...] = (400, 300)
     """Hidden layers of the perturbation actor f(s, a)."""
     critic_hidden: tuple[int, ...] = (400, 300)
-    """Hidden layers of each critic."""
-    vae_hidden: tuple[int, ...] = (750, 750)
-    """Hidden layers of the VAE encoder and decoder."""
 
     def validate(self) -> None:
         """Raise ValueError for values outside their domain."""
@@ -75,11 +67,41 @@ class BCQConfig:
                 raise ValueError(f"{name} must be >= 1")
 
 
+class PerturbedBest(nn.Module):
+    """BCQ's action rule: ``n`` perturbed VAE samples per state and the one with the highest
+    Q_1; with ``n=None`` (deterministic) the perturbed decoding of the latent z = 0."""
+
+    def __init__(self, vae: VAE, actor: PerturbationActor, critic: EnsembleCritic, n) -> None:
+        super().__init__()
+        self.vae, self.actor, self.critic, self.n = vae, actor, critic, n
+        self.description = (
+            "the perturbed VAE decoding of z = 0"
+            if n is None
+            else f"argmax of Q_1 over {n} perturbed VAE samples per state (random)"
+        )
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.n is None:
+            z = obs.new_zeros(*obs.shape[:-1], self.vae.latent_dim)
+            return self.actor(obs, self.vae.decode(obs, z)[0])
+        cand = self.actor(obs, self.vae.decode(obs, n=self.n)[0])  # [B, K, A]
+        return pick_best(cand, self.critic(obs.unsqueeze(1), cand, member=0))  # by Q_1 [B, K]
+
+
 class BCQ(Algorithm):
     """BCQ for continuous actions; see the module docstring."""
 
     name: ClassVar[str] = "BCQ"
     config_cls: ClassVar[type] = BCQConfig
+    # BCQ's paper used its code's settings: the two presets are the defaults
+    bench_settings: ClassVar[dict] = {  # d3rlpy's BCQ at the same sizes (`bearl bench`)
+        "batch_size": 100,
+        "actor_hidden": (256, 256),
+        "critic_hidden": (256, 256),
+        "vae_hidden": (256, 256),
+        "num_backup_samples": 10,
+    }
+    bench_peer_flags: ClassVar[dict] = {"num_backup_samples": "--n-action-samples"}
 
     def __init__(self, config: BCQConfig, obs_dim: int, act_dim: int, device="cpu") -> None:
         super().__init__(config, obs_dim, act_dim, device)
@@ -167,14 +189,9 @@ class BCQ(Algorithm):
         }
 
     # -- acting ------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    def action_rule(self, deterministic: bool = False) -> nn.Module:
         """Argmax of Q_1 over ``num_eval_samples`` perturbed VAE samples per state (the
         original's rule). ``deterministic=True`` perturbs the VAE decoding of the latent z = 0
         instead, one candidate per state with no randomness."""
-        if deterministic:
-            z = obs.new_zeros(*obs.shape[:-1], self.vae.latent_dim)
-            return self.actor(obs, self.vae.decode(obs, z)[0])
-        cand = self.candidates(obs, self.cfg.num_eval_samples)  # [B, K, A]
-        q1 = self.critic(obs.unsqueeze(1), cand, member=0)  # [B, K]
-        return cand[torch.arange(len(obs), device=obs.device), q1.argmax(-1)]
+        n = None if deterministic else self.cfg.num_eval_samples
+        return PerturbedBest(self.vae, self.actor, self.critic, n)

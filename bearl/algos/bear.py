@@ -28,15 +28,17 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch import nn
 
 from bearl.algos.base import Algorithm, adam, soft_update
+from bearl.algos.settings import ActorSettings, BatchSettings, CriticSettings, VAESettings
 from bearl.data.dataset import Batch
 from bearl.kernels import mmd
-from bearl.nets import VAE, EnsembleCritic, TanhGaussianActor
+from bearl.nets import VAE, EnsembleCritic, MeanAction, TanhGaussianActor, pick_best
 
 
 @dataclass
-class BEARConfig:
+class BEARConfig(BatchSettings, ActorSettings, CriticSettings, VAESettings):
     """BEAR hyperparameters. Defaults are the ``paper`` preset (the rlkit / D4RL-paper setup)."""
 
     # -- support constraint ----------------------------------------------------------------------
@@ -93,26 +95,10 @@ class BEARConfig:
     # -- optimisation ----------------------------------------------------------------------------
     warm_start_steps: int = 40_000
     """Gradient steps at the start during which the actor only minimises alpha * distance."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Polyak rate of the target networks."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
+    # (gamma, tau, batch_size, the other learning rates, the hidden sizes: settings.py)
     actor_lr: float = 1e-4
-    """Adam learning rate of the actor."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the Q-ensemble."""
-    vae_lr: float = 3e-4
-    """Adam learning rate of the VAE that models the behaviour policy."""
     alpha_lr: float = 1e-3
     """Adam learning rate of log_alpha, the Lagrange multiplier (``mode="auto"``)."""
-    actor_hidden: tuple[int, ...] = (256, 256)
-    """Hidden layers of the tanh-Gaussian actor."""
-    critic_hidden: tuple[int, ...] = (256, 256)
-    """Hidden layers of each critic of the ensemble."""
-    vae_hidden: tuple[int, ...] = (750, 750)
-    """Hidden layers of the VAE encoder and decoder."""
     actor_log_std_bounds: tuple[float, float] | None = (-5.0, 2.0)
     """Clamp of the actor's log-std (rlkit: [-5, 2]; the original: unclamped)."""
 
@@ -139,11 +125,70 @@ class BEARConfig:
             raise ValueError("delta_conf must be in (0, 1)")
 
 
+# -- presets (docs/bear.md): overrides of BEARConfig's defaults ----------------------------------
+PRESETS: dict[str, dict] = {
+    # rlkit / D4RL paper: the dataclass defaults, with the author's per-env kernel (BEAR issue #8)
+    "paper": {"kernel_type": "laplacian", "mmd_sigma": 20.0},
+    "original": {  # the NeurIPS 2019 code and its README command
+        "actor_hidden": (400, 300),
+        "critic_hidden": (400, 300),
+        "vae_hidden": (750, 750),
+        "actor_lr": 1e-3,
+        "critic_lr": 1e-3,
+        "vae_lr": 1e-3,
+        "alpha_lr": 1e-3,
+        "batch_size": 100,
+        "num_samples_match": 5,
+        "backup_with_target_actor": True,
+        "q_over_all_samples": True,
+        "actor_log_std_bounds": None,
+        "actor_noise_clip": 0.5,
+        "warm_start_steps": 20_000,
+        "num_eval_samples": 10,
+        "kernel_type": "gaussian",
+        "mmd_sigma": 20.0,
+    },
+}
+ENV_PRESETS: dict[str, dict[str, dict]] = {"paper": {"halfcheetah": {"kernel_type": "gaussian"}}}
+# `bearl bench`: d3rlpy 2.8's BEAR defaults, so that both sides compute the same update
+BENCH_SETTINGS: dict = {
+    "batch_size": 256,
+    "actor_hidden": (256, 256),
+    "critic_hidden": (256, 256),
+    "vae_hidden": (256, 256),
+    "num_samples_match": 4,
+    "num_backup_samples": 10,
+    "warm_start_steps": 0,
+    "q_over_all_samples": False,
+}
+
+
+class BestOfSampled(nn.Module):
+    """BEAR's action rule (the original's): ``n`` samples of the actor per state, and the one
+    with the highest Q_1."""
+
+    def __init__(self, actor: TanhGaussianActor, critic: EnsembleCritic, n: int) -> None:
+        super().__init__()
+        self.actor, self.critic, self.n = actor, critic, int(n)
+        self.description = f"argmax of Q_1 over {self.n} tanh-Gaussian samples per state (random)"
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        cand, _ = self.actor.sample(obs, n=self.n)  # [B, K, A]
+        return pick_best(cand, self.critic(obs.unsqueeze(1), cand, member=0))  # by Q_1 [B, K]
+
+
 class BEAR(Algorithm):
     """BEAR with every knob of the original work; see the module docstring."""
 
     name: ClassVar[str] = "BEAR"
     config_cls: ClassVar[type] = BEARConfig
+    presets: ClassVar[dict] = PRESETS
+    env_presets: ClassVar[dict] = ENV_PRESETS
+    bench_settings: ClassVar[dict] = BENCH_SETTINGS
+    bench_peer_flags: ClassVar[dict] = {
+        "num_samples_match": "--n-mmd",
+        "num_backup_samples": "--n-target",
+    }
 
     def __init__(self, config: BEARConfig, obs_dim: int, act_dim: int, device="cpu") -> None:
         super().__init__(config, obs_dim, act_dim, device)
@@ -277,16 +322,12 @@ class BEAR(Algorithm):
         }
 
     # -- acting ------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    def action_rule(self, deterministic: bool = False) -> nn.Module:
         """Argmax of Q_1 over ``num_eval_samples`` actor samples per state (the original's rule);
-        ``deterministic=True`` returns the actor's mean action tanh(mu(s))."""
+        ``deterministic=True``: the actor's mean action tanh(mu(s))."""
         if deterministic:
-            return self.actor.deterministic(obs)
-        cand, _ = self.actor.sample(obs, n=self.cfg.num_eval_samples)  # [B, K, A]
-        q1 = self.critic(obs.unsqueeze(1), cand, member=0)  # [B, K]
-        best = q1.argmax(-1)
-        return cand[torch.arange(len(obs), device=obs.device), best]
+            return MeanAction(self.actor)
+        return BestOfSampled(self.actor, self.critic, self.cfg.num_eval_samples)
 
     def extra_state(self) -> dict:
         return {"log_alpha": self.log_alpha.detach().clone()}

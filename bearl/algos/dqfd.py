@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from bearl.algos.base import adam
+from bearl.algos.settings import VAESettings
 from bearl.algos.td3 import TD3, TD3Config
 from bearl.data.dataset import Batch
 from bearl.nets import VAE
@@ -43,7 +44,7 @@ def margin_loss(q_policy: torch.Tensor, q_demo: torch.Tensor, margin: float) -> 
 
 
 @dataclass
-class DQfDConfig(TD3Config):
+class DQfDConfig(TD3Config, VAESettings):
     """DQfD hyperparameters: TD3's (see TD3Config) plus the margin loss. Defaults are the
     ``paper`` preset (TD3's paper preset plus the margin loss on dataset actions); ``original``
     is the BEAR code's (400-300, lr 1e-3, batch 100, VAE demonstrations, lamda 0.5)."""
@@ -56,10 +57,7 @@ class DQfDConfig(TD3Config):
     demo_action: str = "dataset"
     """The demonstrated action: ``dataset`` (the transition's action) or ``vae`` (one sample of
     a VAE trained on the dataset, as the original)."""
-    vae_lr: float = 1e-3
-    """Adam learning rate of the VAE (demo_action=vae)."""
-    vae_hidden: tuple[int, ...] = (750, 750)
-    """Hidden layers of the VAE encoder and decoder (demo_action=vae)."""
+    vae_lr: float = 1e-3  # (vae_lr, vae_hidden: the VAE of demo_action=vae; settings.py)
 
     def validate(self) -> None:
         """Raise ValueError for values outside their domain."""
@@ -76,6 +74,21 @@ class DQfD(TD3):
 
     name: ClassVar[str] = "DQfD"
     config_cls: ClassVar[type] = DQfDConfig
+    presets: ClassVar[dict] = {
+        "paper": {},  # TD3's paper settings plus the margin loss on dataset actions: the defaults
+        "original": {
+            "actor_hidden": (400, 300),
+            "critic_hidden": (400, 300),
+            "vae_hidden": (750, 750),
+            "actor_lr": 1e-3,
+            "critic_lr": 1e-3,
+            "vae_lr": 1e-3,
+            "batch_size": 100,
+            "demo_action": "vae",
+            "lamda": 0.5,  # main.py's --lamda default, passed to DQfD
+        },
+    }
+    bench_settings: ClassVar[dict] = {}
 
     def __init__(self, config: DQfDConfig, obs_dim: int, act_dim: int, device="cpu") -> None:
         super().__init__(config, obs_dim, act_dim, device)

@@ -29,14 +29,16 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bearl.algos.base import Algorithm, adam, soft_update
+from bearl.algos.settings import ActorSettings, BatchSettings, CriticSettings
 from bearl.data.dataset import Batch
-from bearl.nets import EnsembleCritic, TanhGaussianActor
+from bearl.nets import EnsembleCritic, MeanAction, SampledAction, TanhGaussianActor
 
 
 @dataclass
-class KLControlConfig:
+class KLControlConfig(BatchSettings, ActorSettings, CriticSettings):
     """KL-Control hyperparameters. Defaults are the ``paper`` preset (no published continuous
     setup: bearl uses 256-256 networks, lr 3e-4, batch 256, gamma 0.99); ``original`` is the
     BEAR code's (400-300, lr 1e-3, batch 100, gamma 0.98)."""
@@ -53,22 +55,13 @@ class KLControlConfig:
     """The actor, the temperature and the critic target are updated every this many steps."""
     gamma: float = 0.99
     """Discount factor (the original code used 0.98)."""
-    tau: float = 0.005
-    """Polyak rate of the critic target."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the actor."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the twin critics."""
+    # (tau, batch_size, actor_lr, critic_lr, critic_hidden: settings.py, at their defaults)
     behavior_lr: float = 3e-4
     """Adam learning rate of the behaviour model."""
     alpha_lr: float = 1e-3
     """Adam learning rate of log alpha."""
     actor_hidden: tuple[int, ...] = (256, 256)
     """Hidden layers of the actor and of the behaviour model."""
-    critic_hidden: tuple[int, ...] = (256, 256)
-    """Hidden layers of each critic."""
     actor_log_std_bounds: tuple[float, float] | None = (-5.0, 2.0)
     """Clamp of the log-std of the actor and the behaviour model (original: unclamped)."""
     actor_noise_clip: float | None = None
@@ -92,6 +85,20 @@ class KLControl(Algorithm):
 
     name: ClassVar[str] = "KLControl"
     config_cls: ClassVar[type] = KLControlConfig
+    presets: ClassVar[dict] = {
+        "paper": {},  # no published continuous setup: bearl's defaults
+        "original": {  # the BEAR repository's
+            "actor_hidden": (400, 300),
+            "critic_hidden": (400, 300),
+            "actor_lr": 1e-3,
+            "critic_lr": 1e-3,
+            "behavior_lr": 1e-3,
+            "batch_size": 100,
+            "gamma": 0.98,
+            "actor_log_std_bounds": None,
+            "actor_noise_clip": 0.5,
+        },
+    }
 
     def __init__(self, config: KLControlConfig, obs_dim: int, act_dim: int, device="cpu") -> None:
         super().__init__(config, obs_dim, act_dim, device)
@@ -197,13 +204,10 @@ class KLControl(Algorithm):
         }
 
     # -- acting ------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    def action_rule(self, deterministic: bool = False) -> nn.Module:
         """A sample from pi (the original's rule, unclipped noise); ``deterministic=True``
         returns the mean action tanh(mu(s))."""
-        if deterministic:
-            return self.actor.deterministic(obs)
-        return self.actor.sample(obs)[0]
+        return MeanAction(self.actor) if deterministic else SampledAction(self.actor)
 
     def extra_state(self) -> dict:
         return {

@@ -26,14 +26,16 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bearl.algos.base import Algorithm, adam, soft_update
+from bearl.algos.settings import ActorSettings, BatchSettings, CriticSettings
 from bearl.data.dataset import Batch
-from bearl.nets import DeterministicActor, EnsembleCritic
+from bearl.nets import ActorAction, DeterministicActor, EnsembleCritic
 
 
 @dataclass
-class TD3Config:
+class TD3Config(BatchSettings, ActorSettings, CriticSettings):
     """TD3 hyperparameters. Defaults are the ``paper`` preset (the TD3 author's current
     settings: 256-256 networks, lr 3e-4, batch 256); ``original`` is the BEAR code's copy
     (400-300, lr 1e-3, batch 100)."""
@@ -44,20 +46,7 @@ class TD3Config:
     """The target noise is clipped to [-noise_clip, noise_clip] per action dimension."""
     policy_freq: int = 2
     """The actor and the targets are updated every this many gradient steps."""
-    gamma: float = 0.99
-    """Discount factor."""
-    tau: float = 0.005
-    """Polyak rate of the critic and actor targets."""
-    batch_size: int = 256
-    """Transitions per gradient step."""
-    actor_lr: float = 3e-4
-    """Adam learning rate of the actor."""
-    critic_lr: float = 3e-4
-    """Adam learning rate of the twin critics."""
-    actor_hidden: tuple[int, ...] = (256, 256)
-    """Hidden layers of the actor."""
-    critic_hidden: tuple[int, ...] = (256, 256)
-    """Hidden layers of each critic."""
+    # (gamma, tau, batch_size, learning rates, hidden sizes: settings.py, at their defaults)
 
     def validate(self) -> None:
         """Raise ValueError for values outside their domain."""
@@ -73,6 +62,21 @@ class TD3(Algorithm):
 
     name: ClassVar[str] = "TD3"
     config_cls: ClassVar[type] = TD3Config
+    presets: ClassVar[dict] = {
+        "paper": {},  # the TD3 author's current settings: the defaults
+        "original": {  # the BEAR code's copy of TD3
+            "actor_hidden": (400, 300),
+            "critic_hidden": (400, 300),
+            "actor_lr": 1e-3,
+            "critic_lr": 1e-3,
+            "batch_size": 100,
+        },
+    }
+    bench_settings: ClassVar[dict] = {  # d3rlpy's TD3 defaults
+        "batch_size": 256,
+        "actor_hidden": (256, 256),
+        "critic_hidden": (256, 256),
+    }
 
     def __init__(self, config: TD3Config, obs_dim: int, act_dim: int, device="cpu") -> None:
         super().__init__(config, obs_dim, act_dim, device)
@@ -144,10 +148,9 @@ class TD3(Algorithm):
         return {**metrics, **self.actor_metrics}
 
     # -- acting ------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def act(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    def action_rule(self, deterministic: bool = False) -> nn.Module:
         """mu(s); TD3 evaluates without exploration noise, so ``deterministic`` changes nothing."""
-        return self.actor(obs)
+        return ActorAction(self.actor)
 
     def extra_state(self) -> dict:
         return {"actor_metrics": {k: v.clone() for k, v in self.actor_metrics.items()}}

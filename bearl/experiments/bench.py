@@ -27,34 +27,13 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bearl.config import algorithm_class
+from bearl.algos import algorithm_class
 from bearl.data.dataset import Dataset, DatasetInfo
 from bearl.perf import tune_allocator
 
-# The peer's hyperparameters (d3rlpy 2.8 defaults for BEAR / TD3; BCQ and BC use batch 100),
-# applied to both sides so that both compute the same thing.
-BENCH_SETTINGS: dict[str, dict[str, Any]] = {
-    "BEAR": {
-        "batch_size": 256,
-        "actor_hidden": (256, 256),
-        "critic_hidden": (256, 256),
-        "vae_hidden": (256, 256),
-        "num_samples_match": 4,
-        "num_backup_samples": 10,
-        "warm_start_steps": 0,
-        "q_over_all_samples": False,
-    },
-    "BCQ": {
-        "batch_size": 100,
-        "actor_hidden": (256, 256),
-        "critic_hidden": (256, 256),
-        "vae_hidden": (256, 256),
-        "num_backup_samples": 10,
-    },
-    "TD3": {"batch_size": 256, "actor_hidden": (256, 256), "critic_hidden": (256, 256)},
-    "BC": {"batch_size": 100, "actor_hidden": (256, 256), "bc_type": "deterministic"},
-}
-PEERS = {"BEAR", "BCQ", "TD3", "BC"}
+# Each algorithm's ``bench_settings`` (in its own file) are the peer's hyperparameters (d3rlpy
+# 2.8 defaults for BEAR / TD3; BCQ and BC use batch 100), applied to both sides so that both
+# compute the same thing; an algorithm with bench settings has a d3rlpy peer.
 OBS_DIM, ACT_DIM = 11, 3  # Hopper's shapes
 
 
@@ -91,8 +70,7 @@ def bench_dataset(n: int = 50_000, seed: int = 0) -> Dataset:
 
 def make_algo(name: str, device: str = "cpu", obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM):
     cls = algorithm_class(name)
-    names = cls.config_cls.__dataclass_fields__
-    cfg = cls.config_cls(**{k: v for k, v in BENCH_SETTINGS.get(name, {}).items() if k in names})
+    cfg = cls.config_cls(**cls.bench_settings)
     return cls(cfg, obs_dim, act_dim, device), cfg
 
 
@@ -186,7 +164,8 @@ def peer_python() -> Path | None:
 
 
 def run_peer(python: Path, name: str, threads: int, steps: int, warmup: int) -> float | None:
-    s = BENCH_SETTINGS[name]
+    algo = algorithm_class(name)
+    s = algo.bench_settings
     script = Path(__file__).resolve().parents[2] / "bench" / "peer_d3rlpy.py"
     if not script.exists():
         return None
@@ -208,10 +187,8 @@ def run_peer(python: Path, name: str, threads: int, steps: int, warmup: int) -> 
     ]
     if "vae_hidden" in s:
         cmd += ["--vae-hidden", *map(str, s["vae_hidden"])]
-    if name == "BEAR":
-        cmd += ["--n-mmd", str(s["num_samples_match"]), "--n-target", str(s["num_backup_samples"])]
-    if name == "BCQ":  # d3rlpy samples n_action_samples in its target; bearl uses 10
-        cmd += ["--n-action-samples", str(s["num_backup_samples"])]
+    for setting, flag in algo.bench_peer_flags.items():  # e.g. BCQ's backup samples
+        cmd += [flag, str(s[setting])]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in reversed(out.stdout.splitlines()):
@@ -311,7 +288,7 @@ def run(
             ours, theirs = [], []
             for _ in range(repeats):  # interleaved: ours, peer, ours, peer, ...
                 ours.append(time_updates(algo, sampler, steps, warmup))
-                if py is not None and name in PEERS:
+                if py is not None and algorithm_class(name).bench_settings:
                     v = run_peer(py, name, t, max(steps // 4, 20), warmup)
                     if v is not None:
                         theirs.append(v)

@@ -35,6 +35,7 @@ from bearl.experiments.runs import (
     show_value,
     warn_mixed_groups,
 )
+from bearl.names import as_int
 
 FORMATS = ("markdown", "csv")
 SCORE = "NormalizedScore"
@@ -82,7 +83,7 @@ def run_scores(run_dir: str | Path, metric: str = SCORE) -> RunScores:
         final_score = _num(r.get("final_score"))
         return RunScores(
             info,
-            _int(r.get("steps")),
+            as_int(r.get("steps")),
             final_score,
             # without reference scores the loop's best_score is a return: not a score then
             _num(r.get("best_score")) if final_score is not None else None,
@@ -101,10 +102,10 @@ def run_scores(run_dir: str | Path, metric: str = SCORE) -> RunScores:
         return _num(np.nanmax(v)) if v is not None and np.isfinite(v).any() else None
 
     if metric != SCORE:
-        return RunScores(info, _int(last("Step")), last(metric), best(metric), None, None)
+        return RunScores(info, as_int(last("Step")), last(metric), best(metric), None, None)
     return RunScores(
         info,
-        _int(last("Step")),
+        as_int(last("Step")),
         last("NormalizedScore"),
         best("NormalizedScore"),
         last("AverageReturn"),
@@ -245,8 +246,3 @@ def _num(value) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
-
-
-def _int(value) -> int | None:
-    f = _num(value)
-    return None if f is None else int(f)

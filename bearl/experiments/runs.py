@@ -7,7 +7,6 @@ A run folder is what ``bearl train`` writes: ``progress.csv``, ``variant.json`` 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bearl.errors import BearlError
+from bearl.names import as_int, dataset_label, read_json, slug  # noqa: F401 (slug re-exported)
 
 # Settings that do not change what a run computes; runs differing only in these are seeds of
 # one experiment.
@@ -76,39 +76,25 @@ def run_info(run_dir: str | Path) -> RunInfo:
     is the algorithm and the dataset is ``?``."""
     run_dir = Path(run_dir)
     for name in ("variant.json", "params.json"):
-        v = _read_json(run_dir / name)
+        v = read_json(run_dir / name)
         if isinstance(v, dict) and "train" in v:
             train, algo = v.get("train") or {}, v.get("algo") or {}
             return RunInfo(
                 run_dir,
                 str(v.get("algorithm") or train.get("algo") or "?"),
                 dataset_label(str(train.get("dataset", "?"))),
-                _int(v.get("seed", train.get("seed"))),
+                as_int(v.get("seed", train.get("seed"))),
                 {**algo, **train},
             )
-    r = _read_json(run_dir / "result.json")
+    r = read_json(run_dir / "result.json")
     if isinstance(r, dict) and "algo" in r:
         return RunInfo(
-            run_dir, str(r["algo"]), dataset_label(str(r.get("dataset", "?"))), _int(r.get("seed"))
+            run_dir,
+            str(r["algo"]),
+            dataset_label(str(r.get("dataset", "?"))),
+            as_int(r.get("seed")),
         )
     return RunInfo(run_dir, run_dir.name, "?")
-
-
-def dataset_label(source: str) -> str:
-    """A short name of a dataset source: ``hopper-medium`` stays, ``data/x.hdf5`` -> ``x.hdf5``,
-    ``minari:mujoco/hopper/medium-v0`` -> ``mujoco/hopper/medium-v0``."""
-    if source.startswith("minari:"):
-        return source.split(":", 1)[1]
-    if "/" in source or "\\" in source:
-        return Path(source.replace("\\", "/")).name
-    return source
-
-
-def slug(text: Any) -> str:
-    """``text`` as a piece of a folder name (lists/tuples joined with ``-``)."""
-    if isinstance(text, list | tuple):
-        text = "-".join(str(x) for x in text)
-    return re.sub(r"[^A-Za-z0-9._+-]+", "-", str(text)).strip("-") or "_"
 
 
 def group_label(info: RunInfo, by: Sequence[str] = ()) -> str:
@@ -162,17 +148,3 @@ def show_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ",".join(str(x) for x in value)
     return str(value)
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

@@ -35,7 +35,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from bearl.errors import BearlError, ConfigError
-from bearl.experiments.runs import dataset_label, slug
+from bearl.names import dataset_label, dataset_slug, read_json, slug
 
 SPEC_KEYS = {"log_dir", "algos", "datasets", "seeds", "num_seeds", "grid", "base"}
 RESERVED = {"algo", "dataset", "seed", "run_name"}  # set by the sweep itself
@@ -43,7 +43,6 @@ REPORT_EVERY = 30.0  # seconds between progress summaries while trials run
 # settings that may differ between a trial and its existing run folder
 NOT_COMPARED = {"steps", "progress", "threads", "device", "log_dir", "run_name"}
 NOT_COMPARED |= {"tensorboard", "wandb"}
-DATA_SUFFIXES = {".hdf5", ".h5", ".pkl", ".pickle", ".npz", ".npy", ".gz"}
 RAY_MISSING = (
     "bearl sweep runs trials on Ray, which is not installed: pip install 'bearl[ray]' "
     "(or pass --local to run the trials one after another in this process)"
@@ -153,7 +152,8 @@ def expand(spec: SweepSpec) -> list[Trial]:
 
     Each trial's settings are checked with ``config.resolve``: a bad value fails here, before
     anything runs."""
-    from bearl.config import ALGORITHMS, TrainConfig, algorithm_class, resolve
+    from bearl.algos import ALGORITHMS, algorithm_class
+    from bearl.config import TrainConfig, resolve
 
     train_names = {f.name for f in fields(TrainConfig)}
     anywhere = train_names | {
@@ -174,7 +174,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
             point = dict(zip(grid, combo))
             for seed in spec.seeds:
                 name = "_".join(
-                    [algo, _dataset_slug(dataset)]
+                    [algo, dataset_slug(dataset)]
                     + [f"{k}={slug(v)}" for k, v in point.items()]
                     + [f"seed{seed}"]
                 )
@@ -203,12 +203,6 @@ def expand(spec: SweepSpec) -> list[Trial]:
     return sorted(trials.values(), key=lambda t: spec.seeds.index(t.values["seed"]))
 
 
-def _dataset_slug(dataset: str) -> str:
-    """``hopper-medium`` -> ``hopper-medium``; ``data/x.hdf5`` -> ``x``."""
-    label = dataset_label(dataset)
-    return slug(Path(label).stem if Path(label).suffix.lower() in DATA_SUFFIXES else label)
-
-
 def _absolute_if_file(dataset: str) -> str:
     p = Path(dataset).expanduser()
     return str(p.absolute()) if p.exists() else dataset
@@ -222,7 +216,7 @@ def trial_status(trial: Trial) -> tuple[str, str]:
 
     d = trial.run_dir
     cfg, algo_cfg = resolve(dict(trial.values))
-    saved = _read_json(d / "params.json")
+    saved = read_json(d / "params.json")
     if saved is not None:
         diff = _differences(
             {**to_dict(algo_cfg), **to_dict(cfg)},
@@ -232,7 +226,7 @@ def trial_status(trial: Trial) -> tuple[str, str]:
         if diff or saved.get("algorithm") != trial.algo:
             what = ", ".join(diff) or "algorithm"
             return "conflict", f"its folder holds a run with other settings ({what})"
-    result = _read_json(d / "result.json")
+    result = read_json(d / "result.json")
     if result is not None and int(result.get("steps") or 0) >= cfg.steps:
         return "done", _score_text(result.get("best_score"))
     if (d / "checkpoint.pt").exists():
@@ -256,14 +250,6 @@ def _differences(
     )
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def run_trial(values: dict[str, Any]) -> dict[str, Any]:
     """Run one trial (in a Ray worker or in this process) with one torch thread: train it, or
     resume it from its checkpoint, or skip it when finished. Returns ``{"name", "status"
@@ -278,7 +264,7 @@ def run_trial(values: dict[str, Any]) -> dict[str, Any]:
     try:
         status, detail = trial_status(trial)
         if status == "done":
-            return {**out, "status": "skipped", "result": _read_json(trial.run_dir / "result.json")}
+            return {**out, "status": "skipped", "result": read_json(trial.run_dir / "result.json")}
         if status == "conflict":
             return {**out, "status": "conflict", "error": detail}
         from bearl.config import resolve
@@ -333,7 +319,7 @@ class SweepProgress:
         for name, state in list(self.state.items()):
             trial = self.trials[name]
             if state == "elsewhere" and trial_status(trial)[0] == "done":
-                result = _read_json(trial.run_dir / "result.json")
+                result = read_json(trial.run_dir / "result.json")
                 self.finish(trial, {"status": "done", "result": result})
                 self.print(f"{name}: finished by another process")
 
@@ -412,7 +398,7 @@ def run_sweep(
         s, detail = status[t.name]
         if s == "done":
             progress.finish(
-                t, {"status": "skipped", "result": _read_json(t.run_dir / "result.json")}
+                t, {"status": "skipped", "result": read_json(t.run_dir / "result.json")}
             )
         elif s == "conflict":
             progress.finish(t, {"status": "conflict", "error": detail})

@@ -2,22 +2,24 @@
 
 The exported module maps a batch of observations ``obs [B, obs_dim]`` (float32) to actions
 ``[B, act_dim]`` in the environment's bounds; running it needs torch (TorchScript) or an ONNX
-runtime, not bearl. It is built from copies of the trained networks (actor, critic, VAE) and
-does the algorithm's action selection in plain torch ops, then the observation normalization
-hook (none today) before the networks and the rescale to the env's bounds after them, exactly
-as :class:`bearl.policy.load.Policy` does.
+runtime, not bearl. It is :meth:`bearl.policy.Policy.module`, the very module ``Policy.act``
+runs: the observation normalization hook (none today), the algorithm's ``action_rule`` (the
+code its ``act`` runs in training and evaluation, defined in the algorithm's own file), and the
+rescale to the env's bounds, copied to the CPU in float32 and traced.
 
 By default the module does the algorithm's own action selection, randomness included, drawn
-inside the graph (``torch.randn_like``; ONNX: ``RandomNormalLike``). BEAR's, for instance,
-samples ``num_eval_samples`` actions per state from its tanh-Gaussian actor and returns the one
-with the highest Q_1 (only the first critic of the ensemble is exported). With
-``deterministic=True`` it is the algorithm's deterministic variant (BEAR, KL-Control: the mean
-action tanh(mu(s)); BCQ, BC-vae: the VAE decoding of the latent z = 0; TD3, DQfD, BC-gaussian,
-BC-deterministic: their action, which has no randomness either way).
+inside the graph (TorchScript: torch's generator, so ``torch.manual_seed`` before a call gives
+the same actions as ``Policy.act`` after the same seed; ONNX: ``RandomNormal(Like)`` nodes).
+BEAR's, for instance, samples ``num_eval_samples`` actions per state from its tanh-Gaussian
+actor and returns the one with the highest Q_1. With ``deterministic=True`` it is the
+algorithm's deterministic variant (BEAR, KL-Control: the mean action tanh(mu(s)); BCQ, BC-vae:
+the VAE decoding of the latent z = 0; TD3, DQfD, BC-gaussian, BC-deterministic: their action,
+which has no randomness either way).
 
-An algorithm added later can provide ``export_selector(deterministic) -> nn.Module`` (a
-module mapping observations to actions in [-1, 1] with TorchScript-compatible code) to be
-exportable; the built-in ones are mapped in :func:`selector`.
+ONNX randomness: a random node without a ``seed`` attribute starts from the same state in every
+onnxruntime session, so two fresh sessions return the same "random" actions for the same
+inputs. ``seed=N`` writes seeds N, N+1, ... into the file's random nodes (one stream per
+seed, the same in every session); export with different seeds for different streams.
 """
 
 from __future__ import annotations
@@ -39,150 +41,8 @@ EXPORT_FORMAT = "bearl-exported-policy-v1"
 FORMATS = ("torchscript", "onnx")
 
 
-# -- building blocks (TorchScript-compatible, ONNX-traceable) --------------------------------------
-def _frozen(module: nn.Module) -> nn.Module:
-    m = copy.deepcopy(module).cpu().float().eval()
-    m.requires_grad_(False)
-    return m
-
-
-def q1_network(critic: nn.Module) -> nn.Sequential:
-    """The first member of an ``EnsembleCritic`` as ``nn.Linear`` layers on ``[obs, act]``."""
-    layers: list[nn.Module] = []
-    for lin in list(critic.hidden) + [critic.out]:
-        w = lin.weight[0].detach().cpu().float()  # [in, out]
-        layer = nn.Linear(w.shape[0], w.shape[1])
-        with torch.no_grad():
-            layer.weight.copy_(w.t())
-            layer.bias.copy_(lin.bias[0, 0].detach().cpu().float())
-        layers += [layer, nn.ReLU()]
-    return _frozen(nn.Sequential(*layers[:-1]))
-
-
-class GaussianMean(nn.Module):
-    """tanh(mu(s)) of a ``TanhGaussianActor``."""
-
-    def __init__(self, actor: nn.Module) -> None:
-        super().__init__()
-        self.trunk = _frozen(actor.trunk)
-        self.mean = _frozen(actor.mean)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.mean(torch.relu(self.trunk(obs))))
-
-
-class _Gaussian(nn.Module):
-    def __init__(self, actor: nn.Module) -> None:
-        super().__init__()
-        self.trunk = _frozen(actor.trunk)
-        self.mean = _frozen(actor.mean)
-        self.log_std = _frozen(actor.log_std)
-        bounds = actor.log_std_bounds
-        self.clamp_log_std = bounds is not None
-        self.log_std_min = float(bounds[0]) if bounds is not None else 0.0
-        self.log_std_max = float(bounds[1]) if bounds is not None else 0.0
-
-    def params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = torch.relu(self.trunk(obs))
-        log_std = self.log_std(h)
-        if self.clamp_log_std:
-            log_std = log_std.clamp(self.log_std_min, self.log_std_max)
-        return self.mean(h), log_std
-
-
-class GaussianSample(_Gaussian):
-    """One sample tanh(mu(s) + sigma(s) * eps), eps ~ N(0, I)."""
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        mean, log_std = self.params(obs)
-        return torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
-
-
-def _pick_best(cand: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """cand [B, K, A], q [B, K] -> the candidate with the highest q per state [B, A]."""
-    best = q.argmax(-1).unsqueeze(-1).unsqueeze(-1)  # [B, 1, 1]
-    return cand.gather(1, best.expand(-1, 1, cand.shape[-1])).squeeze(1)
-
-
-class GaussianArgmaxQ(_Gaussian):
-    """BEAR's rule: ``k`` samples per state, the one with the highest Q_1."""
-
-    def __init__(self, actor: nn.Module, critic: nn.Module, k: int) -> None:
-        super().__init__(actor)
-        self.q1 = q1_network(critic)
-        self.k = int(k)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        mean, log_std = self.params(obs)
-        mean_k = mean.unsqueeze(1).expand(-1, self.k, -1)  # [B, K, A]
-        eps = torch.randn_like(mean_k)
-        cand = torch.tanh(mean_k + log_std.exp().unsqueeze(1) * eps)
-        obs_k = obs.unsqueeze(1).expand(-1, self.k, -1)
-        q = self.q1(torch.cat([obs_k, cand], -1)).squeeze(-1)  # [B, K]
-        return _pick_best(cand, q)
-
-
-class TanhMLP(nn.Module):
-    """tanh(f(s)) of a ``DeterministicActor`` (TD3, DQfD, BC-deterministic)."""
-
-    def __init__(self, actor: nn.Module) -> None:
-        super().__init__()
-        self.net = _frozen(actor.net)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(obs))
-
-
-class VAEDecode(nn.Module):
-    """BC-vae: decode z = 0 (deterministic) or z ~ N(0, I) clipped to +-``clip``."""
-
-    def __init__(self, vae: nn.Module, clip: float, deterministic: bool) -> None:
-        super().__init__()
-        self.decoder = _frozen(vae.decoder)
-        self.latent_dim = int(vae.latent_dim)
-        self.clip = float(clip)
-        self.deterministic = bool(deterministic)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        z = torch.zeros_like(obs[:, :1]).expand(-1, self.latent_dim)
-        if not self.deterministic:
-            z = torch.randn_like(z).clamp(-self.clip, self.clip)
-        return torch.tanh(self.decoder(torch.cat([obs, z], -1)))
-
-
-class BCQSelect(nn.Module):
-    """BCQ: perturbed VAE actions; ``k`` random ones and the argmax of Q_1, or the perturbed
-    decoding of z = 0 (deterministic)."""
-
-    def __init__(self, vae: nn.Module, actor: nn.Module, critic: nn.Module, k: int, det: bool):
-        super().__init__()
-        self.decoder = _frozen(vae.decoder)
-        self.latent_dim = int(vae.latent_dim)
-        self.latent_clip = float(vae.latent_clip)
-        self.perturb = _frozen(actor.net)
-        self.phi = float(actor.phi)
-        self.q1 = q1_network(critic)
-        self.k = int(k)
-        self.deterministic = bool(det)
-
-    def perturbed(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        xi = self.phi * torch.tanh(self.perturb(torch.cat([obs, act], -1)))
-        return (act + xi).clamp(-1.0, 1.0)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        if self.deterministic:
-            z = torch.zeros_like(obs[:, :1]).expand(-1, self.latent_dim)
-            return self.perturbed(obs, torch.tanh(self.decoder(torch.cat([obs, z], -1))))
-        zeros = torch.zeros_like(obs[:, :1]).unsqueeze(1).expand(-1, self.k, self.latent_dim)
-        z = torch.randn_like(zeros).clamp(-self.latent_clip, self.latent_clip)  # [B, K, L]
-        obs_k = obs.unsqueeze(1).expand(-1, self.k, -1)
-        cand = self.perturbed(obs_k, torch.tanh(self.decoder(torch.cat([obs_k, z], -1))))
-        q = self.q1(torch.cat([obs_k, cand], -1)).squeeze(-1)  # [B, K]
-        return _pick_best(cand, q)
-
-
-class ExportedPolicy(nn.Module):
-    """observations -> (normalization hook) -> action selection in [-1, 1] -> env bounds."""
+class PolicyModule(nn.Module):
+    """observations -> (normalization hook) -> action rule in [-1, 1] -> env bounds."""
 
     def __init__(
         self,
@@ -218,79 +78,23 @@ class ExportedPolicy(nn.Module):
         return a
 
 
-# -- per algorithm -------------------------------------------------------------------------------
-DESCRIPTIONS = {
-    GaussianMean: "the mean action tanh(mu(s))",
-    GaussianSample: "one sample of the tanh-Gaussian policy",
-    GaussianArgmaxQ: "argmax of Q_1 over {k} tanh-Gaussian samples per state (random)",
-    TanhMLP: "the deterministic actor tanh(f(s))",
-}
+def describe(module: nn.Module) -> str:
+    """One line saying what an action rule (or a PolicyModule around one) computes."""
+    select = getattr(module, "select", module)
+    return getattr(select, "description", type(select).__name__)
 
 
-def selector(algo: Any, deterministic: bool = False) -> nn.Module:
-    """The module doing ``algo``'s action selection (actions in [-1, 1])."""
-    if hasattr(algo, "export_selector"):
-        return algo.export_selector(deterministic)
-    name, c = algo.name, algo.cfg
-    if name == "BEAR":
-        if deterministic:
-            return GaussianMean(algo.actor)
-        return GaussianArgmaxQ(algo.actor, algo.critic, c.num_eval_samples)
-    if name == "KLControl":
-        return GaussianMean(algo.actor) if deterministic else GaussianSample(algo.actor)
-    if name == "BCQ":
-        return BCQSelect(algo.vae, algo.actor, algo.critic, c.num_eval_samples, deterministic)
-    if name in ("TD3", "DQfD"):
-        return TanhMLP(algo.actor)
-    if name == "BC":
-        if c.bc_type == "vae":
-            return VAEDecode(algo.policy, c.latent_clip_eval, deterministic)
-        if c.bc_type == "gaussian":
-            return GaussianMean(algo.policy)
-        return TanhMLP(algo.policy)
-    raise BearlError(
-        f"export does not know how {name} selects actions; give the algorithm an "
-        "export_selector(deterministic) method (see bearl/export.py)"
-    )
-
-
-def describe(select: nn.Module) -> str:
-    """One line saying what the exported module computes."""
-    if isinstance(select, BCQSelect):
-        if select.deterministic:
-            return "the perturbed VAE decoding of z = 0"
-        return f"argmax of Q_1 over {select.k} perturbed VAE samples per state (random)"
-    if isinstance(select, VAEDecode):
-        if select.deterministic:
-            return "the VAE decoding of z = 0"
-        return f"the VAE decoding of z ~ N(0, I) clipped to +-{select.clip:g} (random)"
-    text = DESCRIPTIONS.get(type(select), type(select).__name__)
-    return text.format(k=getattr(select, "k", "?"))
-
-
-def build_module(policy: Any, deterministic: bool = False) -> ExportedPolicy:
-    """An ``nn.Module`` doing what ``policy.act(obs, deterministic)`` does, on the CPU."""
-    center = half = None
-    if policy.rescale:
-        low = np.asarray(policy.action_low, dtype=np.float64)
-        high = np.asarray(policy.action_high, dtype=np.float64)
-        center, half = (high + low) / 2, (high - low) / 2
-    module = ExportedPolicy(
-        selector(policy.algo, deterministic),
-        policy.obs_dim,
-        center,
-        half,
-        policy.obs_shift,
-        policy.obs_scale,
-    )
-    return module.eval()
+def build_module(policy: Any, deterministic: bool = False) -> PolicyModule:
+    """A CPU float32 copy of ``policy.module(deterministic)``, gradients off, in eval mode."""
+    module = copy.deepcopy(policy.module(deterministic)).cpu().float().eval()
+    return module.requires_grad_(False)
 
 
 def _floats(x: np.ndarray | None) -> list[float] | None:
     return None if x is None else [float(v) for v in np.asarray(x).reshape(-1)]
 
 
-def metadata(policy: Any, module: ExportedPolicy, fmt: str, deterministic: bool) -> dict[str, Any]:
+def metadata(policy: Any, module: PolicyModule, fmt: str, deterministic: bool) -> dict[str, Any]:
     from bearl import __version__
 
     return {
@@ -305,7 +109,7 @@ def metadata(policy: Any, module: ExportedPolicy, fmt: str, deterministic: bool)
         "action_low": _floats(policy.action_low),
         "action_high": _floats(policy.action_high),
         "deterministic": deterministic,
-        "selection": describe(module.select),
+        "selection": describe(module),
         "step": policy.step,
         "checkpoint": str(policy.checkpoint_path),
         "bearl_version": __version__,
@@ -313,33 +117,51 @@ def metadata(policy: Any, module: ExportedPolicy, fmt: str, deterministic: bool)
 
 
 def export_policy(
-    policy: Any, path: str | Path, fmt: str = "torchscript", deterministic: bool = False
+    policy: Any,
+    path: str | Path,
+    fmt: str = "torchscript",
+    deterministic: bool = False,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Write ``policy`` to ``path`` as ``torchscript`` or ``onnx``; returns its metadata (also
-    stored in the file: TorchScript extra file ``bearl.json``, ONNX metadata_props)."""
+    stored in the file: TorchScript extra file ``bearl.json``, ONNX metadata_props). ``seed``:
+    ONNX only, the seed of the graph's random nodes (module docstring)."""
     if fmt not in FORMATS:
         raise BearlError(f"unknown export format '{fmt}' (choose {' or '.join(FORMATS)})")
+    if seed is not None and fmt != "onnx":
+        raise BearlError("--seed applies to ONNX files only (TorchScript uses torch's generator)")
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise BearlError(f"{path.parent}: no such folder")
     module = build_module(policy, deterministic)
     meta = metadata(policy, module, fmt, deterministic)
+    if seed is not None:
+        meta["seed"] = int(seed)
     example = torch.zeros(2, policy.obs_dim)
     if fmt == "torchscript":
         with warnings.catch_warnings():
-            # torch >= 2.10 marks TorchScript deprecated; it still works and needs no Python
-            warnings.simplefilter("ignore", DeprecationWarning)
-            scripted = torch.jit.script(module)
-            out = scripted(example)
-            if tuple(out.shape) != (2, policy.act_dim):  # pragma: no cover - a selector bug
-                raise BearlError(f"exported module gives shape {tuple(out.shape)}")
-            torch.jit.save(scripted, str(path), _extra_files={"bearl.json": json.dumps(meta)})
+            # torch >= 2.10 marks TorchScript deprecated; it still works and needs no Python.
+            # Traced, not scripted: the trace records the ops the eager rule runs, once.
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(module, (example,), check_trace=False)
+            for batch in (1, 3):  # the trace must not have fixed the batch size
+                out = traced(torch.zeros(batch, policy.obs_dim))
+                if tuple(out.shape) != (batch, policy.act_dim):  # pragma: no cover
+                    raise BearlError(f"exported module gives shape {tuple(out.shape)}")
+            torch.jit.save(traced, str(path), _extra_files={"bearl.json": json.dumps(meta)})
     else:
-        _export_onnx(module, example, path, meta)
+        _export_onnx(module, example, path, meta, policy.act_dim, seed)
     return meta
 
 
-def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, meta: dict) -> None:
+def _export_onnx(
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    meta: dict,
+    act_dim: int,
+    seed: int | None,
+) -> None:
     try:
         import onnx
     except ImportError:
@@ -377,6 +199,19 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, path: Path, meta: dic
                 raise BearlError(f"ONNX export with this torch needs onnxscript ({e})") from None
             buf.write(prog.model_proto.SerializeToString())
     model = onnx.load_from_string(buf.getvalue())
+    # the output is [batch, act_dim]: name the first dim and fix the second (the exporter
+    # leaves an invented symbol where a shape went through a traced reshape)
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    dims[0].dim_param = "batch"
+    dims[1].Clear()
+    dims[1].dim_value = int(act_dim)
+    random_ops = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike")
+    if seed is not None:
+        nodes = [n for n in model.graph.node if n.op_type in random_ops]
+        for i, node in enumerate(nodes):
+            for attr in [a for a in node.attribute if a.name == "seed"]:
+                node.attribute.remove(attr)
+            node.attribute.append(onnx.helper.make_attribute("seed", float(seed + i)))
     model.doc_string = f"bearl {meta['algo']} policy: {meta['selection']}"
     for k, v in meta.items():
         entry = model.metadata_props.add()

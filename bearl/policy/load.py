@@ -5,9 +5,9 @@
 ``act`` returns actions in the ENVIRONMENT's bounds, rescaled exactly as the training loop did
 (``a * half_range + center`` when the run evaluated in an env whose bounds are not [-1, 1]).
 
-The observation and action widths are read from the checkpoint's network shapes: candidate
-widths are taken from the first and last layers of the saved networks and the one for which the
-algorithm, built from its saved config, has exactly the saved shapes is kept.
+The observation and action widths are read from the checkpoint (``spaces``); checkpoints
+written before they recorded them get the widths for which the algorithm, built from its saved
+config, has exactly the saved network shapes.
 
 ``evaluate(policy, ...)`` runs episodes and summarises raw and normalized returns with a
 Student-t confidence interval of the mean (``bearl.policy.stats``); ``bearl eval`` prints it.
@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from bearl.errors import BearlError, CheckpointError, one_line
 from bearl.training.checkpoint import load_checkpoint
@@ -89,14 +90,7 @@ class Policy:
         self.rescale = action_low is not None and not (
             np.allclose(action_low, -1) and np.allclose(action_high, 1)
         )
-        if action_low is not None:
-            low = np.asarray(action_low, dtype=np.float64)
-            high = np.asarray(action_high, dtype=np.float64)
-            # float32 tensors computed as in the training loop, so outputs match it bit for bit
-            self._center = torch.as_tensor(
-                (high + low) / 2, dtype=torch.float32, device=self.device
-            )
-            self._half = torch.as_tensor((high - low) / 2, dtype=torch.float32, device=self.device)
+        self._modules: dict[bool, nn.Module] = {}
 
     @property
     def name(self) -> str:
@@ -123,16 +117,27 @@ class Policy:
                 f"observation of shape {np.shape(obs)}: this {self.algo.name} policy takes "
                 f"[{self.obs_dim}] or [batch, {self.obs_dim}]"
             )
-        t = torch.as_tensor(x, device=self.device)
-        if self.obs_shift is not None or self.obs_scale is not None:
-            t = normalize_observations(t, self.obs_shift, self.obs_scale)
-        a = self.algo.act(t, deterministic=deterministic)
-        if self.rescale:
-            a = a * self._half + self._center
-        out = a.cpu().numpy()
+        out = self.module(deterministic)(torch.as_tensor(x, device=self.device)).cpu().numpy()
         return out[0] if single else out
 
     __call__ = act
+
+    def module(self, deterministic: bool = False) -> nn.Module:
+        """What ``act`` runs, as one module over the live networks: the observation
+        normalization hook, the algorithm's ``action_rule`` and the rescale to the env's
+        bounds. ``bearl export`` traces a copy of it."""
+        from bearl.policy.export import PolicyModule
+
+        if deterministic not in self._modules:
+            center = half = None
+            if self.rescale:
+                low = np.asarray(self.action_low, dtype=np.float64)
+                high = np.asarray(self.action_high, dtype=np.float64)
+                center, half = (high + low) / 2, (high - low) / 2
+            rule = self.algo.action_rule(deterministic)
+            m = PolicyModule(rule, self.obs_dim, center, half, self.obs_shift, self.obs_scale)
+            self._modules[deterministic] = m.to(self.device).eval()
+        return self._modules[deterministic]
 
     def check_env(self, env: Any, env_name: str) -> None:
         """Raise BearlError unless ``env``'s spaces fit this policy (widths, and the action
@@ -160,17 +165,6 @@ class Policy:
                 f"{env_name} does not fit this {self.algo.name} policy{trained}: "
                 + "; ".join(problems)
             )
-
-
-def normalize_observations(
-    obs: torch.Tensor, shift: np.ndarray | None, scale: np.ndarray | None
-) -> torch.Tensor:
-    """``(obs - shift) / scale`` (the hook for observation normalization; unused today)."""
-    if shift is not None:
-        obs = obs - torch.as_tensor(shift, dtype=obs.dtype, device=obs.device)
-    if scale is not None:
-        obs = obs / torch.as_tensor(scale, dtype=obs.dtype, device=obs.device)
-    return obs
 
 
 def _fmt(x: np.ndarray) -> str:
@@ -227,7 +221,8 @@ def load_policy(
             the checkpoint's config names it (its action bounds are those of the outputs).
             To act in another environment, check it with ``Policy.check_env``.
     """
-    from bearl.config import TrainConfig, algorithm_class, build
+    from bearl.algos import algorithm_class
+    from bearl.config import TrainConfig, build
 
     run, path = resolve_checkpoint(run_dir, checkpoint)
     payload = load_checkpoint(path)
@@ -246,7 +241,11 @@ def load_policy(
         raise CheckpointError(f"{path}: its saved config does not load ({one_line(e)})") from None
 
     env_name = run_env_name(run) or train_cfg.env or env
-    obs_dim, act_dim = _infer_dims(algo_cls, algo_cfg, state["nets"], path)
+    spaces = payload.get("spaces")
+    if isinstance(spaces, dict) and {"obs_dim", "act_dim"} <= set(spaces):
+        obs_dim, act_dim = int(spaces["obs_dim"]), int(spaces["act_dim"])
+    else:  # a checkpoint of a bearl before 2026-12 records no widths
+        obs_dim, act_dim = _infer_dims(algo_cls, algo_cfg, state["nets"], path)
 
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -301,7 +300,7 @@ def load_policy(
         env_name=env_name,
         action_low=low,
         action_high=high,
-        ref_scores=_ref_scores(params, env_name),
+        ref_scores=_dataset_refs(params, env_name),
         checkpoint_path=path,
         run_dir=run,
         best=payload.get("best"),
@@ -349,14 +348,11 @@ def _read_params(run: Path) -> dict[str, Any]:
     return {}
 
 
-def _ref_scores(params: dict[str, Any], env_name: str | None) -> tuple[float, float] | None:
-    from bearl.envs import reference_scores
+def _dataset_refs(params: dict[str, Any], env_name: str | None) -> tuple[float, float] | None:
+    from bearl.envs import references_or_d4rl
 
     ds = params.get("dataset") or {}
-    lo, hi = ds.get("ref_min_score"), ds.get("ref_max_score")
-    if lo is not None and hi is not None:
-        return float(lo), float(hi)
-    return reference_scores(env_name)
+    return references_or_d4rl(ds.get("ref_min_score"), ds.get("ref_max_score"), env_name)
 
 
 def _to_device(state: Any, device: torch.device) -> Any:
@@ -377,7 +373,8 @@ def _shapes(nets: dict[str, Any]) -> dict[str, dict[str, tuple[int, ...]]]:
 
 
 def _infer_dims(algo_cls: type, algo_cfg: Any, nets: dict[str, Any], path: Path) -> tuple[int, int]:
-    """(obs_dim, act_dim) for which ``algo_cls`` has exactly the saved network shapes."""
+    """(obs_dim, act_dim) for which ``algo_cls`` has exactly the saved network shapes: for
+    checkpoints written before they recorded the widths (``spaces``)."""
     ins: list[int] = []
     outs: list[int] = []
     for sd in nets.values():

@@ -14,23 +14,23 @@ import json
 import math
 import os
 import random
-import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from bearl.config import TrainConfig, algorithm_class, build, to_dict
+from bearl.algos import algorithm_class
+from bearl.config import TrainConfig, build, to_dict
 from bearl.data.dataset import Dataset
-from bearl.envs import make_env, reference_scores
+from bearl.envs import references_or_d4rl
 from bearl.errors import BearlError, ConfigError, RunInterrupted
+from bearl.names import dataset_slug
 from bearl.perf import resident_mib, tune_allocator
 from bearl.progress import progress_bar
-from bearl.rollouts import EvalResult, run_episodes
 from bearl.training.checkpoint import (
     check_free_space,
     load_checkpoint,
@@ -38,7 +38,7 @@ from bearl.training.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from bearl.training.diagnostics import BootstrapDiagnostics
+from bearl.training.evaluation import ActionScale, Evaluator
 from bearl.training.logging import RunLogger, truncate_progress
 
 try:
@@ -49,7 +49,6 @@ except ImportError:  # not POSIX
 # progress.csv columns that measure the machine, not the run: they differ between two runs
 # that are otherwise identical (the determinism and resume guarantees exclude them)
 MACHINE_COLUMNS = ("WallTime", "UpdatesPerSecond", "MemoryMiB")
-EVAL_SEED_OFFSET = 100_000  # evaluation episodes use seeds seed+OFFSET+i, apart from training
 
 
 class TrainingDiverged(BearlError):
@@ -105,40 +104,23 @@ def _train(
     cfg: TrainConfig, algo_cfg: Any, run_dir: Path, resume: str | Path | None, dataset
 ) -> dict[str, Any]:
     """The body of :func:`train`, run while this process holds the run folder."""
-    tune_allocator()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    device = _device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    random.seed(cfg.seed)
-
-    if dataset is None:
-        from bearl.data.load import load_dataset
-
-        dataset = load_dataset(cfg.dataset, env=cfg.env)
-    env_name = cfg.env or dataset.info.env_name
-    evaluate = cfg.eval_episodes > 0
-    if evaluate and env_name is None:
-        raise ConfigError(
-            f"{cfg.dataset}: the dataset names no environment; pass --env to evaluate "
-            "(or --eval_episodes 0)"
+    device = _seed_and_device(cfg)
+    dataset, env_name = _dataset_and_env(cfg, dataset)
+    evaluator = None
+    if cfg.eval_episodes > 0:
+        gamma = getattr(algo_cfg, "gamma", 0.99)
+        info = dataset.info
+        refs = references_or_d4rl(info.ref_min_score, info.ref_max_score, env_name)
+        evaluator = Evaluator(
+            env_name, cfg.eval_episodes, cfg.seed, refs, gamma, cfg.eval_deterministic, device
         )
-    refs = _refs(dataset, env_name)
-    envs = [make_env(env_name) for _ in range(cfg.eval_episodes)] if evaluate else []
-    if envs:
-        dataset.check_spaces(envs[0].observation_space, envs[0].action_space, env_name)
-    low, high = _action_bounds(envs[0].action_space if envs else None, dataset.act_dim)
-    center = torch.as_tensor((high + low) / 2, dtype=torch.float32, device=device)
-    half = torch.as_tensor((high - low) / 2, dtype=torch.float32, device=device)
-    rescale = not (np.allclose(low, -1) and np.allclose(high, 1))
-
+        dataset.check_spaces(*evaluator.spaces, env_name)
+    scale = ActionScale.of(evaluator.spaces[1] if evaluator else None, dataset.act_dim, device)
     algo_cls = algorithm_class(cfg.algo)
     algo = algo_cls(algo_cfg, dataset.obs_dim, dataset.act_dim, device)
     sampler = dataset.sampler(getattr(algo_cfg, "batch_size", 256), device, seed=cfg.seed)
-    gamma = getattr(algo_cfg, "gamma", 0.99)
-    diagnostics = BootstrapDiagnostics(dataset, device, gamma, low, high) if evaluate else None
-
+    if evaluator:
+        evaluator.attach(dataset, scale)
     check_free_space(run_dir, algo.nets)
     logger = RunLogger(
         run_dir,
@@ -147,121 +129,151 @@ def _train(
         {**to_dict(cfg), **to_dict(algo_cfg)},
         resume=resume is not None,
     )
-    start, wall_before = 0, 0.0
-    best = {"score": -math.inf, "step": None, "return": None}
     if resume is not None:
-        ckpt = load_checkpoint(run_dir / "checkpoint.pt", algo=algo_cls.name)
-        algo.load_state_dict(ckpt["algo"])
-        sampler.load_state_dict(ckpt["sampler"])
-        set_rng_state(ckpt["rng"])
-        start, wall_before, best = int(ckpt["step"]), float(ckpt["wall_time"]), ckpt["best"]
-        truncate_progress(run_dir / "progress.csv", start)
-        logger.info(f"resumed at step {start}")
+        state = _restore(run_dir, algo, sampler, logger)
     else:
-        logger.write_variant(
-            {
-                "algorithm": algo_cls.name,
-                "train": to_dict(cfg),
-                "algo": to_dict(algo_cfg),
-                "env_name": env_name,
-                "dataset": _dataset_identity(dataset),
-                "versions": _versions(),
-                "seed": cfg.seed,
-            }
-        )
-        logger.info(f"run {run_dir}: {algo_cls.name} on {dataset!r}, env {env_name}")
+        state = RunState()
+        _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name)
 
-    @torch.no_grad()
-    def act(obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        x = torch.as_tensor(obs, dtype=torch.float32, device=device)
-        a = algo.act(x, deterministic=deterministic)
-        return (a * half + center).cpu().numpy() if rescale else a.cpu().numpy()
-
-    bar = progress_bar(cfg.steps, disable=not cfg.progress, initial=start, unit="step")
-    sums: dict[str, torch.Tensor] = {}
-    count = 0
-    t_start = time.time()
-    t_row, step_row = time.time(), start
+    bar = progress_bar(cfg.steps, disable=not cfg.progress, initial=state.step, unit="step")
+    means = MetricMeans()
     check_every = 1 if device.type == "cpu" else 100
-    last = _last_row(run_dir / "progress.csv") if resume is not None else {}
-    for step in range(start + 1, cfg.steps + 1):
+    for step in range(state.step + 1, cfg.steps + 1):
         batch = sampler.sample()
-        if rescale:
-            batch = batch._replace(actions=(batch.actions - center) / half)
-        metrics = algo.update(batch)
-        for k, v in metrics.items():
-            sums[k] = sums[k] + v if k in sums else v.clone()
-        count += 1
+        metrics = algo.update(batch._replace(actions=scale.to_unit(batch.actions)))
+        means.add(metrics)
         if step % check_every == 0:
             _check_finite(metrics, step, run_dir, logger)
         if step % 100 == 0 or step == cfg.steps:
             bar.update(step - bar.n)
-        if step % cfg.eval_every != 0 and step != cfg.steps:
-            continue
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            _check_finite(metrics, step, run_dir, logger)
+            _check_parameters(algo, step, run_dir, logger)  # before evaluating or saving
+            row = state.row(step, means.pop())
+            improved = _evaluate(evaluator, algo, step, row, state) if evaluator else False
+            logger.row(row, step)
+            _save(run_dir, algo, sampler, state, cfg, algo_cfg, improved)
+            _report(bar, logger, cfg, row, state, evaluator is not None)
+    bar.close()
+    return _finish(run_dir, logger, cfg, algo_cls, env_name, state)
 
+
+class MetricMeans:
+    """Sums of the training metrics since the last progress row (kept on the device)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for k, v in metrics.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
+        self.count += 1
+
+    def pop(self) -> dict[str, float]:
+        out = {k: float(v) / self.count for k, v in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return out
+
+
+class RunState:
+    """Where a run is: its step, wall time, best evaluation so far, last progress row."""
+
+    def __init__(self, step: int = 0, wall_before: float = 0.0, best: dict | None = None) -> None:
+        self.step, self.wall_before = step, wall_before
+        self.best = best or {"score": -math.inf, "step": None, "return": None}
+        self.last: dict[str, Any] = {}
+        self.t_start = self.t_row = time.time()
+        self.step_row = step
+
+    def row(self, step: int, means: dict[str, float]) -> dict[str, Any]:
+        """A new progress row: the machine columns, then the training metrics' means."""
         now = time.time()
         row: dict[str, Any] = {
             "Step": step,
-            "WallTime": round(wall_before + now - t_start, 2),
-            "UpdatesPerSecond": round((step - step_row) / max(now - t_row, 1e-9), 2),
+            "WallTime": round(self.wall_before + now - self.t_start, 2),
+            "UpdatesPerSecond": round((step - self.step_row) / max(now - self.t_row, 1e-9), 2),
             "MemoryMiB": round(resident_mib(), 1),  # a leak shows up over a long run
         }
-        _check_finite(metrics, step, run_dir, logger)
-        _check_parameters(algo, step, run_dir, logger)  # before evaluating or saving
-        row.update({k: float(v) / count for k, v in sums.items()})
-        if evaluate:
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(cfg.seed + EVAL_SEED_OFFSET + step)
+        row.update(means)
+        self.step, self.last = step, row
+        return row
 
-                def episodes(policy: Callable[[np.ndarray], np.ndarray]) -> EvalResult:
-                    return run_episodes(
-                        policy,
-                        env_name,
-                        cfg.eval_episodes,
-                        seed=cfg.seed + EVAL_SEED_OFFSET,
-                        ref_scores=refs,
-                        envs=envs,
-                        gamma=gamma,
-                    )
+    def next_row(self) -> None:
+        self.t_row, self.step_row = time.time(), self.step
 
-                result = episodes(act)
-                if cfg.eval_deterministic:  # after the main evaluation: it changes nothing there
-                    det = episodes(lambda o: act(o, deterministic=True)).summary()
-            row.update(result.summary())
-            if cfg.eval_deterministic:
-                for key in ("AverageReturn", "NormalizedScore"):
-                    if key in det:
-                        row[f"Deterministic{key}"] = det[key]
-            score = row.get("NormalizedScore", row["AverageReturn"])
-            improved = score > best["score"]
-            if improved:
-                best = {"score": score, "step": step, "return": row["AverageReturn"]}
-            row["BestScore"] = best["score"]
-            row.update(diagnostics(algo, result))  # bootstrapping error (bearl/diagnostics.py)
-        else:
-            improved = False
-        logger.row(row, step)
-        last = row
-        payload = {
-            "algo": algo.state_dict(),
-            "sampler": sampler.state_dict(),
-            "rng": rng_state(),
-            "step": step,
-            "wall_time": row["WallTime"],
-            "best": best,
-            "config": {"train": to_dict(cfg), "algo": to_dict(algo_cfg)},
+
+def _evaluate(evaluator: Evaluator, algo, step: int, row: dict, state: RunState) -> bool:
+    """Evaluation columns into ``row``; True when the score is the best so far."""
+    result, columns = evaluator(algo, step)
+    row.update(columns)
+    score = row.get("NormalizedScore", row["AverageReturn"])
+    improved = score > state.best["score"]
+    if improved:
+        state.best = {"score": score, "step": step, "return": row["AverageReturn"]}
+    row["BestScore"] = state.best["score"]
+    row.update(evaluator.diagnostics(algo, result))  # bootstrapping error (diagnostics.py)
+    return improved
+
+
+def _save(run_dir: Path, algo, sampler, state: RunState, cfg, algo_cfg, improved: bool) -> None:
+    """checkpoint.pt (and best.pt after the best evaluation so far), written atomically."""
+    payload = {
+        "algo": algo.state_dict(),
+        "sampler": sampler.state_dict(),
+        "rng": rng_state(),
+        "step": state.step,
+        "wall_time": state.last["WallTime"],
+        "best": state.best,
+        "config": {"train": to_dict(cfg), "algo": to_dict(algo_cfg)},
+        "spaces": {"obs_dim": algo.obs_dim, "act_dim": algo.act_dim},
+    }
+    save_checkpoint(run_dir / "checkpoint.pt", payload)
+    if improved:
+        save_checkpoint(run_dir / "best.pt", payload)
+
+
+def _report(bar, logger, cfg: TrainConfig, row: dict, state: RunState, evaluated: bool) -> None:
+    """The progress row as one line: on the bar, on stderr (with a bar) and in debug.log."""
+    msg = _row_message(row, state.best)
+    bar.set_postfix_str(msg.split(" | ", 1)[1] if evaluated else "", refresh=False)
+    if cfg.progress:
+        bar.write(msg, file=sys.stderr)
+    logger.info(msg)
+    state.next_row()
+
+
+def _restore(run_dir: Path, algo, sampler, logger) -> RunState:
+    """Networks, optimizers, sampler and RNG from checkpoint.pt; progress.csv cut back to it."""
+    ckpt = load_checkpoint(run_dir / "checkpoint.pt", algo=algo.name)
+    algo.load_state_dict(ckpt["algo"])
+    sampler.load_state_dict(ckpt["sampler"])
+    set_rng_state(ckpt["rng"])
+    state = RunState(int(ckpt["step"]), float(ckpt["wall_time"]), ckpt["best"])
+    truncate_progress(run_dir / "progress.csv", state.step)
+    state.last = _last_row(run_dir / "progress.csv")
+    logger.info(f"resumed at step {state.step}")
+    return state
+
+
+def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name) -> None:
+    logger.write_variant(
+        {
+            "algorithm": algo_cls.name,
+            "train": to_dict(cfg),
+            "algo": to_dict(algo_cfg),
+            "env_name": env_name,
+            "dataset": _dataset_identity(dataset),
+            "versions": _versions(),
+            "seed": cfg.seed,
         }
-        save_checkpoint(run_dir / "checkpoint.pt", payload)
-        if improved:
-            save_checkpoint(run_dir / "best.pt", payload)
-        msg = _row_message(row, best)
-        bar.set_postfix_str(msg.split(" | ", 1)[1] if evaluate else "", refresh=False)
-        if cfg.progress:
-            bar.write(msg, file=sys.stderr)
-        logger.info(msg)
-        sums, count, t_row, step_row = {}, 0, time.time(), step
-    bar.close()
+    )
+    logger.info(f"run {run_dir}: {algo_cls.name} on {dataset!r}, env {env_name}")
 
+
+def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: RunState):
+    """result.json: the final and best scores."""
+    last, best = state.last, state.best
     result = {
         "algo": algo_cls.name,
         "dataset": cfg.dataset,
@@ -280,6 +292,31 @@ def _train(
     logger.info(f"done: {json.dumps(result)}")
     logger.close()
     return result
+
+
+def _seed_and_device(cfg: TrainConfig) -> torch.device:
+    tune_allocator()
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
+    return device
+
+
+def _dataset_and_env(cfg: TrainConfig, dataset) -> tuple[Dataset, str | None]:
+    if dataset is None:
+        from bearl.data.load import load_dataset
+
+        dataset = load_dataset(cfg.dataset, env=cfg.env)
+    env_name = cfg.env or dataset.info.env_name
+    if cfg.eval_episodes > 0 and env_name is None:
+        raise ConfigError(
+            f"{cfg.dataset}: the dataset names no environment; pass --env to evaluate "
+            "(or --eval_episodes 0)"
+        )
+    return dataset, env_name
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -342,26 +379,9 @@ def _device(name: str) -> torch.device:
     return dev
 
 
-def _refs(dataset, env_name: str | None) -> tuple[float, float] | None:
-    lo, hi = dataset.info.ref_min_score, dataset.info.ref_max_score
-    if lo is not None and hi is not None:
-        return float(lo), float(hi)
-    return reference_scores(env_name)
-
-
-def _action_bounds(space, act_dim: int) -> tuple[np.ndarray, np.ndarray]:
-    if space is None or not hasattr(space, "low"):
-        return -np.ones(act_dim), np.ones(act_dim)
-    return np.asarray(space.low, dtype=np.float64), np.asarray(space.high, dtype=np.float64)
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text).stem if "/" in text else text).strip("-")
-
-
 def _new_run_dir(cfg: TrainConfig) -> Path:
     name = cfg.run_name or (
-        f"{cfg.algo}_{_slug(cfg.dataset)}_seed{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+        f"{cfg.algo}_{dataset_slug(cfg.dataset)}_seed{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     )
     path = Path(cfg.log_dir) / name
     if (path / "checkpoint.pt").exists():

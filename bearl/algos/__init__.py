@@ -1,0 +1,30 @@
+"""The algorithms, each one file that owns everything about itself (config and presets, update,
+action rule, what export and bench need). This registry is the one list of them: adding an
+algorithm is one file and one line here."""
+
+from __future__ import annotations
+
+from bearl.algos.base import Algorithm
+from bearl.algos.bc import BC
+from bearl.algos.bcq import BCQ
+from bearl.algos.bear import BEAR
+from bearl.algos.dqfd import DQfD
+from bearl.algos.kl_control import KLControl
+from bearl.algos.td3 import TD3
+from bearl.errors import ConfigError
+
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    cls.name: cls for cls in (BEAR, BCQ, TD3, BC, KLControl, DQfD)
+}
+
+
+def algorithm_class(name: str) -> type[Algorithm]:
+    """The Algorithm class registered under ``name`` (case-insensitive)."""
+    key = {k.lower(): k for k in ALGORITHMS}.get(name.lower())
+    if key is None:
+        raise ConfigError(f"unknown algorithm '{name}' (available: {', '.join(ALGORITHMS)})")
+    return ALGORITHMS[key]
+
+
+__all__ = ["ALGORITHMS", "BC", "BCQ", "BEAR", "TD3", "Algorithm", "DQfD", "KLControl"]
+__all__ += ["algorithm_class"]

@@ -1,0 +1,45 @@
+"""Settings that mean the same in every algorithm, each defined once.
+
+An algorithm's config dataclass inherits the groups it uses and sets its own defaults by
+declaring a field again with another default (its help text stays the one written here unless
+the algorithm writes its own under it, for a meaning of its own). The docstring under a field is
+its ``--help`` text (bearl.config reads it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class BatchSettings:
+    batch_size: int = 256
+    """Transitions per gradient step."""
+
+
+@dataclass
+class ActorSettings:
+    actor_lr: float = 3e-4
+    """Adam learning rate of the actor (the policy network)."""
+    actor_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layers of the actor."""
+
+
+@dataclass
+class CriticSettings:
+    gamma: float = 0.99
+    """Discount factor."""
+    tau: float = 0.005
+    """Polyak rate of the target networks."""
+    critic_lr: float = 3e-4
+    """Adam learning rate of the critics."""
+    critic_hidden: tuple[int, ...] = (256, 256)
+    """Hidden layers of each critic."""
+
+
+@dataclass
+class VAESettings:
+    vae_lr: float = 3e-4
+    """Adam learning rate of the conditional VAE that models the behaviour policy."""
+    vae_hidden: tuple[int, ...] = (750, 750)
+    """Hidden layers of the VAE encoder and decoder."""

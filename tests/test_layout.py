@@ -1,0 +1,83 @@
+"""The package's layout follows the data flow: every import points down the line
+shared pieces -> data -> algorithms -> config -> training -> using a policy -> experiments -> cli.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import bearl.algos
+
+PACKAGE = Path(bearl.algos.__file__).resolve().parents[1]
+LAYERS = [
+    ("bearl.errors", "bearl.names", "bearl.envs", "bearl.rollouts", "bearl.nets"),
+    ("bearl.kernels", "bearl.progress", "bearl.perf"),  # (the same layer: shared pieces)
+    ("bearl.data",),
+    ("bearl.algos",),
+    ("bearl.config",),
+    ("bearl.training",),
+    ("bearl.policy",),
+    ("bearl.experiments",),
+    ("bearl.cli",),
+]
+SHARED = 1  # layers 0 and 1 are one layer
+
+
+def layer(module: str) -> int | None:
+    for i, names in enumerate(LAYERS):
+        if any(module == n or module.startswith(n + ".") for n in names):
+            return max(i, SHARED) if i <= SHARED else i
+    return None
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """Every bearl module imported in ``path``, at module level or inside functions."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bearl"):
+            names = [a.name for a in node.names]
+            if node.module == "bearl" and names != ["__version__"]:
+                out += [(node.lineno, f"bearl.{n}") for n in names]
+            elif node.module != "bearl":
+                out.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names if a.name.startswith("bearl")]
+    return out
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_every_import_points_down_the_data_flow():
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        if name == "bearl":  # the package's front door re-exports from every layer
+            continue
+        own = layer(name)
+        assert own is not None, f"{name}: not in any layer of tests/test_layout.py"
+        for line, target in imports(path):
+            theirs = layer(target)
+            if theirs is not None and theirs > own:
+                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target}")
+    assert not wrong, "imports that point up the layers:\n" + "\n".join(wrong)
+
+
+def test_the_check_sees_an_upward_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from bearl.training.loop import train\n")
+    assert [layer(t) for _, t in imports(bad)] == [layer("bearl.training")]
+    assert layer("bearl.training") > layer("bearl.algos.bear")
+
+
+def test_algorithms_are_registered_by_real_imports():
+    """The registry imports each algorithm's file, which holds its config and presets."""
+    from bearl.algos import ALGORITHMS
+
+    for name, cls in ALGORITHMS.items():
+        assert cls.name == name and cls.__module__.startswith("bearl.algos.")
+        assert cls.config_cls.__module__ == cls.__module__
+        assert set(cls.presets) <= {"paper", "original"}
