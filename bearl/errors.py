@@ -21,6 +21,17 @@ class DatasetError(BearlError):
         super().__init__(where + message)
 
 
+class DatasetExists(DatasetError):
+    """A dataset to be written exists already at ``folder``. The message tells Python callers to
+    pass ``overwrite=True``; the CLI says its ``--overwrite`` flag instead (``how``)."""
+
+    def __init__(
+        self, source: object, folder: object, how: str = "pass overwrite=True to replace it"
+    ) -> None:
+        self.folder = str(folder)
+        super().__init__(source, f"exists already at {folder}; {how}")
+
+
 class ConfigError(BearlError):
     """A configuration value is invalid or unknown."""
 

@@ -221,6 +221,10 @@ CASES = {
         ["data", "convert", str(_h5(t / "ok.hdf5")), "--to", "d4rl", str(_touch(t / "f") / "o")],
         [str(t / "f"), "exists"],
     ),
+    "minari dataset that exists already": lambda t: (
+        ["data", "convert", str(_h5(t / "ok.hdf5")), "--to", "minari", "me/pendulum/x-v0"],
+        [str(_dir(t / "minari" / "me" / "pendulum" / "x-v0")), "pass --overwrite to replace it"],
+    ),
     "negative step count": lambda t: (
         ["train", "--dataset", str(_h5(t / "ok.hdf5")), "--steps", "-5", "--log_dir", str(t)],
         ["steps"],
@@ -239,7 +243,7 @@ def _bytes(path: Path, data: bytes) -> Path:
 
 
 def _dir(path: Path) -> Path:
-    path.mkdir()
+    path.mkdir(parents=True)
     return path
 
 

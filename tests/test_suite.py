@@ -93,6 +93,36 @@ def test_make_writes_a_minari_dataset_that_loads_back(shipped):
     assert back.info.metadata["policy_digest"] == suite.policy_digest("hopper-medium")
 
 
+def test_make_of_an_existing_dataset_says_the_flag_and_rolls_out_nothing(
+    shipped, monkeypatch, capsys
+):
+    """`bearl data make` of a dataset that exists names its folder and `--overwrite` (the
+    Python API says overwrite=True), before spending minutes on the rollouts."""
+    from bearl.cli import main
+
+    assert main(["data", "make", "hopper-medium", "--size", "300"]) == 0
+    folder = shipped.parent / "minari" / "bearl" / "hopper" / "medium-v0"
+    assert folder.is_dir()
+    capsys.readouterr()
+
+    def no_rollouts(*args, **kwargs):
+        raise AssertionError("rolled out a dataset that exists already")
+
+    generate = suite.generate
+    monkeypatch.setattr(suite, "generate", no_rollouts)
+    assert main(["data", "make", "hopper-medium", "--size", "300"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"bearl: error: hopper-medium: exists already at {folder}; "
+        "pass --overwrite to make it again"
+    )
+    with pytest.raises(DatasetError, match="exists already at .*; pass overwrite=True"):
+        suite.make("hopper-medium", size=300, progress=False)
+    monkeypatch.setattr(suite, "generate", generate)
+    assert main(["data", "make", "hopper-medium", "--size", "200", "--overwrite"]) == 0
+    assert len(suite.read_local("hopper-medium")) == 200
+
+
 def test_medium_expert_is_medium_then_expert_halves(shipped):
     me = suite.generate("hopper-medium-expert", size=600, seed=0, progress=False)
     med = suite.rollout(

@@ -23,7 +23,7 @@ import numpy as np
 
 from bearl.data.dataset import Dataset, DatasetInfo
 from bearl.envs import make_env, reference_scores
-from bearl.errors import DatasetError, one_line
+from bearl.errors import DatasetError, DatasetExists, one_line
 
 ROOT_VAR = "MINARI_DATASETS_PATH"
 
@@ -151,7 +151,8 @@ def write_minari(
             ``recipe_version``).
 
     Raises:
-        DatasetError: if the id is malformed or exists already (without ``overwrite``).
+        DatasetError: if the id is malformed; DatasetExists if it exists already (without
+            ``overwrite``).
     """
     import gymnasium as gym
     import minari
@@ -167,7 +168,7 @@ def write_minari(
         folder = minari_root() / dataset_id
         if folder.exists():
             if not overwrite:
-                raise DatasetError(src, f"exists already at {folder}; pass overwrite=True")
+                raise DatasetExists(src, folder)
             shutil.rmtree(folder)
 
         env = None

@@ -30,7 +30,7 @@ import torch
 
 from bearl.data.dataset import Dataset, DatasetInfo
 from bearl.envs import ENV_IDS, make_env, reference_scores
-from bearl.errors import DatasetError
+from bearl.errors import DatasetError, DatasetExists
 from bearl.nets import TanhGaussianActor
 from bearl.policy_io import load_policy_file
 
@@ -307,9 +307,18 @@ def make(
     progress: bool = True,
     root: str | None = None,
 ) -> Dataset:
-    """Make suite dataset ``name`` and write it as the Minari dataset :func:`dataset_id`."""
-    from bearl.data.minari_io import write_minari
+    """Make suite dataset ``name`` and write it as the Minari dataset :func:`dataset_id`.
 
+    Raises:
+        DatasetExists: the dataset exists already and ``overwrite`` is False (checked before
+            anything is rolled out).
+    """
+    from bearl.data.minari_io import datasets_path, minari_root, write_minari
+
+    with datasets_path(root):
+        folder = minari_root() / dataset_id(name)
+    if folder.exists() and not overwrite:
+        raise DatasetExists(name, folder)
     ds = generate(name, size, seed, progress)
     meta = ds.info.metadata
     desc = (
