@@ -266,6 +266,33 @@ def test_bad_input_is_one_clear_line(case, tmp_path, capsys, monkeypatch):
     assert not list(tmp_path.glob("**/BEAR_*")), "a failed start left a run folder behind"
 
 
+def test_a_minari_id_not_stored_locally_says_how_to_download_it(tmp_path, monkeypatch, capsys):
+    """No --download flag in bearl: the line names minari's own command, and nothing is
+    fetched (the check happens before minari is asked for the id)."""
+    import socket
+
+    import minari
+
+    def offline(*args, **kwargs):
+        raise AssertionError("tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", offline)
+    monkeypatch.setattr(minari, "load_dataset", offline)
+    monkeypatch.setattr(minari, "download_dataset", offline)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    for argv in (
+        ["data", "info", "minari:mujoco/hopper/medium-v0"],
+        ["train", "--dataset", "minari:mujoco/hopper/medium-v0", "--log_dir", str(tmp_path)],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith("bearl: error: minari:mujoco/hopper/medium-v0: ")
+        assert "Download it with `minari download mujoco/hopper/medium-v0`" in err
+        assert str(tmp_path) in err and "MINARI_DATASETS_PATH" in err
+    assert list(tmp_path.iterdir()) == []  # nothing downloaded, no run folder left
+
+
 def test_error_exit_status_of_the_installed_command(tmp_path):
     """The real process: status 2, no traceback; --debug shows one."""
     bad = _touch(tmp_path / "empty.hdf5")

@@ -191,7 +191,8 @@ def test_missing_minari_id(tmp_path, monkeypatch):
     message = str(err)
     assert "mujoco/hopper/medium-v0" in message
     assert str(tmp_path) in message and "MINARI_DATASETS_PATH" in message
-    assert "download=True" in message
+    assert "`minari download mujoco/hopper/medium-v0`" in message  # the command line's way
+    assert "download=True" in message  # Python's
 
 
 def _three_episode_minari(root: Path) -> Path:

@@ -112,8 +112,9 @@ def read_minari(
         if not download and not minari_local_exists(dataset_id):
             raise DatasetError(
                 src,
-                f"Minari dataset not found locally; looked in {where}. Pass download=True "
-                "to let minari download it, or set MINARI_DATASETS_PATH to where it is stored",
+                f"Minari dataset not found locally; looked in {where}. Download it with "
+                f"`minari download {dataset_id}` (minari's command line; from Python: "
+                "download=True), or set MINARI_DATASETS_PATH to where it is stored",
             )
         try:
             mds = minari.load_dataset(dataset_id, download=download)
