@@ -63,6 +63,16 @@ def _truncated(tmp: Path) -> Path:
     return path
 
 
+def _corrupt_minari(tmp: Path) -> Path:
+    """A Minari dataset folder whose data/metadata.json is cut short."""
+    from bearl.data.minari_io import write_minari
+
+    folder = write_minari(make_random_dataset(n=100), "me/pendulum/corrupt-v0")
+    meta = folder / "data" / "metadata.json"
+    meta.write_text(meta.read_text()[:40])
+    return folder
+
+
 def _run_dir(tmp: Path) -> Path:
     """A finished one-step BEAR run, made through the CLI."""
     src = tmp / "data.hdf5"
@@ -162,6 +172,10 @@ CASES = {
     "gzip pickle that runs code": lambda t: (
         ["data", "info", str(_bytes(t / "evil.gz", gzip.compress(pickle.dumps(_RunsCode()))))],
         ["evil.gz", "refusing to unpickle"],
+    ),
+    "corrupt minari dataset": lambda t: (
+        ["data", "info", str(_corrupt_minari(t))],
+        [str(t / "minari/me/pendulum/corrupt-v0/data/metadata.json: not valid JSON")],
     ),
     "unknown dataset name": lambda t: (["data", "info", "hoper-medium"], ["hopper-medium"]),
     "unknown suite kind": lambda t: (["data", "make", "hopper-meduim"], ["hopper-medium"]),
