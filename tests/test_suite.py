@@ -70,6 +70,39 @@ def test_rollout_episodes_are_consistent(shipped):
     assert np.all(np.abs(ds.actions) <= 1.0)
 
 
+class _Bar:
+    """Stands in for the tqdm bar: counts what the rollout reports."""
+
+    made: list[_Bar] = []
+
+    def __init__(self, total=None, disable=False, **kwargs):
+        self.total, self.n = total, 0
+        _Bar.made.append(self)
+
+    def update(self, n=1):
+        self.n += n
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    "name", ["hopper-medium", "hopper-random", "hopper-medium-expert", "hopper-medium-replay"]
+)
+def test_the_progress_bar_ends_at_the_requested_size(shipped, monkeypatch, name):
+    """The bar counts the rows kept: the rows of episodes that end past the size (ten run side
+    by side, and the last is cut) do not push it past its total (walker2d-medium ended at
+    1000051tr for 1,000,000)."""
+    import bearl.progress
+
+    monkeypatch.setattr(bearl.progress, "progress_bar", _Bar)
+    _Bar.made = []
+    ds = suite.generate(name, size=700, seed=0, progress=True)
+    assert len(ds) == 700
+    assert [(b.n, b.total) for b in _Bar.made] == [(b.total, b.total) for b in _Bar.made]
+    assert sum(b.total for b in _Bar.made) == 700
+
+
 def test_make_writes_a_minari_dataset_that_loads_back(shipped):
     import minari
 

@@ -155,8 +155,9 @@ def rollout(
                     ep["next"].append(np.asarray(info["final_obs"][i], np.float32))
                     ep_arr = _finish(ep, bool(term[i]))
                     done_eps.append(ep_arr)
+                    kept = min(len(ep_arr["rew"]), max(size - total, 0))  # the cut is not kept
                     total += len(ep_arr["rew"])
-                    bar.update(len(ep_arr["rew"]))
+                    bar.update(kept)
                     current[i] = _new_episode()
                 else:
                     ep["next"].append(nxt[i])
