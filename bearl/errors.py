@@ -40,6 +40,15 @@ class CheckpointError(BearlError):
     """A checkpoint could not be read or does not fit the run it is loaded into."""
 
 
+class DiskFull(BearlError):
+    """A file could not be written because its disk is full (or the user's quota is used up).
+    ``note`` adds what happens next (the previous file is kept, how to continue a run)."""
+
+    def __init__(self, path: object, reason: str = "No space left on device", note: str = ""):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: could not be written, the disk is full ({reason}){note}")
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; the message names the run folder and how to continue it."""
 

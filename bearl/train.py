@@ -35,8 +35,9 @@ from bearl.config import TrainConfig, algorithm_class, build, to_dict
 from bearl.data.dataset import Dataset
 from bearl.diagnostics import BootstrapDiagnostics
 from bearl.envs import make_env, reference_scores
-from bearl.errors import BearlError, ConfigError, RunInterrupted
+from bearl.errors import BearlError, ConfigError, DiskFull, RunInterrupted
 from bearl.evaluation import EvalResult, run_episodes
+from bearl.files import write_atomic
 from bearl.logging import RunLogger, truncate_progress
 from bearl.perf import resident_mib, tune_allocator
 from bearl.progress import progress_bar
@@ -89,6 +90,8 @@ def train(
     with _claim(run_dir):  # before the (possibly long) dataset load
         try:
             return _train(cfg, algo_cfg, run_dir, resume, dataset)
+        except DiskFull as e:  # one line: the file, and how to go on from the last checkpoint
+            raise DiskFull(e.path, e.reason, _disk_full_note(run_dir)) from None
         except KeyboardInterrupt:
             if (run_dir / "checkpoint.pt").exists():
                 step = int(_last_row(run_dir / "progress.csv").get("Step", 0))
@@ -140,6 +143,15 @@ def _train(
     diagnostics = BootstrapDiagnostics(dataset, device, gamma, low, high) if evaluate else None
 
     check_free_space(run_dir, algo.nets)
+    start, wall_before = 0, 0.0
+    best = {"score": -math.inf, "step": None, "return": None}
+    if resume is not None:  # before the logger reads progress.csv's header
+        ckpt = load_checkpoint(run_dir / "checkpoint.pt", algo=algo_cls.name)
+        algo.load_state_dict(ckpt["algo"])
+        sampler.load_state_dict(ckpt["sampler"])
+        set_rng_state(ckpt["rng"])
+        start, wall_before, best = int(ckpt["step"]), float(ckpt["wall_time"]), ckpt["best"]
+        truncate_progress(run_dir / "progress.csv", start)
     logger = RunLogger(
         run_dir,
         cfg.tensorboard,
@@ -147,15 +159,7 @@ def _train(
         {**to_dict(cfg), **to_dict(algo_cfg)},
         resume=resume is not None,
     )
-    start, wall_before = 0, 0.0
-    best = {"score": -math.inf, "step": None, "return": None}
     if resume is not None:
-        ckpt = load_checkpoint(run_dir / "checkpoint.pt", algo=algo_cls.name)
-        algo.load_state_dict(ckpt["algo"])
-        sampler.load_state_dict(ckpt["sampler"])
-        set_rng_state(ckpt["rng"])
-        start, wall_before, best = int(ckpt["step"]), float(ckpt["wall_time"]), ckpt["best"]
-        truncate_progress(run_dir / "progress.csv", start)
         logger.info(f"resumed at step {start}")
     else:
         logger.write_variant(
@@ -251,9 +255,9 @@ def _train(
             "best": best,
             "config": {"train": to_dict(cfg), "algo": to_dict(algo_cfg)},
         }
-        save_checkpoint(run_dir / "checkpoint.pt", payload)
-        if improved:
+        if improved:  # first: a checkpoint.pt of this step always has its best.pt
             save_checkpoint(run_dir / "best.pt", payload)
+        save_checkpoint(run_dir / "checkpoint.pt", payload)
         msg = _row_message(row, best)
         bar.set_postfix_str(msg.split(" | ", 1)[1] if evaluate else "", refresh=False)
         if cfg.progress:
@@ -276,13 +280,25 @@ def _train(
         "best_return": best["return"],
         "run_dir": str(run_dir),
     }
-    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    write_atomic(run_dir / "result.json", json.dumps(result, indent=2).encode())
     logger.info(f"done: {json.dumps(result)}")
     logger.close()
     return result
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _disk_full_note(run_dir: Path) -> str:
+    """What a run stopped by a full disk has kept, and the command that continues it."""
+    try:
+        step = int(load_checkpoint(run_dir / "checkpoint.pt")["step"])
+    except BearlError:
+        return "; the run stopped before its first checkpoint: free some space and start it again"
+    return (
+        f"; the run stopped, its last checkpoint (step {step}) is kept: free some space, then "
+        f"continue with: bearl train --resume {run_dir}"
+    )
+
+
 def _row_message(row: dict[str, Any], best: dict[str, Any]) -> str:
     msg = f"step {row['Step']:>8} | {row['UpdatesPerSecond']:.1f} upd/s"
     if "AverageReturn" in row:
