@@ -15,7 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from bearl.errors import BearlError, RunInterrupted
+from bearl.errors import BearlError, DatasetExists, RunInterrupted
 
 
 def _train_parser(sub) -> None:
@@ -173,7 +173,10 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
     else:
         from bearl.data.minari_io import write_minari
 
-        write_minari(ds, args.out, overwrite=args.overwrite)
+        try:
+            write_minari(ds, args.out, overwrite=args.overwrite)
+        except DatasetExists as e:
+            raise DatasetExists(e.source, e.folder, "pass --overwrite to replace it") from None
     print(f"wrote {len(ds)} transitions, {ds.num_episodes} episodes to {args.out}")
     return 0
 
@@ -185,7 +188,10 @@ def cmd_data_make(args: argparse.Namespace) -> int:
     if names == ["all"]:
         names = list(suite.SUITE_NAMES)
     for name in names:
-        ds = suite.make(name, size=args.size, seed=args.seed, overwrite=args.overwrite)
+        try:
+            ds = suite.make(name, size=args.size, seed=args.seed, overwrite=args.overwrite)
+        except DatasetExists as e:
+            raise DatasetExists(e.source, e.folder, "pass --overwrite to make it again") from None
         ret = ds.episode_returns
         norm = ds.normalized(ret)
         print(

@@ -21,12 +21,32 @@ class DatasetError(BearlError):
         super().__init__(where + message)
 
 
+class DatasetExists(DatasetError):
+    """A dataset to be written exists already at ``folder``. The message tells Python callers to
+    pass ``overwrite=True``; the CLI says its ``--overwrite`` flag instead (``how``)."""
+
+    def __init__(
+        self, source: object, folder: object, how: str = "pass overwrite=True to replace it"
+    ) -> None:
+        self.folder = str(folder)
+        super().__init__(source, f"exists already at {folder}; {how}")
+
+
 class ConfigError(BearlError):
     """A configuration value is invalid or unknown."""
 
 
 class CheckpointError(BearlError):
     """A checkpoint could not be read or does not fit the run it is loaded into."""
+
+
+class DiskFull(BearlError):
+    """A file could not be written because its disk is full (or the user's quota is used up).
+    ``note`` adds what happens next (the previous file is kept, how to continue a run)."""
+
+    def __init__(self, path: object, reason: str = "No space left on device", note: str = ""):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: could not be written, the disk is full ({reason}){note}")
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -63,6 +63,16 @@ def _truncated(tmp: Path) -> Path:
     return path
 
 
+def _corrupt_minari(tmp: Path) -> Path:
+    """A Minari dataset folder whose data/metadata.json is cut short."""
+    from bearl.data.minari_io import write_minari
+
+    folder = write_minari(make_random_dataset(n=100), "me/pendulum/corrupt-v0")
+    meta = folder / "data" / "metadata.json"
+    meta.write_text(meta.read_text()[:40])
+    return folder
+
+
 def _run_dir(tmp: Path) -> Path:
     """A finished one-step BEAR run, made through the CLI."""
     src = tmp / "data.hdf5"
@@ -163,6 +173,10 @@ CASES = {
         ["data", "info", str(_bytes(t / "evil.gz", gzip.compress(pickle.dumps(_RunsCode()))))],
         ["evil.gz", "refusing to unpickle"],
     ),
+    "corrupt minari dataset": lambda t: (
+        ["data", "info", str(_corrupt_minari(t))],
+        [str(t / "minari/me/pendulum/corrupt-v0/data/metadata.json: not valid JSON")],
+    ),
     "unknown dataset name": lambda t: (["data", "info", "hoper-medium"], ["hopper-medium"]),
     "unknown suite kind": lambda t: (["data", "make", "hopper-meduim"], ["hopper-medium"]),
     "dims that disagree with the env": lambda t: (
@@ -221,6 +235,10 @@ CASES = {
         ["data", "convert", str(_h5(t / "ok.hdf5")), "--to", "d4rl", str(_touch(t / "f") / "o")],
         [str(t / "f"), "exists"],
     ),
+    "minari dataset that exists already": lambda t: (
+        ["data", "convert", str(_h5(t / "ok.hdf5")), "--to", "minari", "me/pendulum/x-v0"],
+        [str(_dir(t / "minari" / "me" / "pendulum" / "x-v0")), "pass --overwrite to replace it"],
+    ),
     "negative step count": lambda t: (
         ["train", "--dataset", str(_h5(t / "ok.hdf5")), "--steps", "-5", "--log_dir", str(t)],
         ["steps"],
@@ -239,7 +257,7 @@ def _bytes(path: Path, data: bytes) -> Path:
 
 
 def _dir(path: Path) -> Path:
-    path.mkdir()
+    path.mkdir(parents=True)
     return path
 
 
@@ -260,6 +278,33 @@ def test_bad_input_is_one_clear_line(case, tmp_path, capsys, monkeypatch):
     assert "Traceback" not in err
     assert not (tmp_path / "pwned").exists()
     assert not list(tmp_path.glob("**/BEAR_*")), "a failed start left a run folder behind"
+
+
+def test_a_minari_id_not_stored_locally_says_how_to_download_it(tmp_path, monkeypatch, capsys):
+    """No --download flag in bearl: the line names minari's own command, and nothing is
+    fetched (the check happens before minari is asked for the id)."""
+    import socket
+
+    import minari
+
+    def offline(*args, **kwargs):
+        raise AssertionError("tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", offline)
+    monkeypatch.setattr(minari, "load_dataset", offline)
+    monkeypatch.setattr(minari, "download_dataset", offline)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    for argv in (
+        ["data", "info", "minari:mujoco/hopper/medium-v0"],
+        ["train", "--dataset", "minari:mujoco/hopper/medium-v0", "--log_dir", str(tmp_path)],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith("bearl: error: minari:mujoco/hopper/medium-v0: ")
+        assert "Download it with `minari download mujoco/hopper/medium-v0`" in err
+        assert str(tmp_path) in err and "MINARI_DATASETS_PATH" in err
+    assert list(tmp_path.iterdir()) == []  # nothing downloaded, no run folder left
 
 
 def test_error_exit_status_of_the_installed_command(tmp_path):

@@ -191,7 +191,8 @@ def test_missing_minari_id(tmp_path, monkeypatch):
     message = str(err)
     assert "mujoco/hopper/medium-v0" in message
     assert str(tmp_path) in message and "MINARI_DATASETS_PATH" in message
-    assert "download=True" in message
+    assert "`minari download mujoco/hopper/medium-v0`" in message  # the command line's way
+    assert "download=True" in message  # Python's
 
 
 def _three_episode_minari(root: Path) -> Path:
@@ -229,6 +230,76 @@ def test_minari_episode_with_misaligned_lengths(tmp_path, monkeypatch):
     folder = tmp_path / "not_minari"
     folder.mkdir()
     _assert_names(_error(folder), folder)
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+# how a file of a Minari dataset is broken -> (the file named, words of the message)
+MINARI_DAMAGE = {
+    "metadata that is not json": (
+        lambda data: (data / "metadata.json").write_text('{"total_steps": 11,'),
+        "metadata.json",
+        "not valid JSON (JSONDecodeError:",
+    ),
+    "metadata that is not utf-8": (
+        lambda data: (data / "metadata.json").write_bytes(b"\x80{}"),
+        "metadata.json",
+        "not valid JSON (UnicodeDecodeError:",
+    ),
+    "metadata that is a list": (
+        lambda data: (data / "metadata.json").write_text("[1, 2]"),
+        "metadata.json",
+        "not a JSON object of metadata (a list)",
+    ),
+    "metadata without data_format": (
+        lambda data: (data / "metadata.json").write_text('{"total_steps": 11}'),
+        "metadata.json",
+        "field 'data_format': missing",
+    ),
+    "truncated main_data.hdf5": (
+        lambda data: _truncate(data / "main_data.hdf5"),
+        "main_data.hdf5",
+        "not a readable HDF5 file (truncated or corrupt?)",
+    ),
+    "missing main_data.hdf5": (
+        lambda data: (data / "main_data.hdf5").unlink(),
+        "main_data.hdf5",
+        "missing",
+    ),
+}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("by", ["folder", "id"])
+@pytest.mark.parametrize("damage", sorted(MINARI_DAMAGE))
+def test_a_broken_minari_dataset_names_the_broken_file(tmp_path, monkeypatch, damage, by):
+    """The error starts with the file inside the dataset's folder that is broken, not the folder
+    with minari's exception."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    data = _three_episode_minari(tmp_path).parent
+    breaks, name, words = MINARI_DAMAGE[damage]
+    breaks(data)
+    err = _error(data.parent if by == "folder" else "minari:bad-v0")
+    assert str(err).startswith(f"{data / name}: "), str(err)
+    assert words in str(err)
+    assert "\n" not in str(err)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_an_episode_that_hdf5_cannot_read_names_the_data_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    main = _three_episode_minari(tmp_path)
+
+    def damaged(self):
+        raise OSError("Unable to synchronously open object (bad object header version number)")
+        yield
+
+    monkeypatch.setattr(minari.MinariDataset, "iterate_episodes", damaged)
+    for source in (main.parent.parent, "minari:bad-v0"):
+        err = str(_error(source))
+        assert err.startswith(f"{main}: an episode could not be read (OSError: "), err
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")

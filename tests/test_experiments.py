@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -741,3 +742,53 @@ def test_sweep_on_ray(tmp_path):
     assert "on a local Ray instance" in out.getvalue()
     for n in summary["trials"]:
         assert (tmp_path / "sweep" / n / "result.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals a process")
+def test_sigterm_stops_a_sweep_on_ray_cleanly_and_it_resumes(tmp_path):
+    """`kill` of `bearl sweep` on Ray stops it as on --local: the interrupted line and status
+    130, not Ray's native crash dump (`*** SIGTERM received at ...`, status 1); the trial keeps
+    its checkpoint and the same command resumes it."""
+    pytest.importorskip("ray")
+    import yaml
+
+    spec = _tiny_spec(tmp_path, steps=400, seeds=(0,))
+    spec["base"]["eval_every"] = 20
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    run = tmp_path / "sweep" / "BEAR_pendulum_seed0"
+    cmd = [sys.executable, "-m", "bearl.cli", "sweep", str(tmp_path / "spec.yaml")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    sweep = subprocess.Popen(
+        [*cmd, "--max-concurrent", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while not (run / "checkpoint.pt").exists():
+            assert sweep.poll() is None and time.time() < deadline, "the trial never started"
+            time.sleep(0.1)
+        sweep.send_signal(signal.SIGTERM)
+        out, err = sweep.communicate(timeout=60)
+    finally:
+        sweep.kill()
+    assert "SIGTERM received" not in err and "PC: @" not in err, err
+    assert sweep.returncode == 130, err
+    ray_log = r"^\d{4}-\d\d-\d\d [\d:,]+\s+(INFO|WARNING) "  # Ray's start-up lines
+    assert [line for line in err.splitlines() if not re.match(ray_log, line)] == [
+        "bearl: interrupted"
+    ], err
+    assert out.splitlines()[-1] == "sweep interrupted: run the same command again to resume it"
+    assert not (run / "result.json").exists()
+    assert run_sweep(str(tmp_path / "spec.yaml"), dry_run=True, out=io.StringIO())["counts"] == {
+        "resume": 1
+    }
+
+    summary = run_sweep(str(tmp_path / "spec.yaml"), max_concurrent=1, out=io.StringIO())
+    assert summary["counts"]["done"] == 1, summary
+    assert "resumed at step" in (run / "debug.log").read_text()
+    with open(run / "progress.csv", newline="") as f:
+        assert [int(r["Step"]) for r in csv.DictReader(f)] == list(range(20, 401, 20))

@@ -11,7 +11,7 @@ import bearl.algos
 
 PACKAGE = Path(bearl.algos.__file__).resolve().parents[1]
 LAYERS = [
-    ("bearl.errors", "bearl.names", "bearl.envs", "bearl.rollouts", "bearl.nets"),
+    ("bearl.errors", "bearl.files", "bearl.envs", "bearl.rollouts", "bearl.nets"),
     ("bearl.kernels", "bearl.progress", "bearl.perf"),  # (the same layer: shared pieces)
     ("bearl.data",),
     ("bearl.algos",),

@@ -70,6 +70,39 @@ def test_rollout_episodes_are_consistent(shipped):
     assert np.all(np.abs(ds.actions) <= 1.0)
 
 
+class _Bar:
+    """Stands in for the tqdm bar: counts what the rollout reports."""
+
+    made: list[_Bar] = []
+
+    def __init__(self, total=None, disable=False, **kwargs):
+        self.total, self.n = total, 0
+        _Bar.made.append(self)
+
+    def update(self, n=1):
+        self.n += n
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    "name", ["hopper-medium", "hopper-random", "hopper-medium-expert", "hopper-medium-replay"]
+)
+def test_the_progress_bar_ends_at_the_requested_size(shipped, monkeypatch, name):
+    """The bar counts the rows kept: the rows of episodes that end past the size (ten run side
+    by side, and the last is cut) do not push it past its total (walker2d-medium ended at
+    1000051tr for 1,000,000)."""
+    import bearl.progress
+
+    monkeypatch.setattr(bearl.progress, "progress_bar", _Bar)
+    _Bar.made = []
+    ds = suite.generate(name, size=700, seed=0, progress=True)
+    assert len(ds) == 700
+    assert [(b.n, b.total) for b in _Bar.made] == [(b.total, b.total) for b in _Bar.made]
+    assert sum(b.total for b in _Bar.made) == 700
+
+
 def test_make_writes_a_minari_dataset_that_loads_back(shipped):
     import minari
 
@@ -91,6 +124,36 @@ def test_make_writes_a_minari_dataset_that_loads_back(shipped):
     np.testing.assert_array_equal(back.actions, made.actions)
     assert cache.exists()
     assert back.info.metadata["policy_digest"] == suite.policy_digest("hopper-medium")
+
+
+def test_make_of_an_existing_dataset_says_the_flag_and_rolls_out_nothing(
+    shipped, monkeypatch, capsys
+):
+    """`bearl data make` of a dataset that exists names its folder and `--overwrite` (the
+    Python API says overwrite=True), before spending minutes on the rollouts."""
+    from bearl.cli import main
+
+    assert main(["data", "make", "hopper-medium", "--size", "300"]) == 0
+    folder = shipped.parent / "minari" / "bearl" / "hopper" / "medium-v0"
+    assert folder.is_dir()
+    capsys.readouterr()
+
+    def no_rollouts(*args, **kwargs):
+        raise AssertionError("rolled out a dataset that exists already")
+
+    generate = suite.generate
+    monkeypatch.setattr(suite, "generate", no_rollouts)
+    assert main(["data", "make", "hopper-medium", "--size", "300"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"bearl: error: hopper-medium: exists already at {folder}; "
+        "pass --overwrite to make it again"
+    )
+    with pytest.raises(DatasetError, match="exists already at .*; pass overwrite=True"):
+        suite.make("hopper-medium", size=300, progress=False)
+    monkeypatch.setattr(suite, "generate", generate)
+    assert main(["data", "make", "hopper-medium", "--size", "200", "--overwrite"]) == 0
+    assert len(suite.read_local("hopper-medium")) == 200
 
 
 def test_medium_expert_is_medium_then_expert_halves(shipped):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -300,7 +299,8 @@ def test_a_full_disk_fails_before_training_and_never_leaves_a_partial_checkpoint
     import shutil
     from collections import namedtuple
 
-    from bearl.errors import BearlError, CheckpointError
+    from bearl import files
+    from bearl.errors import BearlError, CheckpointError, DiskFull
     from bearl.training import checkpoint
 
     usage = namedtuple("usage", "total used free")
@@ -314,12 +314,21 @@ def test_a_full_disk_fails_before_training_and_never_leaves_a_partial_checkpoint
     ckpt = tmp_path / "r" / "checkpoint.pt"
     before = ckpt.read_bytes()
 
-    def short_write(obj, f):
-        Path(f).write_bytes(b"partial")
+    def short_write(f, data):
+        f.write(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.torch, "save", short_write)
-    with pytest.raises(CheckpointError, match="No space left on device.*previous one is kept"):
+    monkeypatch.setattr(files, "_write_all", short_write)
+    with pytest.raises(DiskFull, match="No space left on device.*previous one is kept"):
+        checkpoint.save_checkpoint(ckpt, {"step": 99})
+    assert ckpt.read_bytes() == before
+    assert not (tmp_path / "r" / "checkpoint.pt.tmp").exists()
+
+    def broken_write(f, data):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(files, "_write_all", broken_write)
+    with pytest.raises(CheckpointError, match="Input/output error.*previous one is kept"):
         checkpoint.save_checkpoint(ckpt, {"step": 99})
     assert ckpt.read_bytes() == before
     assert not (tmp_path / "r" / "checkpoint.pt.tmp").exists()

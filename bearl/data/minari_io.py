@@ -11,6 +11,7 @@ folder per id, e.g. ``mujoco/hopper/medium-v0/data/{main_data.hdf5, metadata.jso
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import warnings
@@ -23,7 +24,7 @@ import numpy as np
 
 from bearl.data.dataset import Dataset, DatasetInfo
 from bearl.envs import make_env, reference_scores
-from bearl.errors import DatasetError, one_line
+from bearl.errors import DatasetError, DatasetExists, one_line
 
 ROOT_VAR = "MINARI_DATASETS_PATH"
 
@@ -99,11 +100,12 @@ def read_minari(
         data_dir = folder / "data" if (folder / "data" / "metadata.json").is_file() else folder
         if not (data_dir / "metadata.json").is_file():
             raise DatasetError(src, "not a Minari dataset folder (no data/metadata.json)")
+        _check_files(data_dir)
         try:
             mds = minari.MinariDataset(str(data_dir))
         except Exception as e:  # minari raises many kinds on a bad folder
             raise DatasetError(src, f"not a readable Minari dataset ({one_line(e)})") from None
-        return _to_dataset(mds, src)
+        return _read_episodes(mds, src, data_dir)
 
     dataset_id = str(id_or_folder)
     src = f"minari:{dataset_id}"
@@ -112,16 +114,56 @@ def read_minari(
         if not download and not minari_local_exists(dataset_id):
             raise DatasetError(
                 src,
-                f"Minari dataset not found locally; looked in {where}. Pass download=True "
-                "to let minari download it, or set MINARI_DATASETS_PATH to where it is stored",
+                f"Minari dataset not found locally; looked in {where}. Download it with "
+                f"`minari download {dataset_id}` (minari's command line; from Python: "
+                "download=True), or set MINARI_DATASETS_PATH to where it is stored",
             )
+        data_dir = minari_root() / dataset_id / "data"
+        if minari_local_exists(dataset_id):
+            _check_files(data_dir)
         try:
             mds = minari.load_dataset(dataset_id, download=download)
         except Exception as e:  # download or read errors
             raise DatasetError(
-                src, f"could not load the Minari dataset from {where} ({e})"
+                src, f"could not load the Minari dataset from {where} ({one_line(e)})"
             ) from None
-    return _to_dataset(mds, src)
+    return _read_episodes(mds, src, data_dir)
+
+
+def _check_files(data_dir: Path) -> None:
+    """Name the broken file of a Minari dataset before minari reads it (minari's own errors
+    name none): ``metadata.json`` must be a JSON object with a ``data_format``, and an hdf5
+    dataset's ``main_data.hdf5`` a readable HDF5 file."""
+    import h5py
+
+    meta_path = data_dir / "metadata.json"
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise DatasetError(meta_path, f"not valid JSON ({one_line(e)})") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(meta_path, f"not a JSON object of metadata (a {type(meta).__name__})")
+    if "data_format" not in meta:
+        raise DatasetError(meta_path, "missing (every Minari dataset records it)", "data_format")
+    if meta["data_format"] == "hdf5":
+        main = data_dir / "main_data.hdf5"
+        if not main.is_file():
+            raise DatasetError(main, "missing (metadata.json says the data is in it)")
+        try:
+            with h5py.File(main, "r"):
+                pass
+        except OSError:
+            raise DatasetError(main, "not a readable HDF5 file (truncated or corrupt?)") from None
+
+
+def _read_episodes(mds: Any, src: str, data_dir: Path) -> Dataset:
+    """:func:`_to_dataset`, naming the data file when an episode cannot be read from it."""
+    try:
+        return _to_dataset(mds, src)
+    except OSError as e:  # h5py: a damaged episode group
+        main = data_dir / "main_data.hdf5"
+        where = main if main.is_file() else data_dir
+        raise DatasetError(where, f"an episode could not be read ({one_line(e)})") from None
 
 
 def write_minari(
@@ -151,7 +193,8 @@ def write_minari(
             ``recipe_version``).
 
     Raises:
-        DatasetError: if the id is malformed or exists already (without ``overwrite``).
+        DatasetError: if the id is malformed; DatasetExists if it exists already (without
+            ``overwrite``).
     """
     import gymnasium as gym
     import minari
@@ -167,7 +210,7 @@ def write_minari(
         folder = minari_root() / dataset_id
         if folder.exists():
             if not overwrite:
-                raise DatasetError(src, f"exists already at {folder}; pass overwrite=True")
+                raise DatasetExists(src, folder)
             shutil.rmtree(folder)
 
         env = None

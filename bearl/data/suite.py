@@ -31,7 +31,7 @@ import torch
 from bearl.data.dataset import Dataset, DatasetInfo
 from bearl.data.policy_io import load_policy_file
 from bearl.envs import ENV_IDS, make_env, reference_scores
-from bearl.errors import DatasetError
+from bearl.errors import DatasetError, DatasetExists
 from bearl.nets import TanhGaussianActor
 
 SUITE_ENVS = ("hopper", "walker2d", "halfcheetah")
@@ -155,8 +155,9 @@ def rollout(
                     ep["next"].append(np.asarray(info["final_obs"][i], np.float32))
                     ep_arr = _finish(ep, bool(term[i]))
                     done_eps.append(ep_arr)
+                    kept = min(len(ep_arr["rew"]), max(size - total, 0))  # the cut is not kept
                     total += len(ep_arr["rew"])
-                    bar.update(len(ep_arr["rew"]))
+                    bar.update(kept)
                     current[i] = _new_episode()
                 else:
                     ep["next"].append(nxt[i])
@@ -307,9 +308,18 @@ def make(
     progress: bool = True,
     root: str | None = None,
 ) -> Dataset:
-    """Make suite dataset ``name`` and write it as the Minari dataset :func:`dataset_id`."""
-    from bearl.data.minari_io import write_minari
+    """Make suite dataset ``name`` and write it as the Minari dataset :func:`dataset_id`.
 
+    Raises:
+        DatasetExists: the dataset exists already and ``overwrite`` is False (checked before
+            anything is rolled out).
+    """
+    from bearl.data.minari_io import datasets_path, minari_root, write_minari
+
+    with datasets_path(root):
+        folder = minari_root() / dataset_id(name)
+    if folder.exists() and not overwrite:
+        raise DatasetExists(name, folder)
     ds = generate(name, size, seed, progress)
     meta = ds.info.metadata
     desc = (

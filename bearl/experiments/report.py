@@ -35,7 +35,7 @@ from bearl.experiments.runs import (
     show_value,
     warn_mixed_groups,
 )
-from bearl.names import as_int
+from bearl.files import as_int
 
 FORMATS = ("markdown", "csv")
 SCORE = "NormalizedScore"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bearl.errors import BearlError
-from bearl.names import as_int, dataset_label, read_json, slug  # noqa: F401 (slug re-exported)
+from bearl.files import as_int, dataset_label, read_json, slug  # noqa: F401 (slug re-exported)
 
 # Settings that do not change what a run computes; runs differing only in these are seeds of
 # one experiment.

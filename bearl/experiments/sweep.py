@@ -35,7 +35,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from bearl.errors import BearlError, ConfigError
-from bearl.names import dataset_label, dataset_slug, read_json, slug
+from bearl.files import dataset_label, dataset_slug, read_json, slug
 
 SPEC_KEYS = {"log_dir", "algos", "datasets", "seeds", "num_seeds", "grid", "base"}
 RESERVED = {"algo", "dataset", "seed", "run_name"}  # set by the sweep itself
@@ -517,8 +517,8 @@ def _signals_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, handler in previous.items():  # None: one set outside Python (by Ray)
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def _run_ray(
@@ -531,45 +531,64 @@ def _run_ray(
     if not todo:
         return
     started = not ray.is_initialized()
-    if started:
-        local_only = {} if address else {"include_dashboard": False}
-        ray.init(address=address, log_to_driver=False, **local_only)
+    running: dict[Any, Trial] = {}
     try:
-        limit = max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        remote: Callable[..., Any] = ray.remote(num_cpus=1, max_retries=0)(run_trial)
-        pending, running = list(todo), {}
-
-        def fill() -> None:
-            while pending and len(running) < limit:
-                t = pending.pop(0)
-                running[remote.remote(t.values)] = t
-                progress.start(t)
-
-        fill()
-        progress.print(progress.summary())
-        last = time.time()
-        try:
-            while running:
-                ready, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_EVERY)
-                for ref in ready:
-                    t = running.pop(ref)
-                    try:
-                        outcome = ray.get(ref)
-                    except Exception as e:  # noqa: BLE001 - a crashed worker fails one trial
-                        outcome = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
-                    progress.finish(t, outcome)
-                fill()
-                if running and (ready or time.time() - last >= REPORT_EVERY):
-                    progress.print(progress.summary())
-                    last = time.time()
-        except KeyboardInterrupt:
-            for ref in running:
-                ray.cancel(ref, force=True)
-            progress.print("sweep interrupted: run the same command again to resume it")
-            raise
+        # SIGTERM and SIGHUP stop the sweep as Ctrl-C does, as with --local. Set again once
+        # Ray has started: ray.init puts its own handler in place, which prints a native crash
+        # dump ("*** SIGTERM received at ...") and exits with status 1.
+        with _signals_interrupt():
+            if started:
+                local_only = {} if address else {"include_dashboard": False}
+                ray.init(address=address, log_to_driver=False, **local_only)
+            with _signals_interrupt():
+                _ray_loop(ray, todo, running, progress, max_concurrent)
+    except KeyboardInterrupt:
+        for ref in running:
+            ray.cancel(ref, force=True)
+        if running:  # their workers end (checkpoints are written atomically) before Ray does
+            ray.wait(list(running), num_returns=len(running), timeout=10)
+        progress.print("sweep interrupted: run the same command again to resume it")
+        raise
     finally:
-        if started:
+        if started and ray.is_initialized():
             ray.shutdown()
+
+
+def _ray_loop(
+    ray: Any,
+    todo: list[Trial],
+    running: dict[Any, Trial],
+    progress: SweepProgress,
+    max_concurrent: int | None,
+) -> None:
+    """Run ``todo`` as Ray tasks, ``max_concurrent`` at once; ``running``: the tasks in flight
+    (object ref -> trial), for the caller to cancel on an interrupt."""
+    limit = max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    remote: Callable[..., Any] = ray.remote(num_cpus=1, max_retries=0)(run_trial)
+    pending = list(todo)
+
+    def fill() -> None:
+        while pending and len(running) < limit:
+            t = pending.pop(0)
+            running[remote.remote(t.values)] = t
+            progress.start(t)
+
+    fill()
+    progress.print(progress.summary())
+    last = time.time()
+    while running:
+        ready, _ = ray.wait(list(running), num_returns=1, timeout=REPORT_EVERY)
+        for ref in ready:
+            t = running.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except Exception as e:  # noqa: BLE001 - a crashed worker fails one trial
+                outcome = {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+            progress.finish(t, outcome)
+        fill()
+        if running and (ready or time.time() - last >= REPORT_EVERY):
+            progress.print(progress.summary())
+            last = time.time()
 
 
 def _plan_counts(status: dict[str, tuple[str, str]]) -> dict[str, int]:

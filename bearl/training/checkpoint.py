@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import io
 import random
 import shutil
 from pathlib import Path
@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bearl.errors import CheckpointError, one_line
+from bearl.errors import CheckpointError, DiskFull, one_line
+from bearl.files import write_atomic
 
 FORMAT_VERSION = 1
 
@@ -46,20 +47,23 @@ def _np_state() -> tuple:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically: a crash leaves the previous file intact. A
-    failed write (disk full) removes its partial file and raises CheckpointError."""
+    failed write removes its partial file and raises DiskFull (disk full) or CheckpointError.
+
+    The checkpoint is serialised in memory and written by :func:`bearl.files.write_atomic`, so
+    a full disk is reported as such (torch's own file writer turns it into a RuntimeError that
+    does not say why)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    buf = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **payload}, buf)
     try:
-        torch.save({"format_version": FORMAT_VERSION, **payload}, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-    except (OSError, RuntimeError) as e:  # torch reports a short write as a RuntimeError
-        tmp.unlink(missing_ok=True)
-        why = e.strerror if isinstance(e, OSError) and e.strerror else one_line(e)
+        write_atomic(path, buf.getbuffer())
+    except DiskFull as e:
+        raise DiskFull(path, e.reason, "; the previous one is kept") from None
+    except OSError as e:
         raise CheckpointError(
-            f"{path}: could not write the checkpoint ({why}); the previous one is kept"
+            f"{path}: could not write the checkpoint ({e.strerror or one_line(e)}); the "
+            "previous one is kept"
         ) from None
-    os.replace(tmp, path)
 
 
 def check_free_space(run_dir: Path, modules: dict[str, torch.nn.Module]) -> None:

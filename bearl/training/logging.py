@@ -6,6 +6,7 @@ Optional TensorBoard and Weights & Biases mirrors receive the same rows.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bearl.errors import BearlError
+from bearl.files import append, write_atomic
 
 
 class RunLogger:
@@ -40,7 +42,9 @@ class RunLogger:
         self.log = logging.getLogger(f"bearl.run.{self.run_dir}")
         self.log.setLevel(logging.INFO)
         self.log.propagate = False
-        handler = logging.FileHandler(self.run_dir / "debug.log")
+        for old in list(self.log.handlers):  # left by an earlier run of this folder that failed
+            self.log.removeHandler(old)
+        handler = _AppendHandler(self.run_dir / "debug.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         self.log.addHandler(handler)
         self._handler = handler
@@ -68,16 +72,17 @@ class RunLogger:
         """``variant.json`` (viskit) and ``params.json`` (same content)."""
         text = json.dumps(variant, indent=2, sort_keys=True, default=str)
         for name in ("variant.json", "params.json"):
-            (self.run_dir / name).write_text(text)
+            write_atomic(self.run_dir / name, text.encode())
 
     def row(self, values: dict[str, Any], step: int) -> None:
-        """Append a progress row (and mirror it)."""
-        if self.columns is None:
-            self.columns = list(values)
-            with open(self.progress_path, "w", newline="") as f:
-                csv.writer(f).writerow(self.columns)
-        with open(self.progress_path, "a", newline="") as f:
-            csv.writer(f).writerow([_fmt(values.get(c)) for c in self.columns])
+        """Append a progress row (and mirror it). The row is written whole or not at all: a
+        full disk (DiskFull) never leaves half a row in ``progress.csv``."""
+        if self.columns is None:  # a new file: the header and the first row
+            columns = list(values)
+            write_atomic(self.progress_path, _csv_lines(columns, _cells(values, columns)))
+            self.columns = columns
+        else:
+            append(self.progress_path, _csv_lines(_cells(values, self.columns)))
         if self.tb is not None:
             for k, v in values.items():
                 if isinstance(v, int | float) and math.isfinite(v):
@@ -101,17 +106,51 @@ class RunLogger:
 
 
 def truncate_progress(path: Path, last_step: int, step_column: str = "Step") -> None:
-    """Drop progress rows logged after ``last_step`` (a resumed run logs them again)."""
+    """Drop progress rows logged after ``last_step`` (a resumed run logs them again), and a
+    last line cut short (a crash while it was written), which could read as an earlier step:
+    a row ``60,...`` cut to ``6``."""
     if not path.exists():
         return
     with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return
-    i = rows[0].index(step_column)
-    keep = [rows[0]] + [r for r in rows[1:] if int(float(r[i])) <= last_step]
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows(keep)
+        lines = f.read().splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    rows = list(csv.reader(lines))
+    keep = rows[:1]
+    if rows:
+        i = rows[0].index(step_column)
+        keep += [r for r in rows[1:] if len(r) == len(rows[0]) and _step(r[i]) <= last_step]
+    write_atomic(path, _csv_lines(*keep))
+
+
+class _AppendHandler(logging.Handler):
+    """``debug.log``: each record appended whole (:func:`bearl.files.append`); a failed write
+    raises (DiskFull) instead of logging's traceback on stderr."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        append(self.path, (self.format(record) + "\n").encode())
+
+
+def _cells(values: dict[str, Any], columns: list[str]) -> list[Any]:
+    return [_fmt(values.get(c)) for c in columns]
+
+
+def _csv_lines(*rows: list[Any]) -> bytes:
+    """Rows as csv lines (the csv module's ``\\r\\n`` ends)."""
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    return buf.getvalue().encode()
+
+
+def _step(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.inf  # not a step: dropped
 
 
 def _fmt(v: Any) -> Any:

@@ -27,8 +27,8 @@ from bearl.algos import algorithm_class
 from bearl.config import TrainConfig, build, to_dict
 from bearl.data.dataset import Dataset
 from bearl.envs import references_or_d4rl
-from bearl.errors import BearlError, ConfigError, RunInterrupted
-from bearl.names import dataset_slug
+from bearl.errors import BearlError, ConfigError, DiskFull, RunInterrupted
+from bearl.files import dataset_slug, write_atomic
 from bearl.perf import resident_mib, tune_allocator
 from bearl.progress import progress_bar
 from bearl.training.checkpoint import (
@@ -88,6 +88,8 @@ def train(
     with _claim(run_dir):  # before the (possibly long) dataset load
         try:
             return _train(cfg, algo_cfg, run_dir, resume, dataset)
+        except DiskFull as e:  # one line: the file, and how to go on from the last checkpoint
+            raise DiskFull(e.path, e.reason, _disk_full_note(run_dir)) from None
         except KeyboardInterrupt:
             if (run_dir / "checkpoint.pt").exists():
                 step = int(_last_row(run_dir / "progress.csv").get("Step", 0))
@@ -122,6 +124,8 @@ def _train(
     if evaluator:
         evaluator.attach(dataset, scale)
     check_free_space(run_dir, algo.nets)
+    # a resumed run is restored before the logger reads progress.csv's header
+    state = _restore(run_dir, algo, sampler) if resume is not None else RunState()
     logger = RunLogger(
         run_dir,
         cfg.tensorboard,
@@ -130,9 +134,8 @@ def _train(
         resume=resume is not None,
     )
     if resume is not None:
-        state = _restore(run_dir, algo, sampler, logger)
+        logger.info(f"resumed at step {state.step}")
     else:
-        state = RunState()
         _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name)
 
     bar = progress_bar(cfg.steps, disable=not cfg.progress, initial=state.step, unit="step")
@@ -228,9 +231,9 @@ def _save(run_dir: Path, algo, sampler, state: RunState, cfg, algo_cfg, improved
         "config": {"train": to_dict(cfg), "algo": to_dict(algo_cfg)},
         "spaces": {"obs_dim": algo.obs_dim, "act_dim": algo.act_dim},
     }
-    save_checkpoint(run_dir / "checkpoint.pt", payload)
-    if improved:
+    if improved:  # first: a checkpoint.pt of this step always has its best.pt
         save_checkpoint(run_dir / "best.pt", payload)
+    save_checkpoint(run_dir / "checkpoint.pt", payload)
 
 
 def _report(bar, logger, cfg: TrainConfig, row: dict, state: RunState, evaluated: bool) -> None:
@@ -243,7 +246,7 @@ def _report(bar, logger, cfg: TrainConfig, row: dict, state: RunState, evaluated
     state.next_row()
 
 
-def _restore(run_dir: Path, algo, sampler, logger) -> RunState:
+def _restore(run_dir: Path, algo, sampler) -> RunState:
     """Networks, optimizers, sampler and RNG from checkpoint.pt; progress.csv cut back to it."""
     ckpt = load_checkpoint(run_dir / "checkpoint.pt", algo=algo.name)
     algo.load_state_dict(ckpt["algo"])
@@ -252,7 +255,6 @@ def _restore(run_dir: Path, algo, sampler, logger) -> RunState:
     state = RunState(int(ckpt["step"]), float(ckpt["wall_time"]), ckpt["best"])
     truncate_progress(run_dir / "progress.csv", state.step)
     state.last = _last_row(run_dir / "progress.csv")
-    logger.info(f"resumed at step {state.step}")
     return state
 
 
@@ -288,7 +290,7 @@ def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: 
         "best_return": best["return"],
         "run_dir": str(run_dir),
     }
-    (run_dir / "result.json").write_text(json.dumps(result, indent=2))
+    write_atomic(run_dir / "result.json", json.dumps(result, indent=2).encode())
     logger.info(f"done: {json.dumps(result)}")
     logger.close()
     return result
@@ -320,6 +322,18 @@ def _dataset_and_env(cfg: TrainConfig, dataset) -> tuple[Dataset, str | None]:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _disk_full_note(run_dir: Path) -> str:
+    """What a run stopped by a full disk has kept, and the command that continues it."""
+    try:
+        step = int(load_checkpoint(run_dir / "checkpoint.pt")["step"])
+    except BearlError:
+        return "; the run stopped before its first checkpoint: free some space and start it again"
+    return (
+        f"; the run stopped, its last checkpoint (step {step}) is kept: free some space, then "
+        f"continue with: bearl train --resume {run_dir}"
+    )
+
+
 def _row_message(row: dict[str, Any], best: dict[str, Any]) -> str:
     msg = f"step {row['Step']:>8} | {row['UpdatesPerSecond']:.1f} upd/s"
     if "AverageReturn" in row:
