@@ -62,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         values.update(flags)
         cfg, algo_cfg = resolve(values)
         result = train(cfg, algo_cfg)
-    run = Path(result["run_dir"])
+    run = Path(args.resume) if args.resume else Path(cfg.log_dir) / result["run_dir"]
     plot_path = None
     if (run / "progress.csv").exists() and result.get("final_return") is not None:
         from bearl.experiments.plot import plot_runs
@@ -406,7 +406,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if counts.get("failed") or counts.get("conflict") else 0
 
 
-# -- using a trained policy: eval, export, record (bearl/policy.py, export.py, record.py) --------
+# -- using a trained policy: eval, export, record (bearl/policy/) --------
 def _policy_parsers(sub) -> None:
     def common(p, what: str) -> None:
         p.add_argument("run", metavar="RUN_DIR", help="run folder (or a checkpoint file)")

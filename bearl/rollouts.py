@@ -22,7 +22,8 @@ class EvalResult:
 
     ``discounted_returns`` (sum of gamma^t r_t from each episode's first step) and
     ``start_obs`` (each episode's first observation, one row per episode) feed the
-    bootstrapping-error diagnostics (bearl/diagnostics.py); ``summary()`` does not use them.
+    bootstrapping-error diagnostics (bearl/training/diagnostics.py); ``summary()`` does not
+    use them.
     """
 
     returns: np.ndarray

@@ -81,3 +81,16 @@ def test_algorithms_are_registered_by_real_imports():
         assert cls.name == name and cls.__module__.startswith("bearl.algos.")
         assert cls.config_cls.__module__ == cls.__module__
         assert set(cls.presets) <= {"paper", "original"}
+
+
+def test_the_readme_layout_names_every_module():
+    """README's Layout section is the map of the package: a module added or moved must show."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout") : readme.index("## Status")]
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name != "__init__.py" and path.name not in layout:
+            missing.append(str(path.relative_to(PACKAGE.parent)))
+    folders = {p.parent.name + "/" for p in PACKAGE.rglob("*.py") if p.parent != PACKAGE}
+    missing += [f for f in sorted(folders) if f not in layout]
+    assert not missing, f"README's Layout does not mention: {', '.join(missing)}"

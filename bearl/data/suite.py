@@ -5,7 +5,7 @@ stochastic tanh-Gaussian actions, 1000-step time limit, ``terminals`` = env term
 ``timeouts`` = time limit. Kinds:
 
 - ``random``: uniform random actions (D4RL's ``collect_data.py --random``);
-- ``medium`` / ``expert``: the shipped medium / expert SAC snapshots (``bearl/policies``);
+- ``medium`` / ``expert``: the shipped medium / expert SAC snapshots (``bearl/data/policies``);
 - ``medium-replay``: the training history up to the medium snapshot, rebuilt by rolling out the
   shipped chain of snapshots in order (see docs/datasets.md for why and how it differs from
   D4RL's stored replay buffer);

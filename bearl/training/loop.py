@@ -270,7 +270,7 @@ def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name) -> 
             "seed": cfg.seed,
         }
     )
-    logger.info(f"run {run_dir}: {algo_cls.name} on {dataset!r}, env {env_name}")
+    logger.info(f"run {run_dir.name}: {algo_cls.name} on {dataset!r}, env {env_name}")
 
 
 def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: RunState):
@@ -288,7 +288,7 @@ def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: 
         "best_score": best["score"] if best["step"] is not None else None,
         "best_step": best["step"],
         "best_return": best["return"],
-        "run_dir": str(run_dir),
+        "run_dir": run_dir.name,  # relative to the run's parent: no machine path in results
     }
     write_atomic(run_dir / "result.json", json.dumps(result, indent=2).encode())
     logger.info(f"done: {json.dumps(result)}")
