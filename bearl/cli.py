@@ -588,6 +588,17 @@ def _bench_parser(sub) -> None:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--no-peer", action="store_true", help="do not run d3rlpy")
     p.add_argument("--no-extras", action="store_true", help="skip evaluation/rollout timing")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        help="comma-separated hidden-layer matmul precisions: fp32, bf16 (default: fp32)",
+    )
+    p.add_argument(
+        "--preset",
+        default="bench",
+        help="comma-separated settings: bench (d3rlpy's hyperparameters, the peer's) and/or "
+        "paper (what bearl train runs on Hopper, warm start left out) (default: bench)",
+    )
     p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -598,6 +609,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     algos = list(ALGORITHMS) if args.algo == "all" else [algorithm_class(args.algo).name]
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
+    precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
+    presets = tuple(p.strip() for p in args.preset.split(",") if p.strip())
+    for name, values, allowed in (
+        ("precision", precisions, ("fp32", "bf16")),
+        ("preset", presets, ("bench", "paper")),
+    ):
+        bad = [v for v in values if v not in allowed]
+        if bad or not values:
+            raise BearlError(f"--{name}: expected {' and/or '.join(allowed)}, got {bad or values}")
     rows = run(
         algos,
         threads,
@@ -606,6 +626,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.warmup,
         peer=not args.no_peer,
         extras=not args.no_extras,
+        precisions=precisions,
+        presets=presets,
     )
     if args.json:
         Path(args.json).write_text(json.dumps(rows_to_json(rows), indent=2))

@@ -4,6 +4,18 @@ Every field of :class:`TrainConfig` and of each algorithm's config dataclass bec
 spelled both ``--field_name`` (the original BEAR code's style) and ``--field-name``. The
 docstring written under a field is its help text. Precedence, lowest first:
 dataclass defaults < preset < ``--config FILE.yaml`` < command-line flags.
+
+Why argparse and not tyro (which also derives a CLI from dataclasses and their field
+docstrings; checked with tyro 1.0.17 on 2026-12-01): tyro reads ``--field_name`` and
+``--field-name`` alike and suggests close flags, but (1) its booleans are ``--flag`` /
+``--no-flag``, or with ``FlagConversionOff`` only ``True`` / ``False``: ``--eval_deterministic
+true`` (the spelling of bearl's docs and of the original BEAR code's flags) is refused; (2) its
+errors and help are multi-line boxed panels, where bearl prints one line; (3) ``bearl train
+--help`` lists the flags of every algorithm at once, each shared flag with each algorithm's
+default, which needs the flags before ``--algo`` is known; (4) the preset to apply depends on
+``--algo``, ``--env`` and ``--dataset`` given on the same line, so the defaults cannot be
+fixed before parsing. What this module writes by hand is the flag table (``_add_flag``) and
+the field docstrings (``field_docs``, 25 lines of ``ast``); tyro's docstring reader is private.
 """
 
 from __future__ import annotations
@@ -53,6 +65,11 @@ class TrainConfig:
     """Seed of torch, numpy, minibatch sampling and evaluation episodes."""
     device: str = "cpu"
     """Torch device: ``cpu``, ``cuda`` or ``cuda:N``."""
+    precision: str = "fp32"
+    """Matmul precision of the networks' hidden layers: ``fp32``, or ``bf16`` (bfloat16,
+    forward and backward; weights, optimizer state, output layers, targets and losses stay
+    float32). bf16 is fast only on CPUs with native bf16 (``avx512_bf16`` / ``amx_bf16``) and
+    on GPUs; docs/performance.md has its parity table."""
     threads: int = 0
     """Torch CPU threads (0: torch's default)."""
     log_dir: str = "runs"
@@ -71,6 +88,8 @@ class TrainConfig:
         for name, low in (("steps", 1), ("eval_every", 1), ("eval_episodes", 0), ("threads", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(f"--{name} must be at least {low}, got {getattr(self, name)}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"--precision: expected fp32 or bf16, got '{self.precision}'")
         if not (self.device == "cpu" or self.device.startswith(("cuda", "mps"))):
             raise ConfigError(f"--device: expected cpu, cuda or cuda:N, got '{self.device}'")
 

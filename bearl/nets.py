@@ -9,12 +9,42 @@ once and K noise draws are broadcast against them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+# -- precision ------------------------------------------------------------------------------------
+# ``--precision bf16``: the hidden layers' matrix multiplies (forward and backward) run in
+# bfloat16 under autocast; every output layer, and so every Q-value, action mean and log-std,
+# VAE output, loss, target and kernel sum after it, stays float32, as do the weights and Adam's
+# state. A network's ``matmul_dtype`` is None (float32, the default) or torch.bfloat16; set it
+# with ``set_matmul_dtype``.
+def set_matmul_dtype(module: nn.Module, dtype: torch.dtype | None) -> None:
+    """Hidden-layer matmuls of every network inside ``module`` in ``dtype`` (None: float32)."""
+    for m in module.modules():
+        if hasattr(m, "matmul_dtype"):
+            m.matmul_dtype = dtype
+
+
+def _hidden_precision(dtype: torch.dtype | None, x: torch.Tensor):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(x.device.type, dtype=dtype)
+
+
+def mlp_forward(seq: nn.Sequential, x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """``seq(x)``, its hidden layers in ``dtype`` and its output layer in float32."""
+    if dtype is None:
+        return seq(x)
+    with torch.autocast(x.device.type, dtype=dtype):
+        for layer in list(seq)[:-1]:
+            x = layer(x)
+    return seq[-1](x.float())
 
 
 def mlp(in_dim: int, out_dim: int, hidden: Sequence[int]) -> nn.Sequential:
@@ -64,6 +94,8 @@ class EnsembleCritic(nn.Module):
     layer is computed once per state, not once per action (no copies of the state either).
     """
 
+    matmul_dtype: torch.dtype | None = None
+
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], n: int = 2) -> None:
         super().__init__()
         self.n, self.obs_dim = n, obs_dim
@@ -77,6 +109,12 @@ class EnsembleCritic(nn.Module):
         """Q-values ``[n, *batch]``; with ``member=i`` only Q_i is computed, shape ``[*batch]``."""
         batch_shape = act.shape[:-1]
         sl = slice(None) if member is None else slice(member, member + 1)
+        with _hidden_precision(self.matmul_dtype, act):
+            x = self._hidden(obs, act, sl)
+        q = self.out(x.float(), sl)  # float32 (a no-op at float32)
+        return q.reshape(*batch_shape) if member is not None else q.reshape(self.n, *batch_shape)
+
+    def _hidden(self, obs: torch.Tensor, act: torch.Tensor, sl: slice) -> torch.Tensor:
         first = self.hidden[0]
         w, bias = first.weight[sl], first.bias[sl]
         o = obs.reshape(-1, self.obs_dim)  # distinct states [Bo, S]
@@ -92,8 +130,7 @@ class EnsembleCritic(nn.Module):
         x = h.relu_()
         for layer in self.hidden[1:]:
             x = layer(x, sl).relu_()
-        q = self.out(x, sl)
-        return q.reshape(*batch_shape) if member is not None else q.reshape(self.n, *batch_shape)
+        return x
 
 
 class TanhGaussianActor(nn.Module):
@@ -102,6 +139,8 @@ class TanhGaussianActor(nn.Module):
     Args:
         log_std_bounds: clamp of the log-std head (None: unclamped, as the original BEAR code).
     """
+
+    matmul_dtype: torch.dtype | None = None
 
     def __init__(
         self,
@@ -117,7 +156,12 @@ class TanhGaussianActor(nn.Module):
         self.log_std_bounds = log_std_bounds
 
     def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = F.relu(self.trunk(obs))
+        if self.matmul_dtype is None:
+            h = F.relu(self.trunk(obs))
+        else:  # the trunk is all hidden layers; the two heads stay float32
+            with _hidden_precision(self.matmul_dtype, obs):
+                h = F.relu(self.trunk(obs))
+            h = h.float()
         log_std = self.log_std(h)
         if self.log_std_bounds is not None:
             log_std = log_std.clamp(*self.log_std_bounds)
@@ -164,12 +208,14 @@ class TanhGaussianActor(nn.Module):
 class DeterministicActor(nn.Module):
     """``a = tanh(f(s))`` in [-1, 1] (TD3, DQfD)."""
 
+    matmul_dtype: torch.dtype | None = None
+
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)) -> None:
         super().__init__()
         self.net = mlp(obs_dim, act_dim, hidden)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(obs))
+        return torch.tanh(mlp_forward(self.net, obs, self.matmul_dtype))
 
 
 class PerturbationActor(nn.Module):
@@ -178,6 +224,8 @@ class PerturbationActor(nn.Module):
     Each output lies within ``phi`` of its input action (the clamp only moves it towards the
     input, which is already in [-1, 1]). ``obs [B, S]`` broadcasts against ``act [B, K, A]``.
     """
+
+    matmul_dtype: torch.dtype | None = None
 
     def __init__(
         self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (400, 300), phi: float = 0.05
@@ -189,7 +237,9 @@ class PerturbationActor(nn.Module):
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         if obs.dim() < act.dim():
             obs = obs.unsqueeze(-2).expand(*act.shape[:-1], obs.shape[-1])
-        xi = self.phi * torch.tanh(self.net(torch.cat([obs, act], -1)))
+        xi = self.phi * torch.tanh(
+            mlp_forward(self.net, torch.cat([obs, act], -1), self.matmul_dtype)
+        )
         return (act + xi).clamp(-1.0, 1.0)
 
 
@@ -199,6 +249,8 @@ class VAE(nn.Module):
     Latent size defaults to ``2 * act_dim``; the encoder log-std is clamped to [-4, 15] and
     prior samples are clipped to +-``latent_clip`` (0.5), as in BCQ and BEAR.
     """
+
+    matmul_dtype: torch.dtype | None = None
 
     def __init__(
         self,
@@ -216,7 +268,8 @@ class VAE(nn.Module):
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor):
         """Returns ``(reconstruction, mean, std)`` for the ELBO."""
-        mean, log_std = self.encoder(torch.cat([obs, act], -1)).chunk(2, -1)
+        enc = mlp_forward(self.encoder, torch.cat([obs, act], -1), self.matmul_dtype)
+        mean, log_std = enc.chunk(2, -1)
         std = log_std.clamp(-4.0, 15.0).exp()
         z = mean + std * torch.randn_like(std)
         return self.decode(obs, z)[0], mean, std
@@ -243,7 +296,7 @@ class VAE(nn.Module):
             z = z.clamp(-self.latent_clip, self.latent_clip)
         if z.dim() == obs.dim() + 1:
             obs = obs.unsqueeze(-2).expand(*z.shape[:-1], obs.shape[-1])
-        out = self.decoder(torch.cat([obs, z], -1))
+        out = mlp_forward(self.decoder, torch.cat([obs, z], -1), self.matmul_dtype)
         return torch.tanh(out), out
 
 

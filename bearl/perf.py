@@ -47,3 +47,26 @@ def resident_mib() -> float:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
+
+
+def native_bf16(device: str = "cpu") -> bool:
+    """Whether bfloat16 matmuls run natively: on CPU the ``avx512_bf16`` or ``amx_bf16`` flag
+    in /proc/cpuinfo (elsewhere torch converts to float32 and back, and gains little or loses);
+    on CUDA, torch's answer for the current GPU."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from bearl.cli import main
 from bearl.experiments.bench import _MatmulRecorder, bench_dataset, flops_and_roofline, make_algo
 
@@ -16,7 +18,7 @@ def test_matmul_recorder_sees_forward_and_backward():
     rec = _MatmulRecorder()
     with rec:
         (x @ w).sum().backward()
-    shapes = {(m, k, n) for _, m, k, n, _ in rec.calls}
+    shapes = {(m, k, n) for _, m, k, n, _, _ in rec.calls}
     assert (8, 4, 3) in shapes and len(rec.calls) >= 3  # forward + two gradients
 
 
@@ -54,6 +56,30 @@ def test_bench_cli_writes_json(tmp_path):
     assert {"peer", "peer_updates_per_s", "ratio", "flops_per_update", "roofline_fraction"} <= set(
         rows[0]
     )
+
+
+def test_bench_rows_per_precision_and_preset_with_the_roofline_at_their_precision(tmp_path):
+    out = tmp_path / "b.json"
+    args = ["bench", "--algo", "TD3", "--threads", "1", "--steps", "2", "--repeats", "1"]
+    args += ["--warmup", "1", "--no-peer", "--no-extras", "--json", str(out)]
+    assert main([*args, "--precision", "fp32,bf16", "--preset", "bench,paper"]) == 0
+    rows = json.loads(out.read_text())
+    assert {(r["preset"], r["precision"]) for r in rows} == {
+        (p, q) for p in ("bench", "paper") for q in ("fp32", "bf16")
+    }
+    # a bf16 row's roofline counts its hidden matmuls at bf16 speed: not the fp32 row's bound
+    roof = {(r["preset"], r["precision"]): r["roofline_updates_per_s"] for r in rows}
+    assert roof[("bench", "bf16")] != roof[("bench", "fp32")]
+    assert main([*args, "--precision", "fp16"]) == 2
+
+
+def test_the_matmul_recorder_sees_bf16_calls():
+    algo, cfg = make_algo("TD3", precision="bf16")
+    sampler = bench_dataset(2000).sampler(cfg.batch_size)
+    rec = _MatmulRecorder()
+    with rec:
+        algo.update(sampler.sample())
+    assert {c[-1] for c in rec.calls} >= {torch.bfloat16}
 
 
 def test_ab_compares_two_versions_and_cleans_up():

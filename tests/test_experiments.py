@@ -792,3 +792,18 @@ def test_sigterm_stops_a_sweep_on_ray_cleanly_and_it_resumes(tmp_path):
     assert "resumed at step" in (run / "debug.log").read_text()
     with open(run / "progress.csv", newline="") as f:
         assert [int(r["Step"]) for r in csv.DictReader(f)] == list(range(20, 401, 20))
+
+
+def test_report_shows_precision_and_never_averages_bf16_with_fp32(tmp_path):
+    root = tmp_path / "runs"
+    write_run(root, "old_0", "BEAR", "hopper-medium", 0, [10.0, 20.0])  # before --precision
+    write_run(root, "fp32_1", "BEAR", "hopper-medium", 1, [30.0], settings={"precision": "fp32"})
+    write_run(root, "bf16_0", "BEAR", "hopper-medium", 0, [50.0], settings={"precision": "bf16"})
+    table = report([root])
+    assert "| precision |" in table.splitlines()[0]
+    rows = {line.split("|")[3].strip(): line for line in table.splitlines() if "| BEAR" in line}
+    assert set(rows) == {"fp32", "bf16"}
+    assert "25.0 ± 5.0" in rows["fp32"] and "| 2 |" in rows["fp32"]  # the old run is fp32
+    assert "50.0" in rows["bf16"] and "| 1 |" in rows["bf16"]
+    only_fp32 = report([root / "old_0", root / "fp32_1"])
+    assert "precision" not in only_fp32  # nothing to show when every run is fp32

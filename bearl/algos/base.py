@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from bearl.data.dataset import Batch
-from bearl.nets import EnsembleCritic
+from bearl.nets import EnsembleCritic, set_matmul_dtype
 
 
 class Algorithm:
@@ -57,6 +57,12 @@ class Algorithm:
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def set_precision(self, precision: str) -> None:
+        """``fp32`` or ``bf16``: the dtype of every network's hidden-layer matmuls (nets.py)."""
+        dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        for net in self.nets.values():
+            set_matmul_dtype(net, dtype)
 
     def optimize(self, name: str, loss: torch.Tensor) -> None:
         """One gradient step of optimizer ``name`` on ``loss``."""

@@ -13,6 +13,7 @@ its matmuls took time. ``roofline_fraction`` = measured rate / that bound.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import statistics
@@ -43,6 +44,8 @@ class Row:
     threads: int
     updates_per_s: float
     spread: tuple[float, float]
+    precision: str = "fp32"
+    preset: str = "bench"
     peer: str | None = None
     peer_updates_per_s: float | None = None
     ratio: float | None = None
@@ -68,17 +71,40 @@ def bench_dataset(n: int = 50_000, seed: int = 0) -> Dataset:
     )
 
 
-def make_algo(name: str, device: str = "cpu", obs_dim: int = OBS_DIM, act_dim: int = ACT_DIM):
+PRESETS = ("bench", "paper")
+
+
+def make_algo(
+    name: str,
+    device: str = "cpu",
+    obs_dim: int = OBS_DIM,
+    act_dim: int = ACT_DIM,
+    preset: str = "bench",
+    precision: str = "fp32",
+):
+    """``name`` at its bench settings (``preset="bench"``: the d3rlpy peer's hyperparameters) or
+    at what ``bearl train`` runs on Hopper (``"paper"``; any warm start left out, so that the
+    whole update is timed), its hidden matmuls in ``precision``."""
     cls = algorithm_class(name)
-    cfg = cls.config_cls(**cls.bench_settings)
-    return cls(cfg, obs_dim, act_dim, device), cfg
+    if preset == "bench":
+        settings = dict(cls.bench_settings)
+    elif preset == "paper":
+        settings = cls.preset("paper", "hopper")
+        if "warm_start_steps" in cls.config_cls.__dataclass_fields__:
+            settings["warm_start_steps"] = 0
+    else:
+        raise ValueError(f"preset must be one of {PRESETS}, not {preset!r}")
+    cfg = cls.config_cls(**settings)
+    algo = cls(cfg, obs_dim, act_dim, device)
+    algo.set_precision(precision)
+    return algo, cfg
 
 
-def seeded_algo(name: str, data: Dataset):
-    """``name`` at the bench settings built from torch seed 0, with a seed-0 sampler of
-    ``data``: the same start for every timing of it."""
+def seeded_algo(name: str, data: Dataset, preset: str = "bench", precision: str = "fp32"):
+    """``name`` built from torch seed 0, with a seed-0 sampler of ``data``: the same start for
+    every timing of it."""
     torch.manual_seed(0)
-    algo, cfg = make_algo(name)
+    algo, cfg = make_algo(name, preset=preset, precision=precision)
     return algo, data.sampler(cfg.batch_size, "cpu", seed=0)
 
 
@@ -96,27 +122,34 @@ _MM_OPS = {"mm", "addmm", "bmm", "baddbmm"}
 
 
 class _MatmulRecorder(TorchDispatchMode):
-    """Records (op, m, k, n, batch) of every matrix multiply dispatched inside the block."""
+    """Records (op, m, k, n, batch, dtype) of every matrix multiply dispatched in the block."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.calls: list[tuple[str, int, int, int, int]] = []
+        self.calls: list[tuple[str, int, int, int, int, torch.dtype]] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.overloadpacket.__name__
         if name in _MM_OPS:
             a, b = (args[1], args[2]) if name in ("addmm", "baddbmm") else (args[0], args[1])
             if a.dim() == 3:
-                self.calls.append(("bmm", a.shape[1], a.shape[2], b.shape[2], a.shape[0]))
+                self.calls.append(("bmm", a.shape[1], a.shape[2], b.shape[2], a.shape[0], a.dtype))
             else:
-                self.calls.append(("mm", a.shape[0], a.shape[1], b.shape[1], 1))
+                self.calls.append(("mm", a.shape[0], a.shape[1], b.shape[1], 1, a.dtype))
         return func(*args, **(kwargs or {}))
 
 
-def gemm_gflops(m: int, k: int, n: int, batch: int = 1, min_time: float = 0.05) -> float:
-    """Measured fp32 GEMM throughput (GFLOP/s) at one shape on this machine."""
-    a = torch.randn(batch, m, k) if batch > 1 else torch.randn(m, k)
-    b = torch.randn(batch, k, n) if batch > 1 else torch.randn(k, n)
+def gemm_gflops(
+    m: int,
+    k: int,
+    n: int,
+    batch: int = 1,
+    min_time: float = 0.05,
+    dtype: torch.dtype = torch.float32,
+) -> float:
+    """Measured GEMM throughput (GFLOP/s) at one shape and dtype on this machine."""
+    a = (torch.randn(batch, m, k) if batch > 1 else torch.randn(m, k)).to(dtype)
+    b = (torch.randn(batch, k, n) if batch > 1 else torch.randn(k, n)).to(dtype)
     op = torch.bmm if batch > 1 else torch.mm
     for _ in range(3):
         op(a, b)
@@ -143,12 +176,12 @@ def flops_and_roofline(algo, sampler) -> tuple[float, float]:
     rec = _MatmulRecorder()
     with rec:
         algo.update(sampler.sample())
-    cache: dict[tuple[int, int, int, int], float] = {}
+    cache: dict[tuple, float] = {}
     seconds = 0.0
-    for _, m, k, n, bt in rec.calls:
-        key = (m, k, n, bt)
+    for _, m, k, n, bt, dtype in rec.calls:  # each matmul at its own dtype (bf16 or fp32)
+        key = (m, k, n, bt, dtype)
         if key not in cache:
-            cache[key] = gemm_gflops(m, k, n, bt)
+            cache[key] = gemm_gflops(m, k, n, bt, dtype=dtype)
         seconds += 2.0 * m * k * n * bt / (cache[key] * 1e9)
     return flops, (1.0 / seconds if seconds > 0 else float("nan"))
 
@@ -270,8 +303,18 @@ def run(
     warmup: int,
     peer: bool = True,
     extras: bool = True,
+    precisions: tuple[str, ...] = ("fp32",),
+    presets: tuple[str, ...] = ("bench",),
 ) -> list[Row]:
+    from bearl.perf import cpu_flags, native_bf16
+
     tune_allocator()
+    if "bf16" in precisions:
+        have = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+        print(
+            f"native bf16 matmuls on this CPU: {'yes (' + ', '.join(have) + ')' if have else 'no'}"
+            + ("" if native_bf16() else "; bf16 rows measure converted matmuls")
+        )
     py = peer_python() if peer else None
     if peer and py is None:
         print(
@@ -281,36 +324,40 @@ def run(
         )
     ds = bench_dataset()
     rows = []
-    for name in algos:
-        for t in threads:
-            torch.set_num_threads(t)
-            algo, sampler = seeded_algo(name, ds)
-            ours, theirs = [], []
-            for _ in range(repeats):  # interleaved: ours, peer, ours, peer, ...
-                ours.append(time_updates(algo, sampler, steps, warmup))
-                if py is not None and algorithm_class(name).bench_settings:
-                    v = run_peer(py, name, t, max(steps // 4, 20), warmup)
-                    if v is not None:
-                        theirs.append(v)
-            flops, roof = flops_and_roofline(algo, sampler)
-            med = statistics.median(ours)
-            peer_med = statistics.median(theirs) if theirs else None
-            row = Row(
-                name,
-                t,
-                med,
-                (min(ours), max(ours)),
-                peer=f"d3rlpy {name}" if peer_med else None,
-                peer_updates_per_s=peer_med,
-                ratio=med / peer_med if peer_med else None,
-                flops_per_update=flops,
-                roofline_updates_per_s=roof,
-                roofline_fraction=med / roof,
-            )
-            if theirs:
-                row.extra["peer_spread"] = (min(theirs), max(theirs))
-            rows.append(row)
-            print(_fmt_row(row), flush=True)
+    for name, preset, precision, t in itertools.product(algos, presets, precisions, threads):
+        torch.set_num_threads(t)
+        algo, sampler = seeded_algo(name, ds, preset, precision)
+        has_peer = (
+            py is not None and preset == "bench" and bool(algorithm_class(name).bench_settings)
+        )
+        ours, theirs = [], []
+        for _ in range(repeats):  # interleaved: ours, peer, ours, peer, ...
+            ours.append(time_updates(algo, sampler, steps, warmup))
+            if has_peer:  # d3rlpy at fp32, its only precision
+                v = run_peer(py, name, t, max(steps // 4, 20), warmup)
+                if v is not None:
+                    theirs.append(v)
+        flops, roof = flops_and_roofline(algo, sampler)
+        med = statistics.median(ours)
+        peer_med = statistics.median(theirs) if theirs else None
+        row = Row(
+            name,
+            t,
+            med,
+            (min(ours), max(ours)),
+            precision=precision,
+            preset=preset,
+            peer=f"d3rlpy {name}" if peer_med else None,
+            peer_updates_per_s=peer_med,
+            ratio=med / peer_med if peer_med else None,
+            flops_per_update=flops,
+            roofline_updates_per_s=roof,
+            roofline_fraction=med / roof,
+        )
+        if theirs:
+            row.extra["peer_spread"] = (min(theirs), max(theirs))
+        rows.append(row)
+        print(_fmt_row(row), flush=True)
     if extras:
         torch.set_num_threads(threads[0])
         ev = bench_evaluation()
@@ -333,7 +380,8 @@ def _fmt_row(r: Row) -> str:
         f" | d3rlpy {r.peer_updates_per_s:7.1f} -> {r.ratio:5.2f}x" if r.peer_updates_per_s else ""
     )
     return (
-        f"{r.algo:<10} threads {r.threads} | {r.updates_per_s:7.1f} upd/s "
+        f"{r.algo:<10} {r.preset:<5} {r.precision} threads {r.threads} | "
+        f"{r.updates_per_s:7.1f} upd/s "
         f"[{r.spread[0]:.1f}-{r.spread[1]:.1f}]{peer} | {r.flops_per_update / 1e9:.2f} "
         f"GFLOP/update | roofline {r.roofline_updates_per_s:.1f} upd/s "
         f"({100 * r.roofline_fraction:.0f}%)"
@@ -345,6 +393,8 @@ def rows_to_json(rows: list[Row]) -> list[dict[str, Any]]:
         {
             "algo": r.algo,
             "threads": r.threads,
+            "precision": r.precision,
+            "preset": r.preset,
             "updates_per_s": r.updates_per_s,
             "spread": list(r.spread),
             "peer": r.peer,

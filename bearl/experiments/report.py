@@ -126,6 +126,8 @@ def summarize(
         if not runs:
             raise BearlError(f"no run has values of '{metric}'")
     scores = {s.info.path: s for s in runs}
+    if "precision" not in by and any(s.info.setting("precision") != "fp32" for s in runs):
+        by = [*by, "precision"]  # bf16 runs are shown, and never averaged with fp32 ones
     groups = group_runs([s.info for s in runs], by)
     warn_mixed_groups(groups, by)
     rows = []
@@ -163,6 +165,7 @@ def report(
     if fmt not in FORMATS:
         raise BearlError(f"--format {fmt}: choose markdown or csv")
     rows = summarize(paths, by, metric)
+    by = list(rows[0].by) if rows else list(by)  # (summarize may add precision)
     return format_csv(rows, by) if fmt == "csv" else format_markdown(rows, by, metric)
 
 

@@ -84,7 +84,7 @@ def run_info(run_dir: str | Path) -> RunInfo:
                 str(v.get("algorithm") or train.get("algo") or "?"),
                 dataset_label(str(train.get("dataset", "?"))),
                 as_int(v.get("seed", train.get("seed"))),
-                {**algo, **train},
+                {"precision": "fp32", **algo, **train},  # (runs before --precision: fp32)
             )
     r = read_json(run_dir / "result.json")
     if isinstance(r, dict) and "algo" in r:

@@ -120,6 +120,9 @@ def _train(
     scale = ActionScale.of(evaluator.spaces[1] if evaluator else None, dataset.act_dim, device)
     algo_cls = algorithm_class(cfg.algo)
     algo = algo_cls(algo_cfg, dataset.obs_dim, dataset.act_dim, device)
+    if cfg.precision != "fp32":
+        _check_precision(cfg)
+        algo.set_precision(cfg.precision)
     sampler = dataset.sampler(getattr(algo_cfg, "batch_size", 256), device, seed=cfg.seed)
     if evaluator:
         evaluator.attach(dataset, scale)
@@ -282,6 +285,7 @@ def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: 
         "env": env_name,
         "seed": cfg.seed,
         "steps": cfg.steps,
+        "precision": cfg.precision,
         "wall_time": last.get("WallTime"),
         "final_score": last.get("NormalizedScore"),
         "final_return": last.get("AverageReturn"),
@@ -294,6 +298,18 @@ def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: 
     logger.info(f"done: {json.dumps(result)}")
     logger.close()
     return result
+
+
+def _check_precision(cfg: TrainConfig) -> None:
+    from bearl.perf import native_bf16
+
+    if not native_bf16(cfg.device):
+        print(
+            f"bearl: warning: --precision {cfg.precision} on a {cfg.device} without native bf16 "
+            "matmuls (no avx512_bf16 / amx_bf16 flag): they are converted, and may be slower "
+            "than fp32",
+            file=sys.stderr,
+        )
 
 
 def _seed_and_device(cfg: TrainConfig) -> torch.device:
