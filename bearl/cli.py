@@ -599,6 +599,14 @@ def _bench_parser(sub) -> None:
         help="comma-separated settings: bench (d3rlpy's hyperparameters, the peer's) and/or "
         "paper (what bearl train runs on Hopper, warm start left out) (default: bench)",
     )
+    p.add_argument(
+        "--behavior_model",
+        "--behavior-model",
+        dest="behavior_model",
+        default="joint",
+        help="comma-separated: joint (the VAE fitted in every update) and/or pretrained (frozen; "
+        "algorithms with a behaviour VAE) (default: joint)",
+    )
     p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -611,9 +619,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
     precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
     presets = tuple(p.strip() for p in args.preset.split(",") if p.strip())
+    behaviors = tuple(p.strip() for p in args.behavior_model.split(",") if p.strip())
     for name, values, allowed in (
         ("precision", precisions, ("fp32", "bf16")),
         ("preset", presets, ("bench", "paper")),
+        ("behavior_model", behaviors, ("joint", "pretrained")),
     ):
         bad = [v for v in values if v not in allowed]
         if bad or not values:
@@ -628,6 +638,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         extras=not args.no_extras,
         precisions=precisions,
         presets=presets,
+        behavior_models=behaviors,
     )
     if args.json:
         Path(args.json).write_text(json.dumps(rows_to_json(rows), indent=2))

@@ -73,6 +73,19 @@ def test_bench_rows_per_precision_and_preset_with_the_roofline_at_their_precisio
     assert main([*args, "--precision", "fp16"]) == 2
 
 
+def test_bench_pretrained_rows_only_for_algorithms_with_a_behaviour_model(tmp_path):
+    out = tmp_path / "b.json"
+    args = ["bench", "--threads", "1", "--steps", "2", "--repeats", "1", "--warmup", "1"]
+    args += ["--no-peer", "--no-extras", "--json", str(out), "--behavior_model", "joint,pretrained"]
+    assert main([*args, "--algo", "BCQ"]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["behavior_model"] for r in rows] == ["joint", "pretrained"]
+    # the frozen VAE is no longer fitted: fewer FLOPs per update
+    assert rows[1]["flops_per_update"] < rows[0]["flops_per_update"]
+    assert main([*args, "--algo", "TD3"]) == 0
+    assert [r["behavior_model"] for r in json.loads(out.read_text())] == ["joint"]
+
+
 def test_the_matmul_recorder_sees_bf16_calls():
     algo, cfg = make_algo("TD3", precision="bf16")
     sampler = bench_dataset(2000).sampler(cfg.batch_size)

@@ -58,6 +58,16 @@ class Algorithm:
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def behavior_vae(self) -> nn.Module | None:
+        """The conditional VAE of the behaviour policy this algorithm fits, if any: what
+        ``behavior_model=pretrained`` fits once, caches and freezes (training/behavior.py)."""
+        return None
+
+    @property
+    def behavior_frozen(self) -> bool:
+        """Whether the behaviour VAE is pretrained and frozen (no VAE step in ``update``)."""
+        return getattr(self.cfg, "behavior_model", "joint") == "pretrained"
+
     def set_precision(self, precision: str) -> None:
         """``fp32`` or ``bf16``: the dtype of every network's hidden-layer matmuls (nets.py)."""
         dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]

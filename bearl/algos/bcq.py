@@ -29,13 +29,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from bearl.algos.base import Algorithm, adam, soft_update
-from bearl.algos.settings import ActorSettings, BatchSettings, CriticSettings, VAESettings
+from bearl.algos.settings import (
+    ActorSettings,
+    BatchSettings,
+    BehaviorSettings,
+    CriticSettings,
+    VAESettings,
+)
 from bearl.data.dataset import Batch
 from bearl.nets import VAE, EnsembleCritic, PerturbationActor, pick_best
 
 
 @dataclass
-class BCQConfig(BatchSettings, ActorSettings, CriticSettings, VAESettings):
+class BCQConfig(BatchSettings, ActorSettings, CriticSettings, VAESettings, BehaviorSettings):
     """BCQ hyperparameters. Defaults are the original code's (its paper used the same), so the
     ``paper`` and ``original`` presets coincide."""
 
@@ -65,6 +71,7 @@ class BCQConfig(BatchSettings, ActorSettings, CriticSettings, VAESettings):
         for name in ("num_backup_samples", "num_eval_samples", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        self.validate_behavior()
 
 
 class PerturbedBest(nn.Module):
@@ -173,7 +180,7 @@ class BCQ(Algorithm):
         }
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        vae_loss = self._vae_step(batch)
+        behavior = {} if self.behavior_frozen else {"vae_loss": self._vae_step(batch)}
         critic_loss, q_data, q_target = self._critic_step(batch)
         metrics = self._actor_step(batch)
         # -- 5. targets
@@ -182,11 +189,14 @@ class BCQ(Algorithm):
         self.step += 1
         return {
             "critic_loss": critic_loss,
-            "vae_loss": vae_loss,
+            **behavior,
             "q_data": q_data,
             "q_target": q_target,
             **metrics,
         }
+
+    def behavior_vae(self) -> nn.Module:
+        return self.vae
 
     # -- acting ------------------------------------------------------------------------------------
     def action_rule(self, deterministic: bool = False) -> nn.Module:

@@ -31,14 +31,20 @@ import torch
 from torch import nn
 
 from bearl.algos.base import Algorithm, adam, soft_update
-from bearl.algos.settings import ActorSettings, BatchSettings, CriticSettings, VAESettings
+from bearl.algos.settings import (
+    ActorSettings,
+    BatchSettings,
+    BehaviorSettings,
+    CriticSettings,
+    VAESettings,
+)
 from bearl.data.dataset import Batch
 from bearl.kernels import mmd
 from bearl.nets import VAE, EnsembleCritic, MeanAction, TanhGaussianActor, pick_best
 
 
 @dataclass
-class BEARConfig(BatchSettings, ActorSettings, CriticSettings, VAESettings):
+class BEARConfig(BatchSettings, ActorSettings, CriticSettings, VAESettings, BehaviorSettings):
     """BEAR hyperparameters. Defaults are the ``paper`` preset (the rlkit / D4RL-paper setup)."""
 
     # -- support constraint ----------------------------------------------------------------------
@@ -123,6 +129,7 @@ class BEARConfig(BatchSettings, ActorSettings, CriticSettings, VAESettings):
                 raise ValueError(f"{name} must be >= 1")
         if not 0.0 < self.delta_conf < 1.0:
             raise ValueError("delta_conf must be in (0, 1)")
+        self.validate_behavior()
 
 
 # -- presets (docs/bear.md): overrides of BEARConfig's defaults ----------------------------------
@@ -306,7 +313,7 @@ class BEAR(Algorithm):
         }
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        vae_loss = self._vae_step(batch)
+        behavior = {} if self.behavior_frozen else {"vae_loss": self._vae_step(batch)}
         critic_loss, q_data, q_target = self._critic_step(batch)
         metrics = self._actor_step(batch)
         soft_update(self.critic_target, self.critic, self.cfg.tau)
@@ -315,11 +322,14 @@ class BEAR(Algorithm):
         self.step += 1
         return {
             "critic_loss": critic_loss,
-            "vae_loss": vae_loss,
+            **behavior,
             "q_data": q_data,
             "q_target": q_target,
             **metrics,
         }
+
+    def behavior_vae(self) -> nn.Module:
+        return self.vae
 
     # -- acting ------------------------------------------------------------------------------------
     def action_rule(self, deterministic: bool = False) -> nn.Module:

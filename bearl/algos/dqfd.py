@@ -29,9 +29,10 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from bearl.algos.base import adam
-from bearl.algos.settings import VAESettings
+from bearl.algos.settings import BehaviorSettings, VAESettings
 from bearl.algos.td3 import TD3, TD3Config
 from bearl.data.dataset import Batch
 from bearl.nets import VAE
@@ -44,7 +45,7 @@ def margin_loss(q_policy: torch.Tensor, q_demo: torch.Tensor, margin: float) -> 
 
 
 @dataclass
-class DQfDConfig(TD3Config, VAESettings):
+class DQfDConfig(TD3Config, VAESettings, BehaviorSettings):
     """DQfD hyperparameters: TD3's (see TD3Config) plus the margin loss. Defaults are the
     ``paper`` preset (TD3's paper preset plus the margin loss on dataset actions); ``original``
     is the BEAR code's (400-300, lr 1e-3, batch 100, VAE demonstrations, lamda 0.5)."""
@@ -66,6 +67,9 @@ class DQfDConfig(TD3Config, VAESettings):
             raise ValueError(f"demo_action must be dataset or vae, not {self.demo_action!r}")
         if self.lamda < 0:
             raise ValueError("lamda must be >= 0")
+        self.validate_behavior()
+        if self.behavior_model == "pretrained" and self.demo_action != "vae":
+            raise ValueError("behavior_model=pretrained needs demo_action=vae (no VAE otherwise)")
 
 
 class DQfD(TD3):
@@ -130,8 +134,11 @@ class DQfD(TD3):
     # -- 3. actor and targets: TD3's ---------------------------------------------------------
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         metrics = {}
-        if self.cfg.demo_action == "vae":
+        if self.cfg.demo_action == "vae" and not self.behavior_frozen:
             vae_loss = self.vae.loss(batch.observations, batch.actions)
             self.optimize("vae", vae_loss)
             metrics["vae_loss"] = vae_loss.detach()
         return {**metrics, **super().update(batch)}
+
+    def behavior_vae(self) -> nn.Module | None:
+        return self.vae if self.cfg.demo_action == "vae" else None

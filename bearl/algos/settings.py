@@ -43,3 +43,23 @@ class VAESettings:
     """Adam learning rate of the conditional VAE that models the behaviour policy."""
     vae_hidden: tuple[int, ...] = (750, 750)
     """Hidden layers of the VAE encoder and decoder."""
+
+
+@dataclass
+class BehaviorSettings:
+    behavior_model: str = "joint"
+    """How the behaviour VAE is fitted: ``joint``, alongside everything else at every gradient
+    step (the paper's and the original code's way), or ``pretrained``: alone, for
+    ``behavior_steps`` steps before training, cached per (dataset, VAE settings, seed, precision)
+    so that later runs of any algorithm load it, and frozen while training (docs/bear.md)."""
+    behavior_steps: int = 30_000
+    """behavior_model=pretrained: gradient steps of the VAE's fit (chosen from its loss curve:
+    docs/performance.md)."""
+
+    def validate_behavior(self) -> None:
+        if self.behavior_model not in ("joint", "pretrained"):
+            raise ValueError(
+                f"behavior_model must be joint or pretrained, not {self.behavior_model!r}"
+            )
+        if self.behavior_steps < 1:
+            raise ValueError("behavior_steps must be >= 1")

@@ -46,6 +46,7 @@ class Row:
     spread: tuple[float, float]
     precision: str = "fp32"
     preset: str = "bench"
+    behavior_model: str = "joint"
     peer: str | None = None
     peer_updates_per_s: float | None = None
     ratio: float | None = None
@@ -81,10 +82,12 @@ def make_algo(
     act_dim: int = ACT_DIM,
     preset: str = "bench",
     precision: str = "fp32",
+    behavior_model: str = "joint",
 ):
     """``name`` at its bench settings (``preset="bench"``: the d3rlpy peer's hyperparameters) or
     at what ``bearl train`` runs on Hopper (``"paper"``; any warm start left out, so that the
-    whole update is timed), its hidden matmuls in ``precision``."""
+    whole update is timed), its hidden matmuls in ``precision``; ``behavior_model="pretrained"``
+    times the update with a frozen behaviour VAE (algorithms that have one)."""
     cls = algorithm_class(name)
     if preset == "bench":
         settings = dict(cls.bench_settings)
@@ -94,17 +97,27 @@ def make_algo(
             settings["warm_start_steps"] = 0
     else:
         raise ValueError(f"preset must be one of {PRESETS}, not {preset!r}")
+    if behavior_model != "joint" and "behavior_model" in cls.config_cls.__dataclass_fields__:
+        settings["behavior_model"] = behavior_model
+        if "demo_action" in cls.config_cls.__dataclass_fields__:
+            settings["demo_action"] = "vae"
     cfg = cls.config_cls(**settings)
     algo = cls(cfg, obs_dim, act_dim, device)
     algo.set_precision(precision)
     return algo, cfg
 
 
-def seeded_algo(name: str, data: Dataset, preset: str = "bench", precision: str = "fp32"):
+def seeded_algo(
+    name: str,
+    data: Dataset,
+    preset: str = "bench",
+    precision: str = "fp32",
+    behavior_model: str = "joint",
+):
     """``name`` built from torch seed 0, with a seed-0 sampler of ``data``: the same start for
     every timing of it."""
     torch.manual_seed(0)
-    algo, cfg = make_algo(name, preset=preset, precision=precision)
+    algo, cfg = make_algo(name, preset=preset, precision=precision, behavior_model=behavior_model)
     return algo, data.sampler(cfg.batch_size, "cpu", seed=0)
 
 
@@ -305,6 +318,7 @@ def run(
     extras: bool = True,
     precisions: tuple[str, ...] = ("fp32",),
     presets: tuple[str, ...] = ("bench",),
+    behavior_models: tuple[str, ...] = ("joint",),
 ) -> list[Row]:
     from bearl.perf import cpu_flags, native_bf16
 
@@ -324,9 +338,13 @@ def run(
         )
     ds = bench_dataset()
     rows = []
-    for name, preset, precision, t in itertools.product(algos, presets, precisions, threads):
+    combos = itertools.product(algos, presets, behavior_models, precisions, threads)
+    for name, preset, behavior, precision, t in combos:
+        fields = algorithm_class(name).config_cls.__dataclass_fields__
+        if behavior != "joint" and "behavior_model" not in fields:
+            continue  # no behaviour model to pretrain
         torch.set_num_threads(t)
-        algo, sampler = seeded_algo(name, ds, preset, precision)
+        algo, sampler = seeded_algo(name, ds, preset, precision, behavior)
         has_peer = (
             py is not None and preset == "bench" and bool(algorithm_class(name).bench_settings)
         )
@@ -347,6 +365,7 @@ def run(
             (min(ours), max(ours)),
             precision=precision,
             preset=preset,
+            behavior_model=behavior,
             peer=f"d3rlpy {name}" if peer_med else None,
             peer_updates_per_s=peer_med,
             ratio=med / peer_med if peer_med else None,
@@ -380,7 +399,7 @@ def _fmt_row(r: Row) -> str:
         f" | d3rlpy {r.peer_updates_per_s:7.1f} -> {r.ratio:5.2f}x" if r.peer_updates_per_s else ""
     )
     return (
-        f"{r.algo:<10} {r.preset:<5} {r.precision} threads {r.threads} | "
+        f"{r.algo:<10} {r.preset:<5} {r.precision} {r.behavior_model:<10} threads {r.threads} | "
         f"{r.updates_per_s:7.1f} upd/s "
         f"[{r.spread[0]:.1f}-{r.spread[1]:.1f}]{peer} | {r.flops_per_update / 1e9:.2f} "
         f"GFLOP/update | roofline {r.roofline_updates_per_s:.1f} upd/s "
@@ -395,6 +414,7 @@ def rows_to_json(rows: list[Row]) -> list[dict[str, Any]]:
             "threads": r.threads,
             "precision": r.precision,
             "preset": r.preset,
+            "behavior_model": r.behavior_model,
             "updates_per_s": r.updates_per_s,
             "spread": list(r.spread),
             "peer": r.peer,

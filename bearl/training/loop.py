@@ -31,6 +31,7 @@ from bearl.errors import BearlError, ConfigError, DiskFull, RunInterrupted
 from bearl.files import dataset_slug, write_atomic
 from bearl.perf import resident_mib, tune_allocator
 from bearl.progress import progress_bar
+from bearl.training.behavior import load_or_fit
 from bearl.training.checkpoint import (
     check_free_space,
     load_checkpoint,
@@ -124,6 +125,10 @@ def _train(
         _check_precision(cfg)
         algo.set_precision(cfg.precision)
     sampler = dataset.sampler(getattr(algo_cfg, "batch_size", 256), device, seed=cfg.seed)
+    behavior_note = None
+    if resume is None and algo.behavior_frozen and algo.behavior_vae() is not None:
+        behavior_note = load_or_fit(algo, dataset, cfg, algo_cfg, scale)  # (forked RNG)
+        print(f"bearl: {behavior_note}", file=sys.stderr)
     if evaluator:
         evaluator.attach(dataset, scale)
     check_free_space(run_dir, algo.nets)
@@ -140,6 +145,8 @@ def _train(
         logger.info(f"resumed at step {state.step}")
     else:
         _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name)
+        if behavior_note:
+            logger.info(behavior_note)
 
     bar = progress_bar(cfg.steps, disable=not cfg.progress, initial=state.step, unit="step")
     means = MetricMeans()

@@ -1,0 +1,109 @@
+"""The behaviour model fitted once: ``behavior_model=pretrained``.
+
+BEAR, BCQ and DQfD (``demo_action=vae``) each fit the same conditional VAE of the behaviour
+policy to the same dataset. With ``behavior_model=pretrained`` the VAE is fitted alone, before
+training, for ``behavior_steps`` gradient steps (its own Adam, minibatches from its own seeded
+sampler, under a forked torch random state, so the run's random stream is not touched), saved in
+a cache keyed by the dataset's content, the VAE's settings, the seed and the precision, and
+loaded by every later run with the same key, of any of those algorithms. The algorithm then
+keeps it frozen (no VAE step in its update); the checkpoints hold its weights, so a resumed run
+needs no cache. The cache is ``$BEARL_CACHE/behavior`` (default ``~/.cache/bearl/behavior``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bearl.algos.base import adam
+from bearl.files import write_atomic
+
+SEED_OFFSET = 7_919  # the fit's sampler and torch seed: seed + OFFSET, apart from training
+CACHE_FORMAT = "bearl-behavior-vae-v1"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("BEARL_CACHE") or Path.home() / ".cache" / "bearl"
+    return Path(root) / "behavior"
+
+
+def fingerprint(dataset: Any) -> str:
+    """SHA-1 of the dataset's observations and actions (what the VAE is fitted to)."""
+    h = hashlib.sha1()
+    for name in ("observations", "actions"):
+        a = np.ascontiguousarray(getattr(dataset, name))
+        h.update(f"{name}{a.shape}{a.dtype}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def cache_key(dataset: Any, algo_cfg: Any, seed: int, precision: str, scale: Any) -> dict:
+    return {
+        "format": CACHE_FORMAT,
+        "dataset": fingerprint(dataset),
+        "obs_dim": int(dataset.obs_dim),
+        "act_dim": int(dataset.act_dim),
+        "action_low": [float(x) for x in scale.low],  # the actions are fitted in [-1, 1]
+        "action_high": [float(x) for x in scale.high],
+        "vae_hidden": list(algo_cfg.vae_hidden),
+        "vae_lr": float(algo_cfg.vae_lr),
+        "batch_size": int(algo_cfg.batch_size),
+        "behavior_steps": int(algo_cfg.behavior_steps),
+        "seed": int(seed),
+        "precision": precision,
+    }
+
+
+def load_or_fit(algo: Any, dataset: Any, cfg: Any, algo_cfg: Any, scale: Any) -> str:
+    """Put the pretrained behaviour VAE into ``algo`` (from the cache, or fitted and cached
+    now) and freeze it; returns one line saying which, for the run's log."""
+    vae = algo.behavior_vae()
+    key = cache_key(dataset, algo_cfg, cfg.seed, cfg.precision, scale)
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / f"vae-{digest}.pt"
+    if path.exists():
+        saved = torch.load(path, map_location=algo.device, weights_only=True)
+        if saved.get("key") == key:
+            vae.load_state_dict(saved["state"])
+            vae.requires_grad_(False)
+            return f"behaviour model: the pretrained VAE reused from the cache ({path})"
+    t0 = time.time()
+    curve = _fit(vae, dataset, algo_cfg, cfg.seed, algo.device, scale)
+    vae.requires_grad_(False)
+    buf = io.BytesIO()
+    torch.save({"key": key, "state": vae.state_dict(), "curve": curve}, buf)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, buf.getvalue())
+    return (
+        f"behaviour model: VAE fitted alone for {algo_cfg.behavior_steps} steps in "
+        f"{time.time() - t0:.0f} s (final loss {curve[-1][1]:.4f}), cached at {path}"
+    )
+
+
+def _fit(vae, dataset, algo_cfg, seed: int, device, scale) -> list[tuple[int, float]]:
+    """The VAE fitted alone; its training loss averaged over each 1,000 steps."""
+    cuda = [device] if torch.device(device).type == "cuda" else []
+    curve, total = [], 0.0
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed + SEED_OFFSET)
+        sampler = dataset.sampler(algo_cfg.batch_size, device, seed=seed + SEED_OFFSET)
+        opt = adam(vae, algo_cfg.vae_lr)
+        for step in range(1, algo_cfg.behavior_steps + 1):
+            b = sampler.sample()
+            loss = vae.loss(b.observations, scale.to_unit(b.actions))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            if step % 1000 == 0 or step == algo_cfg.behavior_steps:
+                curve.append((step, total / (step - (curve[-1][0] if curve else 0))))
+                total = 0.0
+    return curve

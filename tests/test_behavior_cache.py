@@ -1,0 +1,100 @@
+"""``behavior_model=pretrained``: the behaviour VAE fitted once per dataset, settings and seed,
+cached, reused by later runs, and frozen while training."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from bearl.config import resolve
+from bearl.training.loop import train
+
+from conftest import make_random_dataset
+
+TINY = {
+    "dataset": "memory",
+    "env": "Pendulum-v1",
+    "steps": 30,
+    "eval_every": 15,
+    "eval_episodes": 1,
+    "actor_hidden": "16,16",
+    "critic_hidden": "16,16",
+    "vae_hidden": "16,16",
+    "batch_size": 16,
+    "warm_start_steps": 5,
+    "num_eval_samples": 4,
+    "behavior_model": "pretrained",
+    "behavior_steps": 40,
+    "progress": False,
+}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BEARL_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "behavior"
+
+
+def _run(tmp_path, name, capsys, dataset=None, **over):
+    values = {**TINY, "log_dir": str(tmp_path / "runs"), "run_name": name, **over}
+    algo = values.get("algo", "BEAR")
+    if algo != "BEAR":
+        drop = ("warm_start_steps",) + (("num_eval_samples",) if algo == "DQfD" else ())
+        values = {k: v for k, v in values.items() if k not in drop}
+    cfg, algo_cfg = resolve(values)
+    train(cfg, algo_cfg, dataset=dataset or make_random_dataset())
+    return tmp_path / "runs" / name, capsys.readouterr().err
+
+
+def _vae(run):
+    return torch.load(run / "checkpoint.pt", weights_only=True)["algo"]["nets"]["vae"]
+
+
+def test_fitted_once_then_reused_and_frozen(tmp_path, cache, capsys):
+    first, err = _run(tmp_path, "a", capsys)
+    assert "VAE fitted alone for 40 steps" in err and len(list(cache.iterdir())) == 1
+    saved = torch.load(next(cache.iterdir()), weights_only=True)["state"]
+    for k, v in _vae(first).items():  # frozen: training did not move it
+        assert torch.equal(v, saved[k]), k
+    with open(first / "progress.csv") as f:
+        assert "vae_loss" not in next(csv.reader(f))  # no VAE step in the update
+    again, err = _run(tmp_path, "b", capsys)
+    assert "reused from the cache" in err and "behaviour model" in (again / "debug.log").read_text()
+    assert len(list(cache.iterdir())) == 1
+    with open(first / "progress.csv") as f1, open(again / "progress.csv") as f2:
+        drop = {"WallTime", "UpdatesPerSecond", "MemoryMiB"}
+        rows1 = [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(f1)]
+        rows2 = [{k: v for k, v in r.items() if k not in drop} for r in csv.DictReader(f2)]
+    assert rows1 == rows2  # the cached VAE gives the run the fit gave
+
+
+def test_another_seed_dataset_or_setting_is_fitted_anew(tmp_path, cache, capsys):
+    _run(tmp_path, "a", capsys)
+    _, err = _run(tmp_path, "seed", capsys, seed=1)
+    assert "fitted alone" in err
+    changed = make_random_dataset()
+    changed.actions[0, 0] *= 0.5  # one action differs
+    _, err = _run(tmp_path, "data", capsys, dataset=changed)
+    assert "fitted alone" in err
+    _, err = _run(tmp_path, "wide", capsys, vae_hidden="32,32")
+    assert "fitted alone" in err
+    assert len(list(cache.iterdir())) == 4
+
+
+def test_joint_is_the_default_and_bcq_and_dqfd_accept_pretrained(tmp_path, cache, capsys):
+    run, err = _run(tmp_path, "joint", capsys, behavior_model="joint")
+    assert "behaviour model" not in err and not cache.exists()
+    with open(run / "progress.csv") as f:
+        assert "vae_loss" in next(csv.reader(f))
+    _, err = _run(tmp_path, "bcq", capsys, algo="BCQ")
+    assert "fitted alone" in err
+    # DQfD's VAE has BCQ's settings here (lr 1e-3, the same sizes and batch): one fit serves both
+    _, err = _run(tmp_path, "dqfd", capsys, algo="DQfD", demo_action="vae")
+    assert "reused from the cache" in err
+    from bearl.errors import ConfigError
+
+    values = {k: v for k, v in TINY.items() if k not in ("warm_start_steps", "num_eval_samples")}
+    with pytest.raises(ConfigError, match="needs demo_action=vae"):
+        resolve({**values, "algo": "DQfD", "demo_action": "dataset"})
