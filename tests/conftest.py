@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from bearl.data.dataset import Dataset, DatasetInfo
+from bearl.data.dataset import Batch, Dataset, DatasetInfo
 
 
 def make_random_dataset(
@@ -62,6 +62,21 @@ def small_arrays(n: int = 8, obs_dim: int = 3, act_dim: int = 1) -> dict[str, np
         "terminals": np.eye(1, n, 3, dtype=bool)[0],
         "timeouts": np.zeros(n, bool),
     }
+
+
+def random_batch(
+    n: int, obs_dim: int, act_dim: int, seed: int = 0, terminals=None, terminal_rate: float = 0.0
+) -> Batch:
+    """A minibatch of random transitions (actions in [-1, 1]); ``terminals`` given, or drawn
+    with probability ``terminal_rate`` (0: none)."""
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(n, obs_dim, generator=g)
+    act = torch.rand(n, act_dim, generator=g) * 2 - 1
+    rew = torch.randn(n, generator=g)
+    nxt = torch.randn(n, obs_dim, generator=g)
+    if terminals is None:
+        terminals = (torch.rand(n, generator=g) < terminal_rate).float() if terminal_rate else None
+    return Batch(obs, act, rew, nxt, terminals if terminals is not None else torch.zeros(n))
 
 
 @pytest.fixture

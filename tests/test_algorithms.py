@@ -12,6 +12,8 @@ from bearl.algos import ALGORITHMS, algorithm_class
 from bearl.config import resolve
 from bearl.data.dataset import Batch
 
+from conftest import random_batch
+
 OBS, ACT = 4, 2
 TINY = {
     "actor_hidden": (32, 32),
@@ -32,14 +34,7 @@ def make(name: str, **over):
 
 
 def batch(n=32, seed=0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(
-        torch.randn(n, OBS, generator=g),
-        torch.rand(n, ACT, generator=g) * 2 - 1,
-        torch.randn(n, generator=g),
-        torch.randn(n, OBS, generator=g),
-        (torch.rand(n, generator=g) < 0.1).float(),
-    )
+    return random_batch(n, OBS, ACT, seed, terminal_rate=0.1)
 
 
 @pytest.mark.parametrize("name", list(ALGORITHMS))

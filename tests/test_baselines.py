@@ -17,19 +17,14 @@ from bearl.algos.td3 import TD3, TD3Config
 from bearl.config import resolve
 from bearl.data.dataset import Batch
 
+from conftest import random_batch
+
 OBS, ACT = 4, 2
 SMALL = {"actor_hidden": (16, 16), "critic_hidden": (16, 16), "batch_size": 16}
 
 
 def batch(n=16, seed=0, terminals=None) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(
-        torch.randn(n, OBS, generator=g),
-        torch.rand(n, ACT, generator=g) * 2 - 1,
-        torch.randn(n, generator=g),
-        torch.randn(n, OBS, generator=g),
-        terminals if terminals is not None else torch.zeros(n),
-    )
+    return random_batch(n, OBS, ACT, seed, terminals)
 
 
 def params(module: torch.nn.Module) -> list[torch.Tensor]:

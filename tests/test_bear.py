@@ -10,6 +10,8 @@ from bearl.algos.bear import BEAR, BEARConfig
 from bearl.data.dataset import Batch
 from bearl.kernels import mmd
 
+from conftest import random_batch
+
 OBS, ACT = 5, 2
 
 
@@ -46,14 +48,7 @@ def test_mmd_is_small_for_same_samples_and_grows_with_shift():
 
 
 def batch(n=64, seed=0, terminals=None) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(
-        torch.randn(n, OBS, generator=g),
-        torch.rand(n, ACT, generator=g) * 2 - 1,
-        torch.randn(n, generator=g),
-        torch.randn(n, OBS, generator=g),
-        terminals if terminals is not None else torch.zeros(n),
-    )
+    return random_batch(n, OBS, ACT, seed, terminals)
 
 
 def small(**kw) -> BEARConfig:

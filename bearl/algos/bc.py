@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bearl.algos.base import Algorithm, adam
-from bearl.algos.settings import ActorSettings, BatchSettings, VAESettings
+from bearl.algos.settings import ORIGINAL_VAE, ActorSettings, BatchSettings, VAESettings
 from bearl.data.dataset import Batch
 from bearl.nets import VAE, ActorAction, DeterministicActor, MeanAction, TanhGaussianActor
 
@@ -93,8 +93,7 @@ class BC(Algorithm):
         "paper": {},  # tanh-Gaussian maximum likelihood: the defaults
         "original": {  # BCQ(cloning=True): VAE cloning
             "bc_type": "vae",
-            "vae_hidden": (750, 750),
-            "vae_lr": 1e-3,
+            **ORIGINAL_VAE,
             "batch_size": 100,
         },
     }

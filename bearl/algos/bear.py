@@ -32,6 +32,8 @@ from torch import nn
 
 from bearl.algos.base import Algorithm, adam, soft_update
 from bearl.algos.settings import (
+    ORIGINAL_CODE,
+    ORIGINAL_VAE,
     ActorSettings,
     BatchSettings,
     BehaviorSettings,
@@ -137,14 +139,9 @@ PRESETS: dict[str, dict] = {
     # rlkit / D4RL paper: the dataclass defaults, with the author's per-env kernel (BEAR issue #8)
     "paper": {"kernel_type": "laplacian", "mmd_sigma": 20.0},
     "original": {  # the NeurIPS 2019 code and its README command
-        "actor_hidden": (400, 300),
-        "critic_hidden": (400, 300),
-        "vae_hidden": (750, 750),
-        "actor_lr": 1e-3,
-        "critic_lr": 1e-3,
-        "vae_lr": 1e-3,
+        **ORIGINAL_CODE,
+        **ORIGINAL_VAE,
         "alpha_lr": 1e-3,
-        "batch_size": 100,
         "num_samples_match": 5,
         "backup_with_target_actor": True,
         "q_over_all_samples": True,

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bearl.algos.base import adam
-from bearl.algos.settings import BehaviorSettings, VAESettings
+from bearl.algos.settings import ORIGINAL_CODE, ORIGINAL_VAE, BehaviorSettings, VAESettings
 from bearl.algos.td3 import TD3, TD3Config
 from bearl.data.dataset import Batch
 from bearl.nets import VAE
@@ -81,13 +81,8 @@ class DQfD(TD3):
     presets: ClassVar[dict] = {
         "paper": {},  # TD3's paper settings plus the margin loss on dataset actions: the defaults
         "original": {
-            "actor_hidden": (400, 300),
-            "critic_hidden": (400, 300),
-            "vae_hidden": (750, 750),
-            "actor_lr": 1e-3,
-            "critic_lr": 1e-3,
-            "vae_lr": 1e-3,
-            "batch_size": 100,
+            **ORIGINAL_CODE,
+            **ORIGINAL_VAE,
             "demo_action": "vae",
             "lamda": 0.5,  # main.py's --lamda default, passed to DQfD
         },

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bearl.algos.base import Algorithm, adam, soft_update
-from bearl.algos.settings import ActorSettings, BatchSettings, CriticSettings
+from bearl.algos.settings import ORIGINAL_CODE, ActorSettings, BatchSettings, CriticSettings
 from bearl.data.dataset import Batch
 from bearl.nets import EnsembleCritic, MeanAction, SampledAction, TanhGaussianActor
 
@@ -88,12 +88,8 @@ class KLControl(Algorithm):
     presets: ClassVar[dict] = {
         "paper": {},  # no published continuous setup: bearl's defaults
         "original": {  # the BEAR repository's
-            "actor_hidden": (400, 300),
-            "critic_hidden": (400, 300),
-            "actor_lr": 1e-3,
-            "critic_lr": 1e-3,
+            **ORIGINAL_CODE,
             "behavior_lr": 1e-3,
-            "batch_size": 100,
             "gamma": 0.98,
             "actor_log_std_bounds": None,
             "actor_noise_clip": 0.5,

@@ -9,6 +9,19 @@ its ``--help`` text (bearl.config reads it).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+# The original NeurIPS 2019 BEAR repository ran all its algorithms with the same networks and
+# optimisers: 400-300 actor and critics, every Adam at lr 1e-3, batch 100, a 750-750 VAE. Each
+# algorithm's ``original`` preset starts from these.
+ORIGINAL_CODE: dict[str, Any] = {
+    "actor_hidden": (400, 300),
+    "critic_hidden": (400, 300),
+    "actor_lr": 1e-3,
+    "critic_lr": 1e-3,
+    "batch_size": 100,
+}
+ORIGINAL_VAE: dict[str, Any] = {"vae_hidden": (750, 750), "vae_lr": 1e-3}
 
 
 @dataclass

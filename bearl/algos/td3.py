@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bearl.algos.base import Algorithm, adam, soft_update
-from bearl.algos.settings import ActorSettings, BatchSettings, CriticSettings
+from bearl.algos.settings import ORIGINAL_CODE, ActorSettings, BatchSettings, CriticSettings
 from bearl.data.dataset import Batch
 from bearl.nets import ActorAction, DeterministicActor, EnsembleCritic
 
@@ -64,13 +64,7 @@ class TD3(Algorithm):
     config_cls: ClassVar[type] = TD3Config
     presets: ClassVar[dict] = {
         "paper": {},  # the TD3 author's current settings: the defaults
-        "original": {  # the BEAR code's copy of TD3
-            "actor_hidden": (400, 300),
-            "critic_hidden": (400, 300),
-            "actor_lr": 1e-3,
-            "critic_lr": 1e-3,
-            "batch_size": 100,
-        },
+        "original": ORIGINAL_CODE,  # the BEAR code's copy of TD3
     }
     bench_settings: ClassVar[dict] = {  # d3rlpy's TD3 defaults
         "batch_size": 256,

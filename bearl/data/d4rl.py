@@ -26,7 +26,14 @@ from typing import Any, NamedTuple
 import h5py
 import numpy as np
 
-from bearl.data.dataset import Dataset, DatasetInfo, _as_array, _as_bool, _check_finite
+from bearl.data.dataset import (
+    Dataset,
+    DatasetInfo,
+    _as_array,
+    _as_bool,
+    _check_finite,
+    check_data_file,
+)
 from bearl.envs import env_family, reference_scores, resolve_env_id
 from bearl.errors import DatasetError
 
@@ -42,12 +49,7 @@ def read_d4rl(path: str | os.PathLike) -> Dataset:
         DatasetError: naming the file (and the field) on a missing, empty, unreadable or
             invalid file.
     """
-    path = Path(path)
-    src = str(path)
-    if not path.is_file():
-        raise DatasetError(src, "no such file")
-    if path.stat().st_size == 0:
-        raise DatasetError(src, "empty file")
+    path, src = check_data_file(path)
     try:
         with h5py.File(path, "r") as f:
             packed = _read_packed(f)

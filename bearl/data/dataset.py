@@ -14,6 +14,7 @@ matrix with ``torch.from_numpy`` (no copy) and a minibatch is one row gather.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -347,3 +348,15 @@ def _check_finite(src: str, name: str, a: np.ndarray) -> None:
                 f"{int(bad.sum())} NaN/Inf values in {len(rows)} rows (first at row {rows[0]})",
                 name,
             )
+
+
+def check_data_file(path: str | Path) -> tuple[Path, str]:
+    """``(path, its name for errors)`` of a dataset file that exists and is not empty; else
+    DatasetError naming it."""
+    path = Path(path)
+    src = str(path)
+    if not path.is_file():
+        raise DatasetError(src, "no such file")
+    if path.stat().st_size == 0:
+        raise DatasetError(src, "empty file")
+    return path, src

@@ -23,7 +23,7 @@ from typing import IO, Any
 import numpy as np
 from numpy.lib import format as npy_format
 
-from bearl.data.dataset import Dataset, DatasetInfo
+from bearl.data.dataset import Dataset, DatasetInfo, check_data_file
 from bearl.envs import reference_scores
 from bearl.errors import DatasetError, one_line
 
@@ -88,12 +88,7 @@ def read_legacy(path: str | os.PathLike) -> Dataset:
         DatasetError: naming the file (and the field) when it is empty, unreadable, tries to
             unpickle anything but arrays, or lacks a field.
     """
-    path = Path(path)
-    src = str(path)
-    if not path.is_file():
-        raise DatasetError(src, "no such file")
-    if path.stat().st_size == 0:
-        raise DatasetError(src, "empty file")
+    path, src = check_data_file(path)
     with open(path, "rb") as f:
         magic = f.read(8)
     if magic.startswith(ZIP_MAGIC):

@@ -408,6 +408,22 @@ def _infer_dims(algo_cls: type, algo_cfg: Any, nets: dict[str, Any], path: Path)
 
 
 # -- evaluation ------------------------------------------------------------------------------------
+def episode_settings(
+    policy: Policy, env: str | None, episodes: int, seed: int | None
+) -> tuple[str, int]:
+    """The env and first episode seed of fresh episodes of ``policy`` (``bearl eval`` and
+    ``bearl record``): its run's env unless ``env`` is given, and seeds train seed +
+    FRESH_SEED_OFFSET unless ``seed`` is."""
+    if episodes < 1:
+        raise BearlError(f"--episodes must be >= 1, not {episodes}")
+    env_name = env or policy.env_name
+    if env_name is None:
+        raise BearlError(f"{policy.run_dir}: the run names no environment; pass --env ENV")
+    if seed is None:
+        seed = int(policy.train_config.seed) + FRESH_SEED_OFFSET
+    return env_name, seed
+
+
 def evaluate(
     policy: Policy,
     episodes: int = 10,
@@ -429,13 +445,7 @@ def evaluate(
     from bearl.policy.stats import describe
     from bearl.rollouts import run_episodes
 
-    if episodes < 1:
-        raise BearlError(f"--episodes must be >= 1, not {episodes}")
-    env_name = env or policy.env_name
-    if env_name is None:
-        raise BearlError(f"{policy.run_dir}: the run names no environment; pass --env ENV")
-    if seed is None:
-        seed = int(policy.train_config.seed) + FRESH_SEED_OFFSET
+    env_name, seed = episode_settings(policy, env, episodes, seed)
     envs = [make_env(env_name) for _ in range(episodes)]
     try:
         resolved = resolve_env_id(env_name)

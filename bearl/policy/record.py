@@ -152,17 +152,11 @@ def record(
     import torch
 
     from bearl.envs import make_env
-    from bearl.policy.load import FRESH_SEED_OFFSET
+    from bearl.policy.load import episode_settings
 
     out = Path(out)
     _writer_check(out)
-    if episodes < 1:
-        raise BearlError(f"--episodes must be >= 1, not {episodes}")
-    env_name = env or policy.env_name
-    if env_name is None:
-        raise BearlError(f"{policy.run_dir}: the run names no environment; pass --env ENV")
-    if seed is None:
-        seed = int(policy.train_config.seed) + FRESH_SEED_OFFSET
+    env_name, seed = episode_settings(policy, env, episodes, seed)
     backend = ensure_mujoco_gl() if is_mujoco_env(env_name) else None
 
     e = make_env(env_name, render_mode="rgb_array")
