@@ -19,7 +19,13 @@ from bearl.errors import BearlError, DatasetExists, RunInterrupted
 
 
 def _train_parser(sub) -> None:
-    from bearl.config import ORIGINAL_FLAGS, TrainConfig, add_algorithm_flags, add_dataclass_flags
+    from bearl.config import (
+        ORIGINAL_FLAGS,
+        ORIGINAL_NO_OPS,
+        TrainConfig,
+        add_algorithm_flags,
+        add_dataclass_flags,
+    )
 
     p = sub.add_parser(
         "train",
@@ -27,21 +33,24 @@ def _train_parser(sub) -> None:
         description="Train an algorithm on a fixed dataset, evaluating every --eval_every steps. "
         "Every setting below is also accepted in a YAML file (--config) and under the original "
         "BEAR code's names (--algo_name, --env_name, --buffer_name, --eval_freq, "
-        "--max_timesteps, --log_dir, --cloning).",
+        "--max_timesteps, --log_dir, --cloning); the original's flags that did nothing there "
+        "(--threshold, --use_bootstrap, --use_behaviour_policy, --num_random) are accepted "
+        "with a note saying so.",
     )
     p.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of any settings below")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     add_dataclass_flags(p, TrainConfig, "run")
-    for old, new in ORIGINAL_FLAGS.items():
-        p.add_argument(f"--{old}", dest=new, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument(
-        "--cloning",
-        dest="cloning",
-        default=argparse.SUPPRESS,
-        nargs="?",
-        const="True",
-        help=argparse.SUPPRESS,
-    )
+    for old in ORIGINAL_FLAGS:  # config.resolve maps them to bearl's names (with notes)
+        p.add_argument(f"--{old}", dest=old, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for name in ("cloning", *ORIGINAL_NO_OPS):  # a bare flag means true, as --cloning
+        p.add_argument(
+            f"--{name}",
+            dest=name,
+            default=argparse.SUPPRESS,
+            nargs="?",
+            const="True",
+            help=argparse.SUPPRESS,
+        )
     add_algorithm_flags(p)
     p.set_defaults(func=cmd_train)
 
@@ -53,8 +62,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     skip = {"func", "command", "config", "resume", "debug", "data_command"}
     flags = {k: v for k, v in vars(args).items() if k not in skip}
     if args.resume:
-        from bearl.config import TrainConfig, build
+        from bearl.config import ORIGINAL_FLAGS, TrainConfig, build
 
+        flags = {ORIGINAL_FLAGS.get(k, k): v for k, v in flags.items()}
         cfg = build(TrainConfig, {"steps": flags["steps"]}) if "steps" in flags else None
         result = train(cfg, resume=args.resume)
     else:

@@ -85,6 +85,44 @@ ORIGINAL_FLAGS: dict[str, str] = {
 }
 
 
+# Flags the original main.py parsed that did nothing there: accepted, each with one line
+# saying so (docs/bear.md, "The original command line").
+ORIGINAL_NO_OPS: dict[str, str] = {
+    "threshold": "BEAR never read it (the MMD threshold was hard-coded at 0.05; here it is "
+    "--target_mmd_thresh)",
+    "use_bootstrap": "BEAR was built with use_bootstrap=False whatever it said (bearl has no "
+    "bootstrap masks)",
+    "use_behaviour_policy": "it was logged to variant.json and never used",
+    "num_random": "it was logged to variant.json and never used",
+}
+
+
+def original_flag_notes(values: dict[str, Any]) -> list[str]:
+    """One line for each original-only flag in ``values`` whose effect here is not what its
+    name suggests: the flags that did nothing there, ``--cloning`` and ``--eval_freq``."""
+    notes = [
+        f"--{name} does nothing here, nor did it in the original: {why}"
+        for name, why in ORIGINAL_NO_OPS.items()
+        if name in values
+    ]
+    if "cloning" in values and _true(values["cloning"]):
+        notes.append(
+            "--cloning runs BC here (as --algo BC); in the original it did "
+            "nothing (its behaviour cloning was --algo_name=BC)"
+        )
+    algo = str(values.get("algo_name", values.get("algo", "BEAR")))
+    if "eval_freq" in values and algo.lower() == "bear" and not _true(values.get("cloning")):
+        notes.append(
+            f"--eval_freq {values['eval_freq']} is --eval_every here; BEAR's warm start is "
+            "--warm_start_steps gradient steps, not 20 x eval_freq as in the original"
+        )
+    return notes
+
+
+def _true(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
 WARM_START_MAX_FRACTION = 5  # presets' warm starts take at most 1/5 of a run's steps
 
 
@@ -268,10 +306,12 @@ def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
     ``values`` mixes loop and algorithm fields (from YAML and flags, flags last). The original
     ``--env_name`` may name a D4RL dataset (``hopper-medium-v2``): it is then the dataset too.
     """
-    values = {ORIGINAL_FLAGS.get(k, k): v for k, v in values.items()}
+    for note in original_flag_notes(values):
+        print(f"bearl: {note}", file=sys.stderr)
+    values = {ORIGINAL_FLAGS.get(k, k): v for k, v in values.items() if k not in ORIGINAL_NO_OPS}
     if str(values.get("mode", "")).lower() == "hardcoded":  # the original's name for fixed
         values["mode"] = "fixed"
-    if values.pop("cloning", False) in (True, "True", "true", "1"):
+    if _true(values.pop("cloning", False)):
         values["algo"] = "BC"
     from bearl.algos import ALGORITHMS, algorithm_class
 
@@ -280,7 +320,10 @@ def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
         values["dataset"] = values["env"]
     train = build(TrainConfig, {k: v for k, v in values.items() if k in train_names})
     train.validate()
-    cls = algorithm_class(train.algo)
+    try:
+        cls = algorithm_class(train.algo)
+    except ConfigError as e:
+        raise ConfigError(f"--algo: {e}") from None
     algo_cls_cfg = cls.config_cls
     algo_names = {f.name for f in fields(algo_cls_cfg)}
     user_algo = {k: v for k, v in values.items() if k not in train_names}

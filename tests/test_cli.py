@@ -142,13 +142,78 @@ def test_train_with_original_flags(tmp_path, capsys):
             "--vae_hidden=16,16",
             "--num_eval_samples=2",
             "--progress=false",
+            "--threshold=0.05",  # parsed by the original, never used there: a note here
+            "--use_bootstrap",
         ]
     )
     assert code == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "--threshold does nothing here, nor did it in the original" in err
+    assert "--use_bootstrap does nothing here" in err
     assert "result.json" in out and "progress.png" in out
     (run,) = (tmp_path / "runs").iterdir()
     variant = json.loads((run / "variant.json").read_text())
     assert variant["algo"]["kernel_type"] == "gaussian"
     assert variant["algo"]["num_samples_match"] == 5
     assert (run / "progress.png").exists()
+
+
+# Every flag the original BEAR main.py parses (docs/bear.md), with a value it accepts;
+# --buffer_name was removed there in May 2020 but its README still uses it.
+ORIGINAL_MAIN_FLAGS = {
+    "env_name": "Hopper-v5",
+    "seed": "0",
+    "eval_freq": "5e3",
+    "max_timesteps": "1e6",
+    "version": "0",
+    "lamda": "0.5",
+    "threshold": "0.05",
+    "use_bootstrap": "False",
+    "algo_name": "BEAR",
+    "mode": "hardcoded",
+    "num_samples_match": "10",
+    "mmd_sigma": "20.0",
+    "kernel_type": "laplacian",
+    "lagrange_thresh": "10.0",
+    "distance_type": "MMD",
+    "log_dir": "./data_hopper/",
+    "use_ensemble_variance": "False",
+    "use_behaviour_policy": "False",
+    "cloning": "False",
+    "num_random": "10",
+    "margin_threshold": "10",
+    "buffer_name": "buffer_hopper.pkl",
+}
+
+
+def test_every_flag_of_the_original_main_py_is_accepted(capsys):
+    """Each parses, and those that did nothing in the original say so in one line each."""
+    from bearl.cli import build_parser
+    from bearl.config import ORIGINAL_NO_OPS, resolve
+
+    argv = ["train"] + [f"--{k}={v}" for k, v in ORIGINAL_MAIN_FLAGS.items()]
+    args = build_parser().parse_args(argv)
+    skip = {"func", "command", "config", "resume", "debug"}
+    cfg, algo_cfg = resolve({k: v for k, v in vars(args).items() if k not in skip})
+    assert (cfg.algo, cfg.steps, cfg.eval_every, cfg.dataset) == (
+        "BEAR",
+        1_000_000,
+        5000,
+        "buffer_hopper.pkl",
+    )
+    assert (algo_cfg.mode, algo_cfg.num_samples_match, algo_cfg.lamda) == ("fixed", 10, 0.5)
+    err = capsys.readouterr().err.splitlines()
+    for name in ORIGINAL_NO_OPS:
+        assert sum(line.startswith(f"bearl: --{name} does nothing") for line in err) == 1, name
+    assert any("--eval_freq 5e3 is --eval_every here" in line for line in err)
+    assert any("margin_threshold" in line for line in err)  # a DQfD setting, ignored by BEAR
+
+
+def test_an_algorithm_of_the_original_that_bearl_does_not_provide_says_why(capsys):
+    assert main(["train", "--algo_name=BEAR_IS"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("bearl: error: --algo: algorithm 'BEAR_IS' is not provided: ")
+    assert "broken" in err and "docs/bear.md" in err
+    assert main(["train", "--algo", "PPO"]) == 2
+    assert "unknown algorithm 'PPO'" in capsys.readouterr().err
