@@ -173,6 +173,24 @@ def test_original_flag_names_are_accepted():
     assert algo.use_ensemble_variance is False
 
 
+def test_an_old_env_version_is_said_once_and_both_names_are_recorded(tmp_path, capsys):
+    """Pendulum-v0 (as Hopper-v2) is evaluated in the version bearl runs: printed once, and
+    result.json, params.json and debug.log keep the name given and the env used."""
+    result = run(tmp_path, "old", steps=40, env="Pendulum-v0")
+    err = capsys.readouterr().err
+    assert err.count("Pendulum-v0 is evaluated in Pendulum-v1") == 1, err
+    assert (result["env"], result["env_id"]) == ("Pendulum-v0", "Pendulum-v1")
+    saved = json.loads((tmp_path / "old" / "result.json").read_text())
+    assert (saved["env"], saved["env_id"]) == ("Pendulum-v0", "Pendulum-v1")
+    params = json.loads((tmp_path / "old" / "params.json").read_text())
+    assert (params["env_name"], params["env_id"]) == ("Pendulum-v0", "Pendulum-v1")
+    assert (
+        "env Pendulum-v0 (evaluated in Pendulum-v1)" in (tmp_path / "old" / "debug.log").read_text()
+    )
+    run(tmp_path, "new", steps=20, env="Pendulum-v1")
+    assert "evaluated in" not in capsys.readouterr().err
+
+
 def test_d4rl_env_name_is_also_the_dataset():
     cfg, _ = resolve({"env_name": "hopper-medium-v2"})
     assert cfg.dataset == "hopper-medium-v2"

@@ -26,7 +26,7 @@ import torch
 from bearl.algos import algorithm_class
 from bearl.config import TrainConfig, build, to_dict
 from bearl.data.dataset import Dataset
-from bearl.envs import references_or_d4rl
+from bearl.envs import references_or_d4rl, resolve_env_id
 from bearl.errors import BearlError, ConfigError, DiskFull, RunInterrupted
 from bearl.files import dataset_slug, write_atomic
 from bearl.perf import resident_mib, tune_allocator
@@ -264,13 +264,16 @@ def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name) -> 
             "algorithm": algo_cls.name,
             "train": to_dict(cfg),
             "algo": to_dict(algo_cfg),
-            "env_name": env_name,
+            "env_name": env_name,  # as given (or the dataset's)
+            "env_id": _env_id(env_name),  # the environment evaluated in
             "dataset": _dataset_identity(dataset),
             "versions": _versions(),
             "seed": cfg.seed,
         }
     )
-    logger.info(f"run {run_dir.name}: {algo_cls.name} on {dataset!r}, env {env_name}")
+    env_id = _env_id(env_name)
+    env = env_name if env_id == env_name else f"{env_name} (evaluated in {env_id})"
+    logger.info(f"run {run_dir.name}: {algo_cls.name} on {dataset!r}, env {env}")
 
 
 def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: RunState):
@@ -279,7 +282,8 @@ def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: 
     result = {
         "algo": algo_cls.name,
         "dataset": cfg.dataset,
-        "env": env_name,
+        "env": env_name,  # as given (or the dataset's)
+        "env_id": _env_id(env_name),  # the environment evaluated in
         "seed": cfg.seed,
         "steps": cfg.steps,
         "wall_time": last.get("WallTime"),
@@ -318,10 +322,26 @@ def _dataset_and_env(cfg: TrainConfig, dataset) -> tuple[Dataset, str | None]:
             f"{cfg.dataset}: the dataset names no environment; pass --env to evaluate "
             "(or --eval_episodes 0)"
         )
+    env_id = _env_id(env_name)
+    if env_id not in (None, env_name) and cfg.eval_episodes > 0:  # e.g. Hopper-v2: said once
+        print(
+            f"bearl: {env_name} is evaluated in {env_id} (bearl runs gymnasium's MuJoCo v5 "
+            "environments; docs/datasets.md)",
+            file=sys.stderr,
+        )
     return dataset, env_name
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _env_id(env_name: str | None) -> str | None:
+    """The gymnasium id bearl evaluates ``env_name`` in (``Hopper-v2`` -> ``Hopper-v5``); None
+    for no name, or one no environment answers to (a run that does not evaluate)."""
+    try:
+        return resolve_env_id(env_name) if env_name is not None else None
+    except BearlError:
+        return None
+
+
 def _disk_full_note(run_dir: Path) -> str:
     """What a run stopped by a full disk has kept, and the command that continues it."""
     try:
