@@ -126,14 +126,32 @@ def _true(value: Any) -> bool:
 WARM_START_MAX_FRACTION = 5  # presets' warm starts take at most 1/5 of a run's steps
 
 
+# The presets, in words (each algorithm's file holds their values).
+PRESETS: dict[str, str] = {
+    "paper": "the D4RL paper's settings (rlkit's re-implementation)",
+    "original": "the NeurIPS 2019 code's settings",
+}
+
+
 def preset_overrides(algo: str, preset: str, env: str | None) -> dict[str, Any]:
     """Config values of a preset for an algorithm and env family (the algorithm's own data:
     ``presets`` and ``env_presets`` in its file)."""
     from bearl.algos import algorithm_class
 
-    if preset not in ("paper", "original"):
+    if preset not in PRESETS:
         raise ConfigError(f"unknown preset '{preset}' (choose paper or original)")
     return algorithm_class(algo).preset(preset, env_family(env) if env else None)
+
+
+def preset_line(algo: str, preset: str, env: str | None) -> str:
+    """The preset a run uses, and how to get the other one, in one line."""
+    from bearl.algos import algorithm_class
+
+    name = algorithm_class(algo).name
+    other = next(p for p in PRESETS if p != preset)
+    if preset_overrides(name, preset, env) == preset_overrides(name, other, env):
+        return f"{name}, {preset} preset (for {name} the same as --preset {other})"
+    return f"{name}, {preset} preset: {PRESETS[preset]}; --preset {other} for {PRESETS[other]}"
 
 
 # -- field docs and parsing ---------------------------------------------------------------------

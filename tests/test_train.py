@@ -191,6 +191,23 @@ def test_an_old_env_version_is_said_once_and_both_names_are_recorded(tmp_path, c
     assert "evaluated in" not in capsys.readouterr().err
 
 
+def test_every_run_names_its_preset_and_the_other_one(tmp_path, capsys):
+    run(tmp_path, "paper", steps=20, progress=True)
+    err = capsys.readouterr().err
+    assert "bearl: BEAR, paper preset: the D4RL paper's settings" in err
+    assert "; --preset original for the NeurIPS 2019 code's settings" in err
+    run(tmp_path, "original", steps=20, preset="original")  # no progress: debug.log only
+    assert "preset" not in capsys.readouterr().err
+    log = (tmp_path / "original" / "debug.log").read_text()
+    assert "BEAR, original preset: the NeurIPS 2019 code's settings; --preset paper for" in log
+    cfg, _ = resolve(
+        {**SMALL, "algo": "BCQ", "steps": 20, "log_dir": str(tmp_path), "run_name": "bcq"}
+    )
+    train(cfg, dataset=make_random_dataset())
+    log = (tmp_path / "bcq" / "debug.log").read_text()
+    assert "BCQ, paper preset (for BCQ the same as --preset original)" in log
+
+
 def test_d4rl_env_name_is_also_the_dataset():
     cfg, _ = resolve({"env_name": "hopper-medium-v2"})
     assert cfg.dataset == "hopper-medium-v2"

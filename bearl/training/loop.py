@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bearl.algos import algorithm_class
-from bearl.config import TrainConfig, build, to_dict
+from bearl.config import TrainConfig, build, preset_line, to_dict
 from bearl.data.dataset import Dataset
 from bearl.envs import references_or_d4rl, resolve_env_id
 from bearl.errors import BearlError, ConfigError, DiskFull, RunInterrupted
@@ -137,6 +137,7 @@ def _train(
         logger.info(f"resumed at step {state.step}")
     else:
         _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name)
+    _say(cfg, logger, preset_line(algo_cls.name, cfg.preset, cfg.env or cfg.dataset))
 
     bar = progress_bar(cfg.steps, disable=not cfg.progress, initial=state.step, unit="step")
     means = MetricMeans()
@@ -333,6 +334,13 @@ def _dataset_and_env(cfg: TrainConfig, dataset) -> tuple[Dataset, str | None]:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _say(cfg: TrainConfig, logger, text: str) -> None:
+    """A line about the run: in debug.log, and on stderr when the run shows its progress."""
+    logger.info(text)
+    if cfg.progress:
+        print(f"bearl: {text}", file=sys.stderr, flush=True)
+
+
 def _env_id(env_name: str | None) -> str | None:
     """The gymnasium id bearl evaluates ``env_name`` in (``Hopper-v2`` -> ``Hopper-v5``); None
     for no name, or one no environment answers to (a run that does not evaluate)."""
