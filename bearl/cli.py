@@ -38,7 +38,13 @@ def _train_parser(sub) -> None:
         "with a note saying so.",
     )
     p.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of any settings below")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR with its own settings; only --steps (to extend it), "
+        "--progress, --threads, --device, --tensorboard and --wandb may change, any other "
+        "setting given must equal the run's",
+    )
     add_dataclass_flags(p, TrainConfig, "run")
     for old in ORIGINAL_FLAGS:  # config.resolve maps them to bearl's names (with notes)
         p.add_argument(f"--{old}", dest=old, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -61,11 +67,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     skip = {"func", "command", "config", "resume", "debug", "data_command"}
     flags = {k: v for k, v in vars(args).items() if k not in skip}
-    if args.resume:
-        from bearl.config import ORIGINAL_FLAGS, TrainConfig, build
+    if args.resume:  # the run's own settings; only those of config.RESUME_SETTINGS may change
+        from bearl.training.loop import resume_config
 
-        flags = {ORIGINAL_FLAGS.get(k, k): v for k, v in flags.items()}
-        cfg = build(TrainConfig, {"steps": flags["steps"]}) if "steps" in flags else None
+        values = load_yaml(args.config) if args.config else {}
+        values.update(flags)
+        cfg = resume_config(args.resume, values)
         result = train(cfg, resume=args.resume)
     else:
         values = load_yaml(args.config) if args.config else {}

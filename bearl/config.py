@@ -75,6 +75,10 @@ class TrainConfig:
             raise ConfigError(f"--device: expected cpu, cuda or cuda:N, got '{self.device}'")
 
 
+# Settings a resumed run may change (``--steps`` extends it; the others are about the machine
+# and the logs, not about what the run computes). Every other setting is the run's own.
+RESUME_SETTINGS = ("steps", "progress", "threads", "device", "tensorboard", "wandb")
+
 # The original code's flag names that differ from ours.
 ORIGINAL_FLAGS: dict[str, str] = {
     "algo_name": "algo",
@@ -326,11 +330,7 @@ def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
     """
     for note in original_flag_notes(values):
         print(f"bearl: {note}", file=sys.stderr)
-    values = {ORIGINAL_FLAGS.get(k, k): v for k, v in values.items() if k not in ORIGINAL_NO_OPS}
-    if str(values.get("mode", "")).lower() == "hardcoded":  # the original's name for fixed
-        values["mode"] = "fixed"
-    if _true(values.pop("cloning", False)):
-        values["algo"] = "BC"
+    values = normalize_names(values)
     from bearl.algos import ALGORITHMS, algorithm_class
 
     train_names = {f.name for f in fields(TrainConfig)}
@@ -368,6 +368,18 @@ def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return train, algo_cfg
+
+
+def normalize_names(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` under bearl's names: the original's flag names mapped (``eval_freq`` ->
+    ``eval_every``), its flags that did nothing dropped, its ``mode: hardcoded`` as ``fixed``
+    and ``cloning: true`` as ``algo: BC``."""
+    values = {ORIGINAL_FLAGS.get(k, k): v for k, v in values.items() if k not in ORIGINAL_NO_OPS}
+    if str(values.get("mode", "")).lower() == "hardcoded":  # the original's name for fixed
+        values["mode"] = "fixed"
+    if _true(values.pop("cloning", False)):
+        values["algo"] = "BC"
+    return values
 
 
 def _looks_like_dataset(name: str) -> bool:

@@ -203,6 +203,14 @@ CASES = {
         ["train", "--resume", str(_newer_checkpoint(t))],
         ["checkpoint.pt", "newer"],
     ),
+    "resume with settings a resume keeps": lambda t: (
+        ["train", "--resume", str(_run_dir(t)), "--mmd_sigma", "5", "--eval_every", "50"],
+        ["run/params.json", "--mmd_sigma 5, --eval_every 50", "(mmd_sigma 20.0, eval_every 2)"],
+    ),
+    "resume to fewer steps than the run has": lambda t: (
+        ["train", "--resume", str(_run_dir(t)), "--steps", "1"],
+        ["run", "--steps 1", "(2)"],
+    ),
     "eval of a junk checkpoint": lambda t: (
         ["eval", str(_junk_checkpoint(t)), "--episodes", "1"],
         ["best.pt"],

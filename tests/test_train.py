@@ -260,6 +260,41 @@ def test_resume_of_a_finished_run_keeps_its_result(tmp_path):
     assert again["best_score"] == pytest.approx(result["best_score"])
 
 
+def test_a_resume_changes_only_the_settings_it_may(tmp_path, capsys):
+    """--steps, --progress, --threads, ... may change; any other setting must equal the run's
+    (given equal, it is accepted), from the command line and from Python."""
+    from bearl.cli import main
+    from bearl.data.d4rl import write_d4rl
+    from bearl.errors import ConfigError
+
+    src = tmp_path / "d.hdf5"
+    write_d4rl(make_random_dataset(), src)
+    values = {**SMALL, "dataset": str(src), "log_dir": str(tmp_path), "run_name": "r"}
+    assert main(["train", *[f"--{k}={v}" for k, v in values.items()], "--steps=20"]) == 0
+    d = tmp_path / "r"
+    rows = (d / "progress.csv").read_text()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(d), "--mmd_sigma", "5", "--eval_every", "50"]) == 2
+    err = capsys.readouterr().err
+    assert "--mmd_sigma 5, --eval_every 50: a resumed run keeps its own settings" in err
+    assert "(mmd_sigma 20.0, eval_every 20); a resume may change only --steps, --progress" in err
+    assert main(["train", "--resume", str(d), "--algo", "TD3", "--gamma", "0.5"]) == 2
+    assert "--algo TD3, --gamma 0.5" in capsys.readouterr().err
+    assert main(["train", "--resume", str(d), "--policy_noise", "0.1"]) == 2  # TD3's, not BEAR's
+    assert "(no policy_noise)" in capsys.readouterr().err
+    assert (d / "progress.csv").read_text() == rows  # nothing ran
+    cfg, algo_cfg = resolve({**values, "steps": 40, "eval_every": 10})
+    with pytest.raises(ConfigError, match=r"--eval_every 10: a resumed run keeps"):
+        train(cfg, resume=d)
+    cfg, algo_cfg = resolve({**values, "steps": 40, "mmd_sigma": 5})
+    with pytest.raises(ConfigError, match=r"--mmd_sigma 5.0: a resumed run keeps"):
+        train(cfg, algo_cfg, resume=d)
+    assert (d / "progress.csv").read_text() == rows
+    same = ["--mmd_sigma", "20", "--eval_every", "20", "--batch_size", "32", "--algo", "bear"]
+    assert main(["train", "--resume", str(d), *same, "--steps", "40", "--threads", "1"]) == 0
+    assert [int(r["Step"]) for r in read_rows(d / "progress.csv")] == [20, 40]
+
+
 def test_unwritable_log_dir_fails_before_training(tmp_path):
     from bearl.errors import BearlError
 

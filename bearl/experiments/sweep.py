@@ -34,15 +34,16 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from bearl.config import RESUME_SETTINGS
 from bearl.errors import BearlError, ConfigError
 from bearl.files import dataset_label, dataset_slug, read_json, slug
 
 SPEC_KEYS = {"log_dir", "algos", "datasets", "seeds", "num_seeds", "grid", "base"}
 RESERVED = {"algo", "dataset", "seed", "run_name"}  # set by the sweep itself
 REPORT_EVERY = 30.0  # seconds between progress summaries while trials run
-# settings that may differ between a trial and its existing run folder
-NOT_COMPARED = {"steps", "progress", "threads", "device", "log_dir", "run_name"}
-NOT_COMPARED |= {"tensorboard", "wandb"}
+# settings that may differ between a trial and its existing run folder: those a resume may
+# change, and the folder's own name
+NOT_COMPARED = set(RESUME_SETTINGS) | {"log_dir", "run_name"}
 RAY_MISSING = (
     "bearl sweep runs trials on Ray, which is not installed: pip install 'bearl[ray]' "
     "(or pass --local to run the trials one after another in this process)"

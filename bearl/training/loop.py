@@ -16,7 +16,9 @@ import os
 import random
 import sys
 import time
+import typing
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 
 from bearl.algos import algorithm_class
-from bearl.config import TrainConfig, build, preset_line, to_dict
+from bearl.config import RESUME_SETTINGS, TrainConfig, build, preset_line, to_dict
 from bearl.data.dataset import Dataset
 from bearl.envs import references_or_d4rl, resolve_env_id
 from bearl.errors import BearlError, ConfigError, DiskFull, RunInterrupted
@@ -70,14 +72,17 @@ def train(
     Args:
         cfg: loop settings (default: ``TrainConfig()``, BEAR on hopper-medium).
         algo_cfg: the algorithm's config (default: the algorithm's defaults plus the preset).
-        resume: a run folder to continue instead of starting a new run; its saved configs are
-            used (``cfg.steps`` may extend the run when ``cfg`` is given).
+        resume: a run folder to continue instead of starting a new run, with its saved
+            configs. A ``cfg`` given may change only the settings in
+            ``config.RESUME_SETTINGS`` (``steps`` extends the run); any other setting of
+            ``cfg`` or ``algo_cfg`` that differs from the run's raises ConfigError
+            (``log_dir`` and ``run_name`` are not compared: the folder is ``resume``).
         dataset: an in-memory Dataset to train on instead of loading ``cfg.dataset``.
     """
 
     if resume is not None:
         run_dir = Path(resume)
-        cfg, algo_cfg = _configs_of_run(run_dir, cfg)
+        cfg, algo_cfg = _configs_of_run(run_dir, cfg, algo_cfg)
     else:
         cfg = cfg or TrainConfig()
         if algo_cfg is None:
@@ -126,6 +131,11 @@ def _train(
     check_free_space(run_dir, algo.nets)
     # a resumed run is restored before the logger reads progress.csv's header
     state = _restore(run_dir, algo, sampler) if resume is not None else RunState()
+    if cfg.steps < state.step:
+        raise ConfigError(
+            f"{run_dir}: --steps {cfg.steps} is below the step the run has reached "
+            f"({state.step}); give --steps {state.step} or more"
+        )
     logger = RunLogger(
         run_dir,
         cfg.tensorboard,
@@ -469,16 +479,95 @@ def _claim(run_dir: Path) -> Iterator[None]:
             run_dir.rmdir()
 
 
-def _configs_of_run(run_dir: Path, override: TrainConfig | None) -> tuple[TrainConfig, Any]:
+def _saved_configs(run_dir: Path) -> tuple[TrainConfig, Any]:
+    """The configs a run folder's params.json holds."""
     path = run_dir / "params.json"
     if not path.exists():
         raise ConfigError(f"{run_dir}: not a bearl run folder (no params.json)")
     variant = json.loads(path.read_text())
     cfg = build(TrainConfig, variant["train"])
-    if override is not None and override.steps != cfg.steps:
-        cfg.steps = override.steps
     algo_cfg = build(algorithm_class(cfg.algo).config_cls, variant["algo"])
     return cfg, algo_cfg
+
+
+def _configs_of_run(
+    run_dir: Path, cfg: TrainConfig | None, algo_cfg: Any = None
+) -> tuple[TrainConfig, Any]:
+    """The run's saved configs, with the settings a resume may change taken from ``cfg``;
+    ConfigError when ``cfg`` or ``algo_cfg`` differs from the run in any other setting."""
+    saved, saved_algo = _saved_configs(run_dir)
+    changed: dict[str, tuple[Any, Any]] = {}
+    if cfg is not None:
+        for f in fields(TrainConfig):
+            if f.name not in (*RESUME_SETTINGS, "log_dir", "run_name"):
+                if getattr(cfg, f.name) != getattr(saved, f.name):
+                    changed[f.name] = (getattr(cfg, f.name), getattr(saved, f.name))
+        for name in RESUME_SETTINGS:
+            setattr(saved, name, getattr(cfg, name))
+    if algo_cfg is not None:
+        if type(algo_cfg) is not type(saved_algo):
+            changed["algo"] = (type(algo_cfg).__name__, type(saved_algo).__name__)
+        else:
+            for f in fields(saved_algo):
+                if getattr(algo_cfg, f.name) != getattr(saved_algo, f.name):
+                    changed[f.name] = (getattr(algo_cfg, f.name), getattr(saved_algo, f.name))
+    if changed:
+        raise _kept_on_resume(run_dir, changed)
+    return saved, saved_algo
+
+
+def resume_config(run_dir: str | Path, values: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig that continues ``run_dir`` with ``values`` (settings by name, e.g. the
+    flags of ``bearl train --resume RUN ...``, as strings or typed). Only the settings in
+    ``config.RESUME_SETTINGS`` may change; a value of any other setting must equal the run's
+    own, else ConfigError names them all in one line."""
+    from bearl.config import normalize_names, original_flag_notes, parse_value
+
+    run_dir = Path(run_dir)
+    for note in original_flag_notes(values):
+        print(f"bearl: {note}", file=sys.stderr)
+    values = normalize_names(values)
+    saved, saved_algo = _saved_configs(run_dir)
+    hints = {**typing.get_type_hints(type(saved_algo)), **typing.get_type_hints(TrainConfig)}
+    own = {"algo": saved_algo, **{f.name: saved_algo for f in fields(saved_algo)}}
+    own.update({f.name: saved for f in fields(TrainConfig)})
+    changed: dict[str, tuple[Any, Any]] = {}
+    for name, value in values.items():
+        if name in RESUME_SETTINGS:
+            continue
+        if name not in own:  # a setting of another algorithm (or none): not this run's
+            changed[name] = (value, None)
+            continue
+        now = parse_value(hints[name], value, name)
+        if name == "algo":
+            now = algorithm_class(now).name
+        before = getattr(own[name], name)
+        if now != before:
+            changed[name] = (value, before)  # as given
+    if changed:
+        raise _kept_on_resume(run_dir, changed)
+    keep = {k: values[k] for k in RESUME_SETTINGS if k in values}
+    return build(TrainConfig, {**to_dict(saved), **keep})
+
+
+def _kept_on_resume(run_dir: Path, changed: dict[str, tuple[Any, Any]]) -> ConfigError:
+    """One line: the settings given that differ from the run's, and what a resume may change."""
+    given = ", ".join(f"--{k} {_text(now)}" for k, (now, _) in changed.items())
+    kept = ", ".join(
+        f"{k} {_text(before)}" if before is not None else f"no {k}"
+        for k, (_, before) in changed.items()
+    )
+    may = ", ".join(f"--{k}" for k in RESUME_SETTINGS)
+    return ConfigError(
+        f"{run_dir / 'params.json'}: {given}: a resumed run keeps its own settings ({kept}); "
+        f"a resume may change only {may} (start a new run for other settings)"
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def _dataset_identity(dataset) -> dict[str, Any]:
