@@ -43,7 +43,10 @@ def _train_parser(sub) -> None:
         metavar="RUN_DIR",
         help="continue the run in RUN_DIR with its own settings; only --steps (to extend it), "
         "--progress, --threads, --device, --tensorboard and --wandb may change, any other "
-        "setting given must equal the run's",
+        "setting given must equal the run's. Extending keeps everything the run has done and "
+        "its settings, its warm start included: a warm start capped at 1/5 of the steps the "
+        "run started with stays so, so the extended run differs from a run started at the new "
+        "length from the end of that warm start on (a line says so)",
     )
     add_dataclass_flags(p, TrainConfig, "run")
     for old in ORIGINAL_FLAGS:  # config.resolve maps them to bearl's names (with notes)

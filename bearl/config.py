@@ -137,6 +137,26 @@ PRESETS: dict[str, str] = {
 }
 
 
+def warm_start_note(train: TrainConfig, algo_cfg: Any, steps: int) -> str | None:
+    """What extending a run to ``steps`` keeps of its warm start, when a new run of that length
+    would warm up for longer (the run's warm start was capped for its shorter length); None
+    when the two would not differ."""
+    warm = getattr(algo_cfg, "warm_start_steps", None)
+    if warm is None or steps <= train.steps:
+        return None
+    preset = preset_overrides(train.algo, train.preset, train.env or train.dataset)
+    full = preset.get("warm_start_steps", getattr(type(algo_cfg), "warm_start_steps", warm))
+    if warm != train.steps // WARM_START_MAX_FRACTION or full <= warm:
+        return None  # not capped (or set by hand): a new run would warm up as long
+    new = min(full, steps // WARM_START_MAX_FRACTION)
+    return (
+        f"extending to {steps} steps keeps the run's warm start of {warm} steps (the preset's "
+        f"{full}, capped at 1/{WARM_START_MAX_FRACTION} of the {train.steps} steps it started "
+        f"with); a new {steps}-step run would warm up for {new}, so the two differ from step "
+        f"{warm + 1} on"
+    )
+
+
 def preset_overrides(algo: str, preset: str, env: str | None) -> dict[str, Any]:
     """Config values of a preset for an algorithm and env family (the algorithm's own data:
     ``presets`` and ``env_presets`` in its file)."""
@@ -249,7 +269,8 @@ def add_algorithm_flags(parser: argparse.ArgumentParser) -> None:
             title = f"{first_algo} settings" + (" (also used by others)" if groups else "")
             groups[first_algo] = parser.add_argument_group(title)
         if len(users) == 1:
-            text = f"{field_docs(cls).get(field_name, '')} (default: {_default(f)})"
+            default = _default_text(algorithm_class(first_algo), f)
+            text = f"{field_docs(cls).get(field_name, '')} (default: {default})"
         else:  # one description per different meaning, each naming its algorithms
             meanings: dict[str, list[str]] = {}
             for algo, c, _ in users:
@@ -261,6 +282,20 @@ def add_algorithm_flags(parser: argparse.ArgumentParser) -> None:
             defaults = ", ".join(f"{a} {_default(g)}" for a, _, g in users)
             text = f"{docs} (defaults: {defaults})"
         _add_flag(groups[first_algo], field_name, _hints(cls)[field_name], text)
+
+
+def _default_text(algo_cls: Any, f: dataclasses.Field) -> str:
+    """A setting's default as ``--help`` shows it; for a warm start, the presets' values and
+    their cap, which is what a run uses (the dataclass default is the paper preset's)."""
+    if f.name != "warm_start_steps":
+        return str(_default(f))
+    per = " or ".join(f"{algo_cls.preset(p).get(f.name, _default(f))} ({p})" for p in PRESETS)
+    steps = TrainConfig.steps
+    return (
+        f"the preset's, {per}, capped at 1/{WARM_START_MAX_FRACTION} of --steps: "
+        f"{steps // WARM_START_MAX_FRACTION} at the default --steps {steps}; a value given "
+        "is never capped"
+    )
 
 
 def _default(f: dataclasses.Field) -> Any:

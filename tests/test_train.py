@@ -251,6 +251,40 @@ def test_warm_start_is_capped_for_short_runs_unless_set():
     assert resolve({"steps": 50_000, "preset": "original"})[1].warm_start_steps == 10_000
 
 
+def test_extending_a_run_keeps_its_capped_warm_start_and_says_so(tmp_path, capsys):
+    """A 20-step run warms up for 4 steps (capped); extended to 40 it keeps the 4, as a new
+    40-step run given warm_start_steps 4 (a new 40-step run would warm up for 8)."""
+    values = {k: v for k, v in SMALL.items() if k != "warm_start_steps"}
+    values.update(log_dir=str(tmp_path), eval_every=10)
+    cfg, algo_cfg = resolve({**values, "run_name": "short", "steps": 20})
+    assert algo_cfg.warm_start_steps == 4
+    train(cfg, algo_cfg, dataset=make_random_dataset())
+    capsys.readouterr()
+    cfg, _ = resolve({**values, "steps": 40})
+    train(cfg, resume=tmp_path / "short", dataset=make_random_dataset())
+    err = capsys.readouterr().err
+    assert (
+        "bearl: extending to 40 steps keeps the run's warm start of 4 steps (the preset's "
+        "40000, capped at 1/5 of the 20 steps it started with); a new 40-step run would warm "
+        "up for 8, so the two differ from step 5 on"
+    ) in err
+    kept = {**values, "run_name": "kept", "steps": 40, "warm_start_steps": 4}
+    train(*resolve(kept), dataset=make_random_dataset())
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in MACHINE_COLUMNS} for r in rows]
+
+    extended = strip(read_rows(tmp_path / "short" / "progress.csv"))
+    assert extended == strip(read_rows(tmp_path / "kept" / "progress.csv"))
+    train(*resolve({**values, "run_name": "new", "steps": 40}), dataset=make_random_dataset())
+    assert extended != strip(read_rows(tmp_path / "new" / "progress.csv"))
+    run(tmp_path, "given", steps=20)  # warm_start_steps given: not capped, nothing to say
+    train(
+        *resolve({**SMALL, "steps": 40}), resume=tmp_path / "given", dataset=make_random_dataset()
+    )
+    assert "warm start" not in capsys.readouterr().err
+
+
 def test_resume_of_a_finished_run_keeps_its_result(tmp_path):
     result = run(tmp_path, "r", steps=40)
     (tmp_path / "r" / "result.json").unlink()  # killed after the last checkpoint

@@ -26,7 +26,14 @@ import numpy as np
 import torch
 
 from bearl.algos import algorithm_class
-from bearl.config import RESUME_SETTINGS, TrainConfig, build, preset_line, to_dict
+from bearl.config import (
+    RESUME_SETTINGS,
+    TrainConfig,
+    build,
+    preset_line,
+    to_dict,
+    warm_start_note,
+)
 from bearl.data.dataset import Dataset
 from bearl.envs import references_or_d4rl, resolve_env_id
 from bearl.errors import BearlError, ConfigError, DiskFull, RunInterrupted
@@ -145,6 +152,10 @@ def _train(
     )
     if resume is not None:
         logger.info(f"resumed at step {state.step}")
+        note = warm_start_note(_saved_configs(run_dir)[0], algo_cfg, cfg.steps)
+        if note:  # extending a run whose warm start was capped for its first length
+            logger.info(note)
+            print(f"bearl: {note}", file=sys.stderr, flush=True)
     else:
         _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name)
     _say(cfg, logger, preset_line(algo_cls.name, cfg.preset, cfg.env or cfg.dataset))
