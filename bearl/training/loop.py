@@ -37,7 +37,7 @@ from bearl.config import (
 from bearl.data.dataset import Dataset
 from bearl.envs import references_or_d4rl, resolve_env_id
 from bearl.errors import BearlError, ConfigError, DiskFull, RunInterrupted
-from bearl.files import dataset_slug, write_atomic
+from bearl.files import dataset_slug, read_json, write_atomic
 from bearl.perf import resident_mib, tune_allocator
 from bearl.progress import progress_bar
 from bearl.training.checkpoint import (
@@ -250,6 +250,7 @@ def _save(run_dir: Path, algo, sampler, state: RunState, cfg, algo_cfg, improved
         "step": state.step,
         "wall_time": state.last["WallTime"],
         "best": state.best,
+        "last_row": state.last,  # at full precision (progress.csv rounds): result.json's values
         "config": {"train": to_dict(cfg), "algo": to_dict(algo_cfg)},
         "spaces": {"obs_dim": algo.obs_dim, "act_dim": algo.act_dim},
     }
@@ -276,8 +277,25 @@ def _restore(run_dir: Path, algo, sampler) -> RunState:
     set_rng_state(ckpt["rng"])
     state = RunState(int(ckpt["step"]), float(ckpt["wall_time"]), ckpt["best"])
     truncate_progress(run_dir / "progress.csv", state.step)
-    state.last = _last_row(run_dir / "progress.csv")
+    state.last = ckpt.get("last_row") or _full_precision(
+        _last_row(run_dir / "progress.csv"), run_dir, state.step
+    )
     return state
+
+
+def _full_precision(row: dict[str, Any], run_dir: Path, step: int) -> dict[str, Any]:
+    """A progress row read back from progress.csv (rounded to 6 digits), with the values
+    result.json holds at full precision when it is of the same step (a checkpoint written by an
+    older bearl does not hold the row itself)."""
+    result = read_json(run_dir / "result.json")
+    if not isinstance(result, dict) or result.get("steps") != step:
+        return row
+    full = {
+        "WallTime": result.get("wall_time"),
+        "NormalizedScore": result.get("final_score"),
+        "AverageReturn": result.get("final_return"),
+    }
+    return {**row, **{k: v for k, v in full.items() if v is not None}}
 
 
 def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name) -> None:
