@@ -65,21 +65,20 @@ def _train_parser(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from bearl.config import load_yaml, resolve
+    from bearl.config import check_settings, load_yaml, resolve
     from bearl.training.loop import train
 
     skip = {"func", "command", "config", "resume", "debug", "data_command"}
     flags = {k: v for k, v in vars(args).items() if k not in skip}
+    values = load_yaml(args.config) if args.config else {}
+    check_settings(values, args.config)  # a typo in the file names the file
+    values.update(flags)
     if args.resume:  # the run's own settings; only those of config.RESUME_SETTINGS may change
         from bearl.training.loop import resume_config
 
-        values = load_yaml(args.config) if args.config else {}
-        values.update(flags)
         cfg = resume_config(args.resume, values)
         result = train(cfg, resume=args.resume)
     else:
-        values = load_yaml(args.config) if args.config else {}
-        values.update(flags)
         cfg, algo_cfg = resolve(values)
         result = train(cfg, algo_cfg)
     run = Path(args.resume) if args.resume else Path(cfg.log_dir) / result["run_dir"]
@@ -654,6 +653,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args``, but an unknown flag is reported by the command it was given to
+    (its usage, then one line naming the closest flag), not by ``bearl`` itself."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = _command_parser(parser, args)
+        command.error(_unrecognized(command, extra))
+    return args
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The (sub)parser of the command ``args`` ran: ``bearl train``, ``bearl data make``..."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subs[0].dest, None) if subs else None
+        if chosen not in (subs[0].choices if subs else {}):
+            return parser
+        parser = subs[0].choices[chosen]
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    import difflib
+
+    flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    close = [
+        m[0]
+        for arg in extra
+        if arg.startswith("-") and (m := difflib.get_close_matches(arg.split("=")[0], flags, 1))
+    ]
+    hint = f" (did you mean {' or '.join(dict.fromkeys(close))}?)" if close else ""
+    return f"unrecognized arguments: {' '.join(extra)}{hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -663,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["--help"]
     parser = build_parser()
     try:
-        args: Any = parser.parse_args(argv)
+        args: Any = _parse(parser, argv)
         return int(args.func(args) or 0)
     except BearlError as e:
         if debug:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import difflib
 import inspect
 import sys
 import types
@@ -357,6 +358,35 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def setting_names() -> set[str]:
+    """Every name a setting may have in a YAML file or a dict: the fields of TrainConfig and of
+    every algorithm's config, and the original code's flag names."""
+    from bearl.algos import ALGORITHMS, algorithm_class
+
+    names = {f.name for f in fields(TrainConfig)} | {"cloning"}
+    names |= {f.name for a in ALGORITHMS for f in fields(algorithm_class(a).config_cls)}
+    return names | set(ORIGINAL_FLAGS) | set(ORIGINAL_NO_OPS)
+
+
+def unknown_settings(names: Any, where: str | None = None, known: Any = None) -> ConfigError:
+    """The error for setting names that do not exist, each with the closest one that does
+    ("did you mean steps?"), prefixed by ``where`` (the file they came from)."""
+    known = sorted(setting_names() if known is None else known)
+    parts = []
+    for name in sorted(names):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    prefix = f"{where}: " if where else ""
+    return ConfigError(f"{prefix}unknown setting(s): {', '.join(parts)}")
+
+
+def check_settings(values: dict[str, Any], where: str | None = None) -> None:
+    """Raise :func:`unknown_settings` for the keys of ``values`` that are no setting."""
+    unknown = set(values) - setting_names()
+    if unknown:
+        raise unknown_settings(unknown, where)
+
+
 def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
     """Split user values into a TrainConfig and the algorithm config, applying the preset.
 
@@ -383,7 +413,7 @@ def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
     unknown = set(user_algo) - algo_names
     anywhere = {f.name for a in ALGORITHMS for f in fields(algorithm_class(a).config_cls)}
     if unknown - anywhere:
-        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown - anywhere))}")
+        raise unknown_settings(unknown - anywhere)
     if unknown:  # the original CLI passed every flag to every algorithm: accept, say so
         print(
             f"bearl: ignoring settings {cls.name} does not have: {', '.join(sorted(unknown))}",

@@ -217,3 +217,33 @@ def test_an_algorithm_of_the_original_that_bearl_does_not_provide_says_why(capsy
     assert "broken" in err and "docs/bear.md" in err
     assert main(["train", "--algo", "PPO"]) == 2
     assert "unknown algorithm 'PPO'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, usage, line",
+    [
+        (
+            ["train", "--mmd_sgima", "3"],
+            "usage: bearl train ",
+            "bearl train: error: unrecognized arguments: --mmd_sgima 3 (did you mean --mmd_sigma?)",
+        ),
+        (
+            ["data", "make", "hopper-medium", "--sise=5"],
+            "usage: bearl data make ",
+            "bearl data make: error: unrecognized arguments: --sise=5 (did you mean --size?)",
+        ),
+        (
+            ["eval", "run", "--zzz"],
+            "usage: bearl eval ",
+            "bearl eval: error: unrecognized arguments: --zzz",
+        ),
+    ],
+)
+def test_an_unknown_flag_shows_its_commands_usage_and_the_closest_flag(argv, usage, line, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(usage)
+    assert err[-1] == line  # one line of error after the usage
+    assert sum("error" in x for x in err) == 1

@@ -231,6 +231,18 @@ CASES = {
         ["sweep", str(_bytes(t / "spec.yaml", b"algos: [BEAR\n  - {")), "--dry-run"],
         ["spec.yaml"],
     ),
+    "config file with a typo": lambda t: (
+        ["train", "--config", str(_bytes(t / "my.yaml", b"steps: 5\nmmd_sgima: 3\n"))],
+        [str(t / "my.yaml"), "unknown setting(s): mmd_sgima (did you mean mmd_sigma?)"],
+    ),
+    "sweep spec with a typo": lambda t: (
+        [
+            "sweep",
+            str(_bytes(t / "spec.yaml", b"algos: [BEAR]\ndatasets: [x]\nbase: {stesp: 5}\n")),
+            "--dry-run",
+        ],
+        [f"{t / 'spec.yaml'}: base: unknown setting(s): stesp (did you mean steps?)"],
+    ),
     "sweep spec with an unknown algorithm": lambda t: (
         [
             "sweep",

@@ -242,6 +242,10 @@ def test_settings_of_other_algorithms_are_ignored_with_a_note(capsys):
     assert "ignoring settings TD3 does not have: mmd_sigma" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="unknown setting"):
         resolve({"algo": "TD3", "mmd_sigmaa": "10"})
+    with pytest.raises(
+        ConfigError, match=r"unknown setting\(s\): mmd_sigmaa \(did you mean mmd_sigma\?\)"
+    ):
+        resolve({"algo": "TD3", "mmd_sigmaa": "10"})
 
 
 def test_warm_start_is_capped_for_short_runs_unless_set():

@@ -550,9 +550,10 @@ def resume_config(run_dir: str | Path, values: dict[str, Any]) -> TrainConfig:
     flags of ``bearl train --resume RUN ...``, as strings or typed). Only the settings in
     ``config.RESUME_SETTINGS`` may change; a value of any other setting must equal the run's
     own, else ConfigError names them all in one line."""
-    from bearl.config import normalize_names, original_flag_notes, parse_value
+    from bearl.config import check_settings, normalize_names, original_flag_notes, parse_value
 
     run_dir = Path(run_dir)
+    check_settings(values)
     for note in original_flag_notes(values):
         print(f"bearl: {note}", file=sys.stderr)
     values = normalize_names(values)
