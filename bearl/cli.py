@@ -82,17 +82,37 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg, algo_cfg = resolve(values)
         result = train(cfg, algo_cfg)
     run = Path(args.resume) if args.resume else Path(cfg.log_dir) / result["run_dir"]
-    plot_path = None
-    if (run / "progress.csv").exists() and result.get("final_return") is not None:
-        from bearl.experiments.plot import plot_runs
-
-        plot_path = plot_runs([run], run / "progress.png")
-    print(json.dumps(result, indent=2))
-    print(f"logs:   {run / 'progress.csv'} (viskit: variant.json), {run / 'debug.log'}")
-    print(f"result: {run / 'result.json'}")
-    if plot_path:
-        print(f"plot:   {plot_path}")
+    print(_train_summary(run.absolute(), result))
     return 0
+
+
+def _train_summary(run: Path, result: dict[str, Any]) -> str:
+    """The end of ``bearl train``: the score beside the data's own level, and the files."""
+    from bearl.files import dataset_label
+
+    final, best = result.get("final_score"), result.get("best_score")
+    scored = final is not None
+    what = "normalized score" if scored else "average return"
+    final = final if scored else result.get("final_return")
+    head = f"{result['algo']} on {dataset_label(result['dataset'])}, {result['steps']:,} steps: "
+    if final is None:
+        head += "no evaluation (--eval_episodes 0)"
+    else:
+        head += f"{what} {final:.1f} at the end, best {best:.1f} at step {result['best_step']:,}"
+        level = result.get("data_score") if scored else result.get("data_return")
+        if level is not None:
+            head += f"; the data's own level is {level:.1f} (the mean over its episodes)"
+    lines = [head, f"run folder: {run}"]
+    files = [
+        ("progress.csv", "the evaluations and training metrics (viskit: variant.json)"),
+        ("debug.log", "the run's log (a line per evaluation)"),
+        ("result.json", "the scores above"),
+        ("progress.png", "the learning curve"),
+        ("best.pt", f"the policy of the best evaluation: bearl eval {run}"),
+        ("checkpoint.pt", f"the last step: continue with bearl train --resume {run} --steps N"),
+    ]
+    lines += [f"  {name:<14} {text}" for name, text in files if (run / name).exists()]
+    return "\n".join(lines)
 
 
 def _data_parser(sub) -> None:

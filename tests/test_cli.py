@@ -148,8 +148,20 @@ def test_train_with_original_flags(tmp_path, capsys):
     )
     assert code == 0
     out, err = capsys.readouterr()
+    assert "result.json" in out and "progress.png" in out
     assert "--threshold does nothing here, nor did it in the original" in err
     assert "--use_bootstrap does nothing here" in err
+    (run,) = (tmp_path / "runs").iterdir()
+    result = json.loads((run / "result.json").read_text())
+    assert out.startswith(
+        f"BEAR on buffer.hdf5, 20 steps: normalized score {result['final_score']:.1f} at the "
+        f"end, best {result['best_score']:.1f} at step {result['best_step']}; the data's own "
+        f"level is {result['data_score']:.1f} (the mean over its episodes)\n"
+        f"run folder: {run.absolute()}\n"
+    )
+    assert f"best.pt        the policy of the best evaluation: bearl eval {run.absolute()}" in out
+    assert f"continue with bearl train --resume {run.absolute()} --steps N" in out
+    assert "{" not in out  # no JSON blob
     assert "result.json" in out and "progress.png" in out
     (run,) = (tmp_path / "runs").iterdir()
     variant = json.loads((run / "variant.json").read_text())
@@ -247,3 +259,29 @@ def test_an_unknown_flag_shows_its_commands_usage_and_the_closest_flag(argv, usa
     assert err[0].startswith(usage)
     assert err[-1] == line  # one line of error after the usage
     assert sum("error" in x for x in err) == 1
+
+
+def test_the_training_bar_measures_its_rate_after_the_start_and_shows_evaluations(capsys):
+    import time
+
+    from bearl.progress import StepBar
+
+    bar = StepBar(1000, 0, "training BEAR")
+    bar.interactive = True  # as on a terminal, and drawn at every update
+    bar.bar.mininterval = 0
+    time.sleep(0.5)  # a slow start (first allocations)
+    bar.advance(100)
+    time.sleep(0.1)
+    bar.advance(200)
+    info = bar.bar.format_dict
+    rate = (info["n"] - info["initial"]) / info["elapsed"]
+    assert rate > 600, rate  # 100 steps in 0.1 s, not 200 in 0.6 s (333/s)
+    bar.phase("evaluating 10 episodes")
+    assert "evaluating 10 episodes:" in capsys.readouterr().err
+    bar.training()
+    bar.advance(1000)
+    assert "1000/1000" not in capsys.readouterr().err  # not yet
+    bar.finish("step 1000 | ...")
+    err = capsys.readouterr().err
+    assert err.count("1000/1000") == 1 and err.rstrip().endswith("step 1000 | ...")
+    assert "training BEAR: 100%" in err

@@ -77,6 +77,30 @@ def test_short_run_writes_every_log_file(tmp_path):
     assert result["best_score"] == pytest.approx(best, abs=1e-4)
 
 
+def test_a_run_from_python_draws_its_learning_curve(tmp_path):
+    run(tmp_path, "r", steps=40)
+    assert (tmp_path / "r" / "progress.png").read_bytes().startswith(b"\x89PNG")
+    run(tmp_path, "blind", steps=20, eval_episodes=0)  # no evaluation: no curve
+    assert not (tmp_path / "blind" / "progress.png").exists()
+
+
+def test_the_progress_display_names_its_phases_and_ends_once(tmp_path, capsys):
+    """The run folder, the preset and the plan first; the bar labelled ``training BEAR``; its
+    final state printed once, then the last row's line."""
+    run(tmp_path, "r", steps=40, progress=True)
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert lines[0] == f"bearl: run folder {(tmp_path / 'r').absolute()}"
+    assert lines[1].startswith("bearl: BEAR, paper preset")
+    assert lines[2] == (
+        "bearl: training BEAR on memory in Pendulum-v1 for 40 steps, evaluating 2 episodes "
+        "every 20 steps"
+    )
+    assert "training BEAR:" in err
+    assert err.count("40/40") == 1, err
+    assert err.index("40/40") < err.index("step       40 |")
+
+
 def test_deterministic_evaluation_is_logged_beside_the_algorithms_own_rule(tmp_path):
     """eval_deterministic adds columns and changes nothing else: same rows, same result."""
     plain = run(tmp_path, "plain", steps=40)

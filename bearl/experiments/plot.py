@@ -8,7 +8,6 @@ one level down). The format follows the output extension (.png, .svg, .pdf).
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,38 +23,12 @@ from bearl.experiments.runs import (
     settings_suffix,
     warn_mixed_groups,
 )
+from bearl.training.curve import AXIS_LABELS, read_progress
+
+__all__ = ["AXIS_LABELS", "curves", "plot_runs", "read_progress"]
 
 BANDS = ("std", "minmax", "none")
 FORMATS = (".png", ".svg", ".pdf")
-AXIS_LABELS = {
-    "NormalizedScore": "normalized score (0 random, 100 expert)",
-    "AverageReturn": "average return",
-    "BestScore": "best normalized score so far",
-    "Overestimation": "Q(s0, pi(s0)) - discounted return",
-    "QEstimateStart": "Q(s0, pi(s0))",
-    "DiscountedReturnStart": "discounted return from s0",
-    "ActionMSE": "MSE(pi(s), dataset action)",
-    "NearestActionDistance": "distance of (s, pi(s)) to the data",
-}
-
-
-def read_progress(run_dir: Path) -> dict[str, np.ndarray]:
-    """Columns of a run's progress.csv as float arrays (empty cells are NaN)."""
-    path = Path(run_dir) / "progress.csv"
-    if not path.exists():
-        raise BearlError(f"{run_dir}: no progress.csv (not a bearl run folder?)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise BearlError(f"{path}: no rows yet")
-    return {k: np.array([_float(r.get(k)) for r in rows]) for k in rows[0]}
-
-
-def _float(text: str | None) -> float:
-    try:
-        return float(text) if text not in ("", None) else np.nan
-    except ValueError:
-        return np.nan
 
 
 @dataclass

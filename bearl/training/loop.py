@@ -35,11 +35,11 @@ from bearl.config import (
     warm_start_note,
 )
 from bearl.data.dataset import Dataset
-from bearl.envs import references_or_d4rl, resolve_env_id
+from bearl.envs import normalized_score, references_or_d4rl, resolve_env_id
 from bearl.errors import BearlError, ConfigError, DiskFull, RunInterrupted
-from bearl.files import dataset_slug, read_json, write_atomic
+from bearl.files import dataset_label, dataset_slug, read_json, write_atomic
 from bearl.perf import resident_mib, tune_allocator
-from bearl.progress import progress_bar
+from bearl.progress import SETTLE_STEPS, StepBar
 from bearl.training.checkpoint import (
     check_free_space,
     load_checkpoint,
@@ -120,6 +120,7 @@ def _train(
     """The body of :func:`train`, run while this process holds the run folder."""
     device = _seed_and_device(cfg)
     dataset, env_name = _dataset_and_env(cfg, dataset)
+    data = _data_level(dataset, env_name)
     evaluator = None
     if cfg.eval_episodes > 0:
         gamma = getattr(algo_cfg, "gamma", 0.99)
@@ -157,10 +158,16 @@ def _train(
             logger.info(note)
             print(f"bearl: {note}", file=sys.stderr, flush=True)
     else:
-        _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name)
+        _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data)
+    if cfg.progress:  # once the input has loaded (an error in it stays one line); absolute,
+        where = "resuming" if resume is not None else "run folder"  # and not in debug.log
+        print(f"bearl: {where} {run_dir.absolute()}", file=sys.stderr, flush=True)
     _say(cfg, logger, preset_line(algo_cls.name, cfg.preset, cfg.env or cfg.dataset))
+    if cfg.progress:
+        print(f"bearl: {_plan(cfg, algo_cls, env_name, state.step)}", file=sys.stderr, flush=True)
 
-    bar = progress_bar(cfg.steps, disable=not cfg.progress, initial=state.step, unit="step")
+    label = f"training {algo_cls.name}"
+    bar = StepBar(cfg.steps, state.step, label, disable=not cfg.progress)
     means = MetricMeans()
     check_every = 1 if device.type == "cpu" else 100
     for step in range(state.step + 1, cfg.steps + 1):
@@ -169,18 +176,22 @@ def _train(
         means.add(metrics)
         if step % check_every == 0:
             _check_finite(metrics, step, run_dir, logger)
-        if step % 100 == 0 or step == cfg.steps:
-            bar.update(step - bar.n)
+        if step % SETTLE_STEPS == 0 or step == cfg.steps:
+            bar.advance(step)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             _check_finite(metrics, step, run_dir, logger)
             _check_parameters(algo, step, run_dir, logger)  # before evaluating or saving
             row = state.row(step, means.pop())
-            improved = _evaluate(evaluator, algo, step, row, state) if evaluator else False
+            improved = False
+            if evaluator:
+                bar.phase(f"evaluating {cfg.eval_episodes} episodes")
+                improved = _evaluate(evaluator, algo, step, row, state)
+                bar.training()
             logger.row(row, step)
             _save(run_dir, algo, sampler, state, cfg, algo_cfg, improved)
-            _report(bar, logger, cfg, row, state, evaluator is not None)
-    bar.close()
-    return _finish(run_dir, logger, cfg, algo_cls, env_name, state)
+            _report(bar, logger, cfg, row, state, evaluator is not None, step == cfg.steps)
+    bar.finish()  # (a no-op when the last step's report has finished it)
+    return _finish(run_dir, logger, cfg, algo_cls, env_name, state, data)
 
 
 class MetricMeans:
@@ -259,14 +270,31 @@ def _save(run_dir: Path, algo, sampler, state: RunState, cfg, algo_cfg, improved
     save_checkpoint(run_dir / "checkpoint.pt", payload)
 
 
-def _report(bar, logger, cfg: TrainConfig, row: dict, state: RunState, evaluated: bool) -> None:
-    """The progress row as one line: on the bar, on stderr (with a bar) and in debug.log."""
+def _report(
+    bar: StepBar, logger, cfg: TrainConfig, row: dict, state: RunState, evaluated: bool, last: bool
+) -> None:
+    """The progress row as one line: on the bar, on stderr (with a bar) and in debug.log. The
+    last one follows the bar's final state (printed once)."""
     msg = _row_message(row, state.best)
-    bar.set_postfix_str(msg.split(" | ", 1)[1] if evaluated else "", refresh=False)
-    if cfg.progress:
-        bar.write(msg, file=sys.stderr)
+    bar.bar.set_postfix_str(msg.split(" | ", 1)[1] if evaluated else "", refresh=False)
+    if last:
+        bar.finish(msg if cfg.progress else None)
+    elif cfg.progress:
+        bar.write(msg)
     logger.info(msg)
     state.next_row()
+
+
+def _plan(cfg: TrainConfig, algo_cls, env_name: str | None, step: int) -> str:
+    """What the run is about to do, in one line."""
+    where = f" in {_env_id(env_name)}" if env_name and cfg.eval_episodes > 0 else ""
+    steps = f"from step {step:,} to {cfg.steps:,}" if step else f"for {cfg.steps:,} steps"
+    evals = (
+        f", evaluating {cfg.eval_episodes} episodes every {cfg.eval_every:,} steps"
+        if cfg.eval_episodes > 0
+        else ", no evaluations (--eval_episodes 0)"
+    )
+    return f"training {algo_cls.name} on {dataset_label(cfg.dataset)}{where} {steps}{evals}"
 
 
 def _restore(run_dir: Path, algo, sampler) -> RunState:
@@ -298,7 +326,7 @@ def _full_precision(row: dict[str, Any], run_dir: Path, step: int) -> dict[str, 
     return {**row, **{k: v for k, v in full.items() if v is not None}}
 
 
-def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name) -> None:
+def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data) -> None:
     logger.write_variant(
         {
             "algorithm": algo_cls.name,
@@ -306,7 +334,7 @@ def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name) -> 
             "algo": to_dict(algo_cfg),
             "env_name": env_name,  # as given (or the dataset's)
             "env_id": _env_id(env_name),  # the environment evaluated in
-            "dataset": _dataset_identity(dataset),
+            "dataset": {**_dataset_identity(dataset), **data},
             "versions": _versions(),
             "seed": cfg.seed,
         }
@@ -316,8 +344,8 @@ def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name) -> 
     logger.info(f"run {run_dir.name}: {algo_cls.name} on {dataset!r}, env {env}")
 
 
-def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: RunState):
-    """result.json: the final and best scores."""
+def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: RunState, data):
+    """result.json (the final and best scores, and the data's own level), then progress.png."""
     last, best = state.last, state.best
     result = {
         "algo": algo_cls.name,
@@ -332,10 +360,20 @@ def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: 
         "best_score": best["score"] if best["step"] is not None else None,
         "best_step": best["step"],
         "best_return": best["return"],
+        "data_score": data["normalized_return_mean"],  # the dataset's episodes, normalized
+        "data_return": data["return_mean"],
         "run_dir": run_dir.name,  # relative to the run's parent: no machine path in results
     }
     write_atomic(run_dir / "result.json", json.dumps(result, indent=2).encode())
     logger.info(f"done: {json.dumps(result)}")
+    if "AverageReturn" in last:  # the learning curve, as `bearl plot` draws it for one run
+        from bearl.training.curve import plot_run
+
+        try:
+            plot_run(run_dir)
+        except OSError as e:  # the run is finished all the same
+            logger.info(f"progress.png not written: {e}")
+            print(f"bearl: {run_dir / 'progress.png'} not written: {e}", file=sys.stderr)
     logger.close()
     return result
 
@@ -598,6 +636,16 @@ def _text(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(map(str, value))
     return str(value)
+
+
+def _data_level(dataset: Dataset, env_name: str | None) -> dict[str, float | None]:
+    """The data's own level: the mean return of its episodes (as ``bearl data info``), also
+    normalized with the references the evaluations use (None without references)."""
+    mean = float(np.mean(dataset.episode_returns))
+    info = dataset.info
+    refs = references_or_d4rl(info.ref_min_score, info.ref_max_score, env_name)
+    score = float(normalized_score(mean, *refs)) if refs else None
+    return {"return_mean": mean, "normalized_return_mean": score}
 
 
 def _dataset_identity(dataset) -> dict[str, Any]:
