@@ -54,6 +54,63 @@ def has_values(columns: dict[str, np.ndarray], metric: str) -> bool:
     return metric in columns and bool(np.isfinite(columns[metric]).any())
 
 
+# -- what the axes show, for one run here and for runs compared in bearl plot ----------------------
+def step_label(x: float, _pos: object = None) -> str:
+    """A gradient-step tick in plain numbers: 500, 2.5k, 50k, 1.5M."""
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(x) >= size:
+            return f"{x / size:g}{suffix}"
+    return f"{x:g}"
+
+
+def format_steps(ax) -> None:
+    """Label the x axis of ``ax`` in gradient steps, with ticks such as 5k, 10k, 15k."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.set_xlabel("gradient steps")
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10], integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(step_label))
+
+
+def data_level(params: dict, metric: str) -> float | None:
+    """The data's own level on ``metric`` (the mean over its episodes), from a run's params.json
+    dataset entry: its normalized return for NormalizedScore, its return for AverageReturn
+    (normalized from the entry's reference scores when the entry has only the return); None
+    when the entry does not have it (a run of an older bearl) or for another metric."""
+    entry = params.get("dataset") or {}
+    if metric == "AverageReturn":
+        return _number(entry.get("return_mean"))
+    if metric != "NormalizedScore":
+        return None
+    level = _number(entry.get("normalized_return_mean"))
+    ret, lo, hi = (_number(entry.get(k)) for k in ("return_mean", "ref_min_score", "ref_max_score"))
+    if level is None and None not in (ret, lo, hi) and hi != lo:
+        level = 100.0 * (ret - lo) / (hi - lo)
+    return level
+
+
+def warm_start_end(params: dict) -> int | None:
+    """The step a run's warm start ends at (BEAR's ``warm_start_steps``), or None."""
+    warm = _number((params.get("algo") or {}).get("warm_start_steps"))
+    return int(warm) if warm else None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and np.isfinite(value) else None
+
+
+def mark_data_level(ax, level: float | None) -> None:
+    if level is not None:
+        ax.axhline(level, color="0.35", lw=1.0, ls="--", label=f"the data's level ({level:.1f})")
+
+
+def mark_warm_start(ax, step: int | None, steps: np.ndarray, color: str, who: str = "") -> None:
+    """A dotted line where the warm start ends, when it ends inside the logged steps."""
+    if step is not None and len(steps) and step < steps.max():
+        label = f"{who}warm start ends ({step_label(step)})"
+        ax.axvline(step, color=color, lw=1.0, ls=":", label=label)
+
+
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Draw the run's normalized score (its average return without reference scores) against
     gradient steps into ``out`` (default: ``RUN_DIR/progress.png``); returns the file."""
@@ -74,8 +131,10 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     ax = fig.subplots()
     steps, y = columns["Step"], columns[metric]
     ok = np.isfinite(y)
-    ax.plot(steps[ok], y[ok], lw=1.8, marker="o", ms=3, label=algo)
-    ax.set_xlabel("gradient steps")
+    (line,) = ax.plot(steps[ok], y[ok], lw=1.8, marker="o", ms=3, label=algo)
+    mark_data_level(ax, data_level(params, metric))
+    mark_warm_start(ax, warm_start_end(params), steps, line.get_color())
+    format_steps(ax)
     ax.set_ylabel(AXIS_LABELS.get(metric, metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best", framealpha=0.85)
