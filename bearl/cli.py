@@ -618,7 +618,9 @@ def _bench_parser(sub) -> None:
         help="gradient updates/s of every algorithm (vs d3rlpy), FLOPs, roofline, eval speed",
         description="Times minibatch sampling + one update after a warm-up, repeated and "
         "interleaved with d3rlpy's counterpart at the same hyperparameters when its virtualenv "
-        "exists (bench/setup_peer.sh). Run it on a quiet machine.",
+        "exists (bench/setup_peer.sh). Run it on a quiet machine: a row timed while other "
+        "processes kept a core busy is marked BUSY MACHINE, and a roofline fraction above "
+        "100% is refused.",
     )
     p.add_argument("--algo", default="all", help="algorithm name or 'all'")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")

@@ -54,8 +54,10 @@ class TrainConfig:
     """Seed of torch, numpy, minibatch sampling and evaluation episodes."""
     device: str = "cpu"
     """Torch device: ``cpu``, ``cuda`` or ``cuda:N``."""
-    threads: int = 0
-    """Torch CPU threads (0: torch's default)."""
+    threads: int = 1
+    """Torch CPU threads. 1 by default: on 2 threads an update waits for both cores, and
+    another busy process makes it many times slower (docs/performance.md); 0: torch's default,
+    one per core, faster on a machine left to this run alone."""
     log_dir: str = "runs"
     """Parent folder of run folders."""
     run_name: str | None = None

@@ -38,7 +38,7 @@ from bearl.data.dataset import Dataset
 from bearl.envs import normalized_score, references_or_d4rl, resolve_env_id
 from bearl.errors import BearlError, ConfigError, DiskFull, RunInterrupted
 from bearl.files import dataset_label, dataset_slug, read_json, write_atomic
-from bearl.perf import resident_mib, tune_allocator
+from bearl.perf import resident_mib, thread_warning, tune_allocator
 from bearl.progress import SETTLE_STEPS, StepBar
 from bearl.training.checkpoint import (
     check_free_space,
@@ -382,6 +382,9 @@ def _seed_and_device(cfg: TrainConfig) -> torch.device:
     tune_allocator()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    warning = thread_warning(torch.get_num_threads())
+    if warning:
+        print(f"bearl: {warning}", file=sys.stderr, flush=True)
     device = _device(cfg.device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
