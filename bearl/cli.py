@@ -19,7 +19,13 @@ from bearl.errors import BearlError, DatasetExists, RunInterrupted
 
 
 def _train_parser(sub) -> None:
-    from bearl.config import ORIGINAL_FLAGS, TrainConfig, add_algorithm_flags, add_dataclass_flags
+    from bearl.config import (
+        ORIGINAL_FLAGS,
+        ORIGINAL_NO_OPS,
+        TrainConfig,
+        add_algorithm_flags,
+        add_dataclass_flags,
+    )
 
     p = sub.add_parser(
         "train",
@@ -27,53 +33,86 @@ def _train_parser(sub) -> None:
         description="Train an algorithm on a fixed dataset, evaluating every --eval_every steps. "
         "Every setting below is also accepted in a YAML file (--config) and under the original "
         "BEAR code's names (--algo_name, --env_name, --buffer_name, --eval_freq, "
-        "--max_timesteps, --log_dir, --cloning).",
+        "--max_timesteps, --log_dir, --cloning); the original's flags that did nothing there "
+        "(--threshold, --use_bootstrap, --use_behaviour_policy, --num_random) are accepted "
+        "with a note saying so.",
     )
     p.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of any settings below")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    add_dataclass_flags(p, TrainConfig, "run")
-    for old, new in ORIGINAL_FLAGS.items():
-        p.add_argument(f"--{old}", dest=new, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument(
-        "--cloning",
-        dest="cloning",
-        default=argparse.SUPPRESS,
-        nargs="?",
-        const="True",
-        help=argparse.SUPPRESS,
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR with its own settings; only --steps (to extend it), "
+        "--progress, --threads, --device, --tensorboard and --wandb may change, any other "
+        "setting given must equal the run's. Extending keeps everything the run has done and "
+        "its settings, its warm start included: a warm start capped at 1/5 of the steps the "
+        "run started with stays so, so the extended run differs from a run started at the new "
+        "length from the end of that warm start on (a line says so)",
     )
+    add_dataclass_flags(p, TrainConfig, "run")
+    for old in ORIGINAL_FLAGS:  # config.resolve maps them to bearl's names (with notes)
+        p.add_argument(f"--{old}", dest=old, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for name in ("cloning", *ORIGINAL_NO_OPS):  # a bare flag means true, as --cloning
+        p.add_argument(
+            f"--{name}",
+            dest=name,
+            default=argparse.SUPPRESS,
+            nargs="?",
+            const="True",
+            help=argparse.SUPPRESS,
+        )
     add_algorithm_flags(p)
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from bearl.config import load_yaml, resolve
+    from bearl.config import check_settings, load_yaml, resolve
     from bearl.training.loop import train
 
     skip = {"func", "command", "config", "resume", "debug", "data_command"}
     flags = {k: v for k, v in vars(args).items() if k not in skip}
-    if args.resume:
-        from bearl.config import TrainConfig, build
+    values = load_yaml(args.config) if args.config else {}
+    check_settings(values, args.config)  # a typo in the file names the file
+    values.update(flags)
+    if args.resume:  # the run's own settings; only those of config.RESUME_SETTINGS may change
+        from bearl.training.loop import resume_config
 
-        cfg = build(TrainConfig, {"steps": flags["steps"]}) if "steps" in flags else None
+        cfg = resume_config(args.resume, values)
         result = train(cfg, resume=args.resume)
     else:
-        values = load_yaml(args.config) if args.config else {}
-        values.update(flags)
         cfg, algo_cfg = resolve(values)
         result = train(cfg, algo_cfg)
     run = Path(args.resume) if args.resume else Path(cfg.log_dir) / result["run_dir"]
-    plot_path = None
-    if (run / "progress.csv").exists() and result.get("final_return") is not None:
-        from bearl.experiments.plot import plot_runs
-
-        plot_path = plot_runs([run], run / "progress.png")
-    print(json.dumps(result, indent=2))
-    print(f"logs:   {run / 'progress.csv'} (viskit: variant.json), {run / 'debug.log'}")
-    print(f"result: {run / 'result.json'}")
-    if plot_path:
-        print(f"plot:   {plot_path}")
+    print(_train_summary(run.absolute(), result))
     return 0
+
+
+def _train_summary(run: Path, result: dict[str, Any]) -> str:
+    """The end of ``bearl train``: the score beside the data's own level, and the files."""
+    from bearl.files import dataset_label
+
+    final, best = result.get("final_score"), result.get("best_score")
+    scored = final is not None
+    what = "normalized score" if scored else "average return"
+    final = final if scored else result.get("final_return")
+    head = f"{result['algo']} on {dataset_label(result['dataset'])}, {result['steps']:,} steps: "
+    if final is None:
+        head += "no evaluation (--eval_episodes 0)"
+    else:
+        head += f"{what} {final:.1f} at the end, best {best:.1f} at step {result['best_step']:,}"
+        level = result.get("data_score") if scored else result.get("data_return")
+        if level is not None:
+            head += f"; the data's own level is {level:.1f} (the mean over its episodes)"
+    lines = [head, f"run folder: {run}"]
+    files = [
+        ("progress.csv", "the evaluations and training metrics (viskit: variant.json)"),
+        ("debug.log", "the run's log (a line per evaluation)"),
+        ("result.json", "the scores above"),
+        ("progress.png", "the learning curve"),
+        ("best.pt", f"the policy of the best evaluation: bearl eval {run}"),
+        ("checkpoint.pt", f"the last step: continue with bearl train --resume {run} --steps N"),
+    ]
+    lines += [f"  {name:<14} {text}" for name, text in files if (run / name).exists()]
+    return "\n".join(lines)
 
 
 def _data_parser(sub) -> None:
@@ -579,7 +618,9 @@ def _bench_parser(sub) -> None:
         help="gradient updates/s of every algorithm (vs d3rlpy), FLOPs, roofline, eval speed",
         description="Times minibatch sampling + one update after a warm-up, repeated and "
         "interleaved with d3rlpy's counterpart at the same hyperparameters when its virtualenv "
-        "exists (bench/setup_peer.sh). Run it on a quiet machine.",
+        "exists (bench/setup_peer.sh). Run it on a quiet machine: a row timed while other "
+        "processes kept a core busy is marked BUSY MACHINE, and a roofline fraction above "
+        "100% is refused.",
     )
     p.add_argument("--algo", default="all", help="algorithm name or 'all'")
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
@@ -667,6 +708,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args``, but an unknown flag is reported by the command it was given to
+    (its usage, then one line naming the closest flag), not by ``bearl`` itself."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = _command_parser(parser, args)
+        command.error(_unrecognized(command, extra))
+    return args
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace):
+    """The (sub)parser of the command ``args`` ran: ``bearl train``, ``bearl data make``..."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subs[0].dest, None) if subs else None
+        if chosen not in (subs[0].choices if subs else {}):
+            return parser
+        parser = subs[0].choices[chosen]
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    import difflib
+
+    flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    close = [
+        m[0]
+        for arg in extra
+        if arg.startswith("-") and (m := difflib.get_close_matches(arg.split("=")[0], flags, 1))
+    ]
+    hint = f" (did you mean {' or '.join(dict.fromkeys(close))}?)" if close else ""
+    return f"unrecognized arguments: {' '.join(extra)}{hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -676,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["--help"]
     parser = build_parser()
     try:
-        args: Any = parser.parse_args(argv)
+        args: Any = _parse(parser, argv)
         return int(args.func(args) or 0)
     except BearlError as e:
         if debug:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import difflib
 import inspect
 import sys
 import types
@@ -70,8 +71,10 @@ class TrainConfig:
     forward and backward; weights, optimizer state, output layers, targets and losses stay
     float32). bf16 is fast only on CPUs with native bf16 (``avx512_bf16`` / ``amx_bf16``) and
     on GPUs; docs/performance.md has its parity table."""
-    threads: int = 0
-    """Torch CPU threads (0: torch's default)."""
+    threads: int = 1
+    """Torch CPU threads. 1 by default: on 2 threads an update waits for both cores, and
+    another busy process makes it many times slower (docs/performance.md); 0: torch's default,
+    one per core, faster on a machine left to this run alone."""
     log_dir: str = "runs"
     """Parent folder of run folders."""
     run_name: str | None = None
@@ -94,6 +97,10 @@ class TrainConfig:
             raise ConfigError(f"--device: expected cpu, cuda or cuda:N, got '{self.device}'")
 
 
+# Settings a resumed run may change (``--steps`` extends it; the others are about the machine
+# and the logs, not about what the run computes). Every other setting is the run's own.
+RESUME_SETTINGS = ("steps", "progress", "threads", "device", "tensorboard", "wandb")
+
 # The original code's flag names that differ from ours.
 ORIGINAL_FLAGS: dict[str, str] = {
     "algo_name": "algo",
@@ -104,7 +111,72 @@ ORIGINAL_FLAGS: dict[str, str] = {
 }
 
 
+# Flags the original main.py parsed that did nothing there: accepted, each with one line
+# saying so (docs/bear.md, "The original command line").
+ORIGINAL_NO_OPS: dict[str, str] = {
+    "threshold": "BEAR never read it (the MMD threshold was hard-coded at 0.05; here it is "
+    "--target_mmd_thresh)",
+    "use_bootstrap": "BEAR was built with use_bootstrap=False whatever it said (bearl has no "
+    "bootstrap masks)",
+    "use_behaviour_policy": "it was logged to variant.json and never used",
+    "num_random": "it was logged to variant.json and never used",
+}
+
+
+def original_flag_notes(values: dict[str, Any]) -> list[str]:
+    """One line for each original-only flag in ``values`` whose effect here is not what its
+    name suggests: the flags that did nothing there, ``--cloning`` and ``--eval_freq``."""
+    notes = [
+        f"--{name} does nothing here, nor did it in the original: {why}"
+        for name, why in ORIGINAL_NO_OPS.items()
+        if name in values
+    ]
+    if "cloning" in values and _true(values["cloning"]):
+        notes.append(
+            "--cloning runs BC here (as --algo BC); in the original it did "
+            "nothing (its behaviour cloning was --algo_name=BC)"
+        )
+    algo = str(values.get("algo_name", values.get("algo", "BEAR")))
+    if "eval_freq" in values and algo.lower() == "bear" and not _true(values.get("cloning")):
+        notes.append(
+            f"--eval_freq {values['eval_freq']} is --eval_every here; BEAR's warm start is "
+            "--warm_start_steps gradient steps, not 20 x eval_freq as in the original"
+        )
+    return notes
+
+
+def _true(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes", "on")
+
+
 WARM_START_MAX_FRACTION = 5  # presets' warm starts take at most 1/5 of a run's steps
+
+
+# The presets, in words (each algorithm's file holds their values).
+PRESETS: dict[str, str] = {
+    "paper": "the D4RL paper's settings (rlkit's re-implementation)",
+    "original": "the NeurIPS 2019 code's settings",
+}
+
+
+def warm_start_note(train: TrainConfig, algo_cfg: Any, steps: int) -> str | None:
+    """What extending a run to ``steps`` keeps of its warm start, when a new run of that length
+    would warm up for longer (the run's warm start was capped for its shorter length); None
+    when the two would not differ."""
+    warm = getattr(algo_cfg, "warm_start_steps", None)
+    if warm is None or steps <= train.steps:
+        return None
+    preset = preset_overrides(train.algo, train.preset, train.env or train.dataset)
+    full = preset.get("warm_start_steps", getattr(type(algo_cfg), "warm_start_steps", warm))
+    if warm != train.steps // WARM_START_MAX_FRACTION or full <= warm:
+        return None  # not capped (or set by hand): a new run would warm up as long
+    new = min(full, steps // WARM_START_MAX_FRACTION)
+    return (
+        f"extending to {steps} steps keeps the run's warm start of {warm} steps (the preset's "
+        f"{full}, capped at 1/{WARM_START_MAX_FRACTION} of the {train.steps} steps it started "
+        f"with); a new {steps}-step run would warm up for {new}, so the two differ from step "
+        f"{warm + 1} on"
+    )
 
 
 def preset_overrides(algo: str, preset: str, env: str | None) -> dict[str, Any]:
@@ -112,9 +184,20 @@ def preset_overrides(algo: str, preset: str, env: str | None) -> dict[str, Any]:
     ``presets`` and ``env_presets`` in its file)."""
     from bearl.algos import algorithm_class
 
-    if preset not in ("paper", "original"):
+    if preset not in PRESETS:
         raise ConfigError(f"unknown preset '{preset}' (choose paper or original)")
     return algorithm_class(algo).preset(preset, env_family(env) if env else None)
+
+
+def preset_line(algo: str, preset: str, env: str | None) -> str:
+    """The preset a run uses, and how to get the other one, in one line."""
+    from bearl.algos import algorithm_class
+
+    name = algorithm_class(algo).name
+    other = next(p for p in PRESETS if p != preset)
+    if preset_overrides(name, preset, env) == preset_overrides(name, other, env):
+        return f"{name}, {preset} preset (for {name} the same as --preset {other})"
+    return f"{name}, {preset} preset: {PRESETS[preset]}; --preset {other} for {PRESETS[other]}"
 
 
 # -- field docs and parsing ---------------------------------------------------------------------
@@ -208,7 +291,8 @@ def add_algorithm_flags(parser: argparse.ArgumentParser) -> None:
             title = f"{first_algo} settings" + (" (also used by others)" if groups else "")
             groups[first_algo] = parser.add_argument_group(title)
         if len(users) == 1:
-            text = f"{field_docs(cls).get(field_name, '')} (default: {_default(f)})"
+            default = _default_text(algorithm_class(first_algo), f)
+            text = f"{field_docs(cls).get(field_name, '')} (default: {default})"
         else:  # one description per different meaning, each naming its algorithms
             meanings: dict[str, list[str]] = {}
             for algo, c, _ in users:
@@ -220,6 +304,20 @@ def add_algorithm_flags(parser: argparse.ArgumentParser) -> None:
             defaults = ", ".join(f"{a} {_default(g)}" for a, _, g in users)
             text = f"{docs} (defaults: {defaults})"
         _add_flag(groups[first_algo], field_name, _hints(cls)[field_name], text)
+
+
+def _default_text(algo_cls: Any, f: dataclasses.Field) -> str:
+    """A setting's default as ``--help`` shows it; for a warm start, the presets' values and
+    their cap, which is what a run uses (the dataclass default is the paper preset's)."""
+    if f.name != "warm_start_steps":
+        return str(_default(f))
+    per = " or ".join(f"{algo_cls.preset(p).get(f.name, _default(f))} ({p})" for p in PRESETS)
+    steps = TrainConfig.steps
+    return (
+        f"the preset's, {per}, capped at 1/{WARM_START_MAX_FRACTION} of --steps: "
+        f"{steps // WARM_START_MAX_FRACTION} at the default --steps {steps}; a value given "
+        "is never capped"
+    )
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -281,17 +379,44 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def setting_names() -> set[str]:
+    """Every name a setting may have in a YAML file or a dict: the fields of TrainConfig and of
+    every algorithm's config, and the original code's flag names."""
+    from bearl.algos import ALGORITHMS, algorithm_class
+
+    names = {f.name for f in fields(TrainConfig)} | {"cloning"}
+    names |= {f.name for a in ALGORITHMS for f in fields(algorithm_class(a).config_cls)}
+    return names | set(ORIGINAL_FLAGS) | set(ORIGINAL_NO_OPS)
+
+
+def unknown_settings(names: Any, where: str | None = None, known: Any = None) -> ConfigError:
+    """The error for setting names that do not exist, each with the closest one that does
+    ("did you mean steps?"), prefixed by ``where`` (the file they came from)."""
+    known = sorted(setting_names() if known is None else known)
+    parts = []
+    for name in sorted(names):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        parts.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    prefix = f"{where}: " if where else ""
+    return ConfigError(f"{prefix}unknown setting(s): {', '.join(parts)}")
+
+
+def check_settings(values: dict[str, Any], where: str | None = None) -> None:
+    """Raise :func:`unknown_settings` for the keys of ``values`` that are no setting."""
+    unknown = set(values) - setting_names()
+    if unknown:
+        raise unknown_settings(unknown, where)
+
+
 def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
     """Split user values into a TrainConfig and the algorithm config, applying the preset.
 
     ``values`` mixes loop and algorithm fields (from YAML and flags, flags last). The original
     ``--env_name`` may name a D4RL dataset (``hopper-medium-v2``): it is then the dataset too.
     """
-    values = {ORIGINAL_FLAGS.get(k, k): v for k, v in values.items()}
-    if str(values.get("mode", "")).lower() == "hardcoded":  # the original's name for fixed
-        values["mode"] = "fixed"
-    if values.pop("cloning", False) in (True, "True", "true", "1"):
-        values["algo"] = "BC"
+    for note in original_flag_notes(values):
+        print(f"bearl: {note}", file=sys.stderr)
+    values = normalize_names(values)
     from bearl.algos import ALGORITHMS, algorithm_class
 
     train_names = {f.name for f in fields(TrainConfig)}
@@ -299,14 +424,17 @@ def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
         values["dataset"] = values["env"]
     train = build(TrainConfig, {k: v for k, v in values.items() if k in train_names})
     train.validate()
-    cls = algorithm_class(train.algo)
+    try:
+        cls = algorithm_class(train.algo)
+    except ConfigError as e:
+        raise ConfigError(f"--algo: {e}") from None
     algo_cls_cfg = cls.config_cls
     algo_names = {f.name for f in fields(algo_cls_cfg)}
     user_algo = {k: v for k, v in values.items() if k not in train_names}
     unknown = set(user_algo) - algo_names
     anywhere = {f.name for a in ALGORITHMS for f in fields(algorithm_class(a).config_cls)}
     if unknown - anywhere:
-        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown - anywhere))}")
+        raise unknown_settings(unknown - anywhere)
     if unknown:  # the original CLI passed every flag to every algorithm: accept, say so
         print(
             f"bearl: ignoring settings {cls.name} does not have: {', '.join(sorted(unknown))}",
@@ -326,6 +454,18 @@ def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return train, algo_cfg
+
+
+def normalize_names(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` under bearl's names: the original's flag names mapped (``eval_freq`` ->
+    ``eval_every``), its flags that did nothing dropped, its ``mode: hardcoded`` as ``fixed``
+    and ``cloning: true`` as ``algo: BC``."""
+    values = {ORIGINAL_FLAGS.get(k, k): v for k, v in values.items() if k not in ORIGINAL_NO_OPS}
+    if str(values.get("mode", "")).lower() == "hardcoded":  # the original's name for fixed
+        values["mode"] = "fixed"
+    if _true(values.pop("cloning", False)):
+        values["algo"] = "BC"
+    return values
 
 
 def _looks_like_dataset(name: str) -> bool:

@@ -1,9 +1,12 @@
-"""Process-level speed settings shared by training and benchmarks."""
+"""Process-level speed settings shared by training and benchmarks, and what the other processes
+on the machine leave of it."""
 
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
+import time
 
 _TUNED = False
 
@@ -70,3 +73,77 @@ def cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
+
+
+# -- other processes on the machine ----------------------------------------------------------------
+class CpuWatch:
+    """How many cores other processes kept busy from its start to :meth:`others`: the machine's
+    busy time (``/proc/stat``) less this process's own CPU time and its finished children's
+    (``os.times``), over the wall time. Linux only (elsewhere ``others`` is None)."""
+
+    def __init__(self) -> None:
+        self.start = _cpu_sample()
+
+    def others(self) -> float | None:
+        end = _cpu_sample()
+        if self.start is None or end is None or end[1] <= self.start[1]:
+            return None
+        busy, wall, own = (b - a for a, b in zip(self.start, end))
+        return max(0.0, (busy - own) / wall)
+
+
+def _cpu_sample() -> tuple[float, float, float] | None:
+    """(seconds the machine's CPUs were busy, wall clock, this process's CPU seconds)."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    busy = (sum(ticks[:8]) - idle) / hz  # user nice system idle iowait irq softirq steal
+    t = os.times()
+    return busy, time.monotonic(), t.user + t.system + t.children_user + t.children_system
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def others_busy_cores(seconds: float = 0.25) -> float | None:
+    """Cores other processes keep busy now, measured over ``seconds`` (:class:`CpuWatch`);
+    where that cannot be measured, the 1-minute load average (which counts this process too)."""
+    watch = CpuWatch()
+    if watch.start is not None:
+        time.sleep(seconds)
+        return watch.others()
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return None
+
+
+_WARNED_THREADS = False
+
+
+def thread_warning(threads: int) -> str | None:
+    """A warning, once per process, when ``threads`` torch threads outnumber the cores that
+    other processes leave free: a thread waiting for a busy core holds up every matrix multiply
+    of the update (BEAR on 2 threads beside one busy core of 2 ran 4 times slower than on 1,
+    docs/performance.md). None when they fit (or when one thread is used)."""
+    global _WARNED_THREADS
+    if threads <= 1 or _WARNED_THREADS:
+        return None
+    cores, busy = usable_cores(), others_busy_cores()
+    if busy is None or threads <= cores - busy + 0.5:
+        return None
+    _WARNED_THREADS = True
+    return (
+        f"{threads} torch threads, but other processes keep {busy:.1f} of the {cores} cores "
+        "busy: a thread waiting for a core stalls every update (BEAR beside one busy core of 2: "
+        "9.8 updates/s on 2 threads, 39.5 on 1; docs/performance.md); --threads 1 is faster here"
+    )

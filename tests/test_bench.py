@@ -56,6 +56,7 @@ def test_bench_cli_writes_json(tmp_path):
     assert {"peer", "peer_updates_per_s", "ratio", "flops_per_update", "roofline_fraction"} <= set(
         rows[0]
     )
+    assert {"others_busy_cores", "busy"} <= set(rows[0])
 
 
 def test_bench_rows_per_precision_and_preset_with_the_roofline_at_their_precision(tmp_path):
@@ -119,3 +120,87 @@ def test_ab_compares_two_versions_and_cleans_up():
         ["git", "-C", str(repo), "worktree", "list"], capture_output=True, text=True
     ).stdout
     assert "bearl-ab-" not in trees
+
+
+def test_cpu_watch_counts_other_processes_not_this_one(monkeypatch):
+    from bearl import perf
+
+    samples = iter([(10.0, 100.0, 1.0), (13.5, 102.0, 2.5)])  # busy s, wall s, own CPU s
+    monkeypatch.setattr(perf, "_cpu_sample", lambda: next(samples))
+    assert perf.CpuWatch().others() == (3.5 - 1.5) / 2.0  # one core of others
+    monkeypatch.undo()
+    assert perf.CpuWatch().others() is None or perf.CpuWatch().others() >= 0.0
+
+
+def test_more_threads_than_free_cores_warn_once(monkeypatch):
+    from bearl import perf
+
+    monkeypatch.setattr(perf, "usable_cores", lambda: 2)
+    monkeypatch.setattr(perf, "others_busy_cores", lambda: 0.9)
+    monkeypatch.setattr(perf, "_WARNED_THREADS", False)
+    assert perf.thread_warning(1) is None  # one thread always fits
+    msg = perf.thread_warning(2)
+    assert msg.startswith("2 torch threads, but other processes keep 0.9 of the 2 cores busy")
+    assert "--threads 1" in msg
+    assert perf.thread_warning(2) is None  # once per process
+    monkeypatch.setattr(perf, "_WARNED_THREADS", False)
+    monkeypatch.setattr(perf, "others_busy_cores", lambda: 0.1)
+    assert perf.thread_warning(2) is None  # a quiet machine
+
+
+def test_a_run_checks_its_threads_against_the_free_cores(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from bearl.config import TrainConfig, resolve
+    from bearl.training import loop
+
+    from conftest import make_random_dataset
+
+    assert TrainConfig().threads == 1
+    seen = []
+    monkeypatch.setattr(loop, "thread_warning", lambda t: seen.append(t) or "too many threads")
+    cfg, algo_cfg = resolve(
+        {
+            "dataset": "memory",
+            "env": "Pendulum-v1",
+            "steps": 2,
+            "eval_episodes": 0,
+            "log_dir": str(tmp_path),
+            "progress": False,
+        }
+    )
+    loop.train(cfg, algo_cfg, dataset=make_random_dataset())
+    assert seen == [torch.get_num_threads()] == [1]
+    assert "bearl: too many threads" in capsys.readouterr().err
+
+
+def test_a_row_timed_on_a_busy_machine_is_marked_and_a_roofline_above_1_refused():
+    from bearl.experiments.bench import Row, _fmt_row, _mark_busy, rows_to_json
+
+    row = Row(
+        "BEAR",
+        2,
+        30.0,
+        (29.0, 31.0),
+        flops_per_update=1.5e9,
+        roofline_updates_per_s=25.0,
+        roofline_fraction=1.2,
+    )
+    _mark_busy(row, 0.9)
+    text = _fmt_row(row)
+    assert "BUSY MACHINE: other processes kept 0.9 cores busy" in text
+    assert "(n/a: measured 120% of the roofline, above 100%" in text
+    (saved,) = rows_to_json([row])
+    assert saved["busy"] is True and saved["others_busy_cores"] == 0.9
+    assert saved["roofline_fraction"] is None and "above 100%" in saved["roofline_note"]
+    quiet = Row(
+        "BEAR",
+        1,
+        30.0,
+        (29.0, 31.0),
+        flops_per_update=1.5e9,
+        roofline_updates_per_s=50.0,
+        roofline_fraction=0.6,
+    )
+    _mark_busy(quiet, 0.05)
+    assert "BUSY" not in _fmt_row(quiet) and "(60%)" in _fmt_row(quiet)

@@ -142,13 +142,146 @@ def test_train_with_original_flags(tmp_path, capsys):
             "--vae_hidden=16,16",
             "--num_eval_samples=2",
             "--progress=false",
+            "--threshold=0.05",  # parsed by the original, never used there: a note here
+            "--use_bootstrap",
         ]
     )
     assert code == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "result.json" in out and "progress.png" in out
+    assert "--threshold does nothing here, nor did it in the original" in err
+    assert "--use_bootstrap does nothing here" in err
+    (run,) = (tmp_path / "runs").iterdir()
+    result = json.loads((run / "result.json").read_text())
+    assert out.startswith(
+        f"BEAR on buffer.hdf5, 20 steps: normalized score {result['final_score']:.1f} at the "
+        f"end, best {result['best_score']:.1f} at step {result['best_step']}; the data's own "
+        f"level is {result['data_score']:.1f} (the mean over its episodes)\n"
+        f"run folder: {run.absolute()}\n"
+    )
+    assert f"best.pt        the policy of the best evaluation: bearl eval {run.absolute()}" in out
+    assert f"continue with bearl train --resume {run.absolute()} --steps N" in out
+    assert "{" not in out  # no JSON blob
     assert "result.json" in out and "progress.png" in out
     (run,) = (tmp_path / "runs").iterdir()
     variant = json.loads((run / "variant.json").read_text())
     assert variant["algo"]["kernel_type"] == "gaussian"
     assert variant["algo"]["num_samples_match"] == 5
     assert (run / "progress.png").exists()
+
+
+# Every flag the original BEAR main.py parses (docs/bear.md), with a value it accepts;
+# --buffer_name was removed there in May 2020 but its README still uses it.
+ORIGINAL_MAIN_FLAGS = {
+    "env_name": "Hopper-v5",
+    "seed": "0",
+    "eval_freq": "5e3",
+    "max_timesteps": "1e6",
+    "version": "0",
+    "lamda": "0.5",
+    "threshold": "0.05",
+    "use_bootstrap": "False",
+    "algo_name": "BEAR",
+    "mode": "hardcoded",
+    "num_samples_match": "10",
+    "mmd_sigma": "20.0",
+    "kernel_type": "laplacian",
+    "lagrange_thresh": "10.0",
+    "distance_type": "MMD",
+    "log_dir": "./data_hopper/",
+    "use_ensemble_variance": "False",
+    "use_behaviour_policy": "False",
+    "cloning": "False",
+    "num_random": "10",
+    "margin_threshold": "10",
+    "buffer_name": "buffer_hopper.pkl",
+}
+
+
+def test_every_flag_of_the_original_main_py_is_accepted(capsys):
+    """Each parses, and those that did nothing in the original say so in one line each."""
+    from bearl.cli import build_parser
+    from bearl.config import ORIGINAL_NO_OPS, resolve
+
+    argv = ["train"] + [f"--{k}={v}" for k, v in ORIGINAL_MAIN_FLAGS.items()]
+    args = build_parser().parse_args(argv)
+    skip = {"func", "command", "config", "resume", "debug"}
+    cfg, algo_cfg = resolve({k: v for k, v in vars(args).items() if k not in skip})
+    assert (cfg.algo, cfg.steps, cfg.eval_every, cfg.dataset) == (
+        "BEAR",
+        1_000_000,
+        5000,
+        "buffer_hopper.pkl",
+    )
+    assert (algo_cfg.mode, algo_cfg.num_samples_match, algo_cfg.lamda) == ("fixed", 10, 0.5)
+    err = capsys.readouterr().err.splitlines()
+    for name in ORIGINAL_NO_OPS:
+        assert sum(line.startswith(f"bearl: --{name} does nothing") for line in err) == 1, name
+    assert any("--eval_freq 5e3 is --eval_every here" in line for line in err)
+    assert any("margin_threshold" in line for line in err)  # a DQfD setting, ignored by BEAR
+
+
+def test_an_algorithm_of_the_original_that_bearl_does_not_provide_says_why(capsys):
+    assert main(["train", "--algo_name=BEAR_IS"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("bearl: error: --algo: algorithm 'BEAR_IS' is not provided: ")
+    assert "broken" in err and "docs/bear.md" in err
+    assert main(["train", "--algo", "PPO"]) == 2
+    assert "unknown algorithm 'PPO'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, usage, line",
+    [
+        (
+            ["train", "--mmd_sgima", "3"],
+            "usage: bearl train ",
+            "bearl train: error: unrecognized arguments: --mmd_sgima 3 (did you mean --mmd_sigma?)",
+        ),
+        (
+            ["data", "make", "hopper-medium", "--sise=5"],
+            "usage: bearl data make ",
+            "bearl data make: error: unrecognized arguments: --sise=5 (did you mean --size?)",
+        ),
+        (
+            ["eval", "run", "--zzz"],
+            "usage: bearl eval ",
+            "bearl eval: error: unrecognized arguments: --zzz",
+        ),
+    ],
+)
+def test_an_unknown_flag_shows_its_commands_usage_and_the_closest_flag(argv, usage, line, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(usage)
+    assert err[-1] == line  # one line of error after the usage
+    assert sum("error" in x for x in err) == 1
+
+
+def test_the_training_bar_measures_its_rate_after_the_start_and_shows_evaluations(capsys):
+    import time
+
+    from bearl.progress import StepBar
+
+    bar = StepBar(1000, 0, "training BEAR")
+    bar.interactive = True  # as on a terminal, and drawn at every update
+    bar.bar.mininterval = 0
+    time.sleep(0.5)  # a slow start (first allocations)
+    bar.advance(100)
+    time.sleep(0.1)
+    bar.advance(200)
+    info = bar.bar.format_dict
+    rate = (info["n"] - info["initial"]) / info["elapsed"]
+    assert rate > 600, rate  # 100 steps in 0.1 s, not 200 in 0.6 s (333/s)
+    bar.phase("evaluating 10 episodes")
+    assert "evaluating 10 episodes:" in capsys.readouterr().err
+    bar.training()
+    bar.advance(1000)
+    assert "1000/1000" not in capsys.readouterr().err  # not yet
+    bar.finish("step 1000 | ...")
+    err = capsys.readouterr().err
+    assert err.count("1000/1000") == 1 and err.rstrip().endswith("step 1000 | ...")
+    assert "training BEAR: 100%" in err

@@ -203,6 +203,14 @@ CASES = {
         ["train", "--resume", str(_newer_checkpoint(t))],
         ["checkpoint.pt", "newer"],
     ),
+    "resume with settings a resume keeps": lambda t: (
+        ["train", "--resume", str(_run_dir(t)), "--mmd_sigma", "5", "--eval_every", "50"],
+        ["run/params.json", "--mmd_sigma 5, --eval_every 50", "(mmd_sigma 20.0, eval_every 2)"],
+    ),
+    "resume to fewer steps than the run has": lambda t: (
+        ["train", "--resume", str(_run_dir(t)), "--steps", "1"],
+        ["run", "--steps 1", "(2)"],
+    ),
     "eval of a junk checkpoint": lambda t: (
         ["eval", str(_junk_checkpoint(t)), "--episodes", "1"],
         ["best.pt"],
@@ -222,6 +230,18 @@ CASES = {
     "sweep spec that is not yaml": lambda t: (
         ["sweep", str(_bytes(t / "spec.yaml", b"algos: [BEAR\n  - {")), "--dry-run"],
         ["spec.yaml"],
+    ),
+    "config file with a typo": lambda t: (
+        ["train", "--config", str(_bytes(t / "my.yaml", b"steps: 5\nmmd_sgima: 3\n"))],
+        [str(t / "my.yaml"), "unknown setting(s): mmd_sgima (did you mean mmd_sigma?)"],
+    ),
+    "sweep spec with a typo": lambda t: (
+        [
+            "sweep",
+            str(_bytes(t / "spec.yaml", b"algos: [BEAR]\ndatasets: [x]\nbase: {stesp: 5}\n")),
+            "--dry-run",
+        ],
+        [f"{t / 'spec.yaml'}: base: unknown setting(s): stesp (did you mean steps?)"],
     ),
     "sweep spec with an unknown algorithm": lambda t: (
         [

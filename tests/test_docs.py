@@ -228,6 +228,8 @@ def test_defaults_quoted_in_prose_and_help_match_the_code():
         (help_of("bearl eval", "--seed"), r"run's seed \+ (\d+)", FRESH_SEED_OFFSET),
         (help_of("bearl record", "--seed"), r"run's seed \+ (\d+)", FRESH_SEED_OFFSET),
         (help_of("bearl data make", "--size"), r"default: (\d+)", DEFAULT_SIZE),
+        (help_of("bearl train", "--warm_start_steps"), r"(\d+) at the default --steps", warm),
+        (help_of("bearl train", "--warm_start_steps"), r"at the default --steps (\d+)", steps),
     ]
     for text, pattern, value in quoted:
         m = re.search(pattern, text)

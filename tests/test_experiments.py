@@ -58,18 +58,31 @@ TINY = {
 
 
 # -- hand-written run folders ---------------------------------------------------------------------
-def write_run(root, name, algo, dataset, seed, scores, result=True, settings=None):
-    """A run folder like ``bearl train`` writes: progress rows every 10 steps with
-    NormalizedScore = ``scores`` (None: no reference scores, returns only)."""
+def write_run(
+    root,
+    name,
+    algo,
+    dataset,
+    seed,
+    scores,
+    result=True,
+    settings=None,
+    every=10,
+    algo_cfg=None,
+    data=None,
+):
+    """A run folder like ``bearl train`` writes: progress rows every ``every`` (10) steps with
+    NormalizedScore = ``scores`` (None: no reference scores, returns only); ``algo_cfg`` and
+    ``data`` add to params.json's algo and dataset entries."""
     d = root / name
     d.mkdir(parents=True)
-    train_cfg = {"algo": algo, "dataset": dataset, "seed": seed, "steps": 10 * len(scores)}
+    train_cfg = {"algo": algo, "dataset": dataset, "seed": seed, "steps": every * len(scores)}
     variant = {
         "algorithm": algo,
         "train": {**train_cfg, **(settings or {})},
-        "algo": {"gamma": 0.99},
+        "algo": {"gamma": 0.99, **(algo_cfg or {})},
         "env_name": "Pendulum-v1",
-        "dataset": {"source": dataset},
+        "dataset": {"source": dataset, **(data or {})},
         "seed": seed,
     }
     (d / "variant.json").write_text(json.dumps(variant))
@@ -77,7 +90,7 @@ def write_run(root, name, algo, dataset, seed, scores, result=True, settings=Non
     rows = []
     for i, s in enumerate(scores):
         ret = 10.0 * (s if s is not None else i + seed)
-        row = {"Step": 10 * (i + 1), "AverageReturn": ret, "Overestimation": 1.0 + i}
+        row = {"Step": every * (i + 1), "AverageReturn": ret, "Overestimation": 1.0 + i}
         row["NormalizedScore"] = "" if s is None else s
         rows.append(row)
     with open(d / "progress.csv", "w", newline="") as f:
@@ -186,6 +199,51 @@ def test_plot_cli_metric_and_band(runs, tmp_path, capsys):
     assert main(["plot", str(runs), "-o", str(out), "--metric", "Overestimation"]) == 0
     assert out.exists()
     assert main(["plot", str(runs), "-o", str(out), "--band", "minmax", "--smooth", "2"]) == 0
+
+
+def test_step_ticks_are_plain_numbers():
+    from bearl.training.curve import step_label
+
+    labels = [step_label(x) for x in (0, 500, 2500, 5000, 15_000, 50_000, 1_000_000, 1_500_000)]
+    assert labels == ["0", "500", "2.5k", "5k", "15k", "50k", "1M", "1.5M"]
+
+
+def svg_text(path) -> str:
+    """The words of an SVG written with text as text (svg.fonttype none)."""
+    return " ".join(re.findall(r">([^<>]+)</text>", path.read_text()))
+
+
+def test_plot_marks_the_data_level_and_the_warm_start_and_speaks_of_std_only_over_seeds(
+    tmp_path,
+):
+    """One seed: no std in the title; the data's level (params.json's dataset entry) as a
+    line, BEAR's warm start end as a mark; steps in plain numbers; the same in progress.png."""
+    import matplotlib
+
+    from bearl.training.curve import plot_run
+
+    level = {"normalized_return_mean": 36.14, "return_mean": 1153.0}
+    kw = {"every": 5000, "algo_cfg": {"warm_start_steps": 3000}, "data": level}
+    one = write_run(tmp_path / "one", "r0", "BEAR", "hopper-medium", 0, [5.0, 9.0, 20.0], **kw)
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
+        plot_runs([one], tmp_path / "one.svg")
+        text = svg_text(tmp_path / "one.svg")
+        assert "std" not in text and "NormalizedScore" in text
+        assert "the data's level (36.1)" in text and "warm start ends (3k)" in text
+        assert "10k" in text and "×10" not in text and "1e4" not in text
+        plot_runs([one], tmp_path / "ret.svg", metric="AverageReturn")
+        assert "the data's level (1153.0)" in svg_text(tmp_path / "ret.svg")
+        plot_run(one, tmp_path / "progress.svg")
+        text = svg_text(tmp_path / "progress.svg")
+        assert "the data's level (36.1)" in text and "warm start ends (3k)" in text
+        assert "std" not in text and "10k" in text
+        write_run(tmp_path / "one", "r1", "BEAR", "hopper-medium", 1, [6.0, 8.0, 30.0], **kw)
+        plot_runs([tmp_path / "one"], tmp_path / "two.svg")
+        assert "NormalizedScore: mean ± 1 std over seeds" in svg_text(tmp_path / "two.svg")
+        old = write_run(tmp_path / "old", "r0", "BEAR", "hopper-medium", 0, [5.0, 9.0], every=5000)
+        plot_runs([old], tmp_path / "old.svg")  # an older bearl's run: no level, no warm start
+        assert "level" not in svg_text(tmp_path / "old.svg")
+        assert "warm start" not in svg_text(tmp_path / "old.svg")
 
 
 def test_plot_falls_back_to_returns_without_reference_scores(tmp_path):

@@ -77,6 +77,30 @@ def test_short_run_writes_every_log_file(tmp_path):
     assert result["best_score"] == pytest.approx(best, abs=1e-4)
 
 
+def test_a_run_from_python_draws_its_learning_curve(tmp_path):
+    run(tmp_path, "r", steps=40)
+    assert (tmp_path / "r" / "progress.png").read_bytes().startswith(b"\x89PNG")
+    run(tmp_path, "blind", steps=20, eval_episodes=0)  # no evaluation: no curve
+    assert not (tmp_path / "blind" / "progress.png").exists()
+
+
+def test_the_progress_display_names_its_phases_and_ends_once(tmp_path, capsys):
+    """The run folder, the preset and the plan first; the bar labelled ``training BEAR``; its
+    final state printed once, then the last row's line."""
+    run(tmp_path, "r", steps=40, progress=True)
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert lines[0] == f"bearl: run folder {(tmp_path / 'r').absolute()}"
+    assert lines[1].startswith("bearl: BEAR, paper preset")
+    assert lines[2] == (
+        "bearl: training BEAR on memory in Pendulum-v1 for 40 steps, evaluating 2 episodes "
+        "every 20 steps"
+    )
+    assert "training BEAR:" in err
+    assert err.count("40/40") == 1, err
+    assert err.index("40/40") < err.index("step       40 |")
+
+
 def test_deterministic_evaluation_is_logged_beside_the_algorithms_own_rule(tmp_path):
     """eval_deterministic adds columns and changes nothing else: same rows, same result."""
     plain = run(tmp_path, "plain", steps=40)
@@ -173,6 +197,41 @@ def test_original_flag_names_are_accepted():
     assert algo.use_ensemble_variance is False
 
 
+def test_an_old_env_version_is_said_once_and_both_names_are_recorded(tmp_path, capsys):
+    """Pendulum-v0 (as Hopper-v2) is evaluated in the version bearl runs: printed once, and
+    result.json, params.json and debug.log keep the name given and the env used."""
+    result = run(tmp_path, "old", steps=40, env="Pendulum-v0")
+    err = capsys.readouterr().err
+    assert err.count("Pendulum-v0 is evaluated in Pendulum-v1") == 1, err
+    assert (result["env"], result["env_id"]) == ("Pendulum-v0", "Pendulum-v1")
+    saved = json.loads((tmp_path / "old" / "result.json").read_text())
+    assert (saved["env"], saved["env_id"]) == ("Pendulum-v0", "Pendulum-v1")
+    params = json.loads((tmp_path / "old" / "params.json").read_text())
+    assert (params["env_name"], params["env_id"]) == ("Pendulum-v0", "Pendulum-v1")
+    assert (
+        "env Pendulum-v0 (evaluated in Pendulum-v1)" in (tmp_path / "old" / "debug.log").read_text()
+    )
+    run(tmp_path, "new", steps=20, env="Pendulum-v1")
+    assert "evaluated in" not in capsys.readouterr().err
+
+
+def test_every_run_names_its_preset_and_the_other_one(tmp_path, capsys):
+    run(tmp_path, "paper", steps=20, progress=True)
+    err = capsys.readouterr().err
+    assert "bearl: BEAR, paper preset: the D4RL paper's settings" in err
+    assert "; --preset original for the NeurIPS 2019 code's settings" in err
+    run(tmp_path, "original", steps=20, preset="original")  # no progress: debug.log only
+    assert "preset" not in capsys.readouterr().err
+    log = (tmp_path / "original" / "debug.log").read_text()
+    assert "BEAR, original preset: the NeurIPS 2019 code's settings; --preset paper for" in log
+    cfg, _ = resolve(
+        {**SMALL, "algo": "BCQ", "steps": 20, "log_dir": str(tmp_path), "run_name": "bcq"}
+    )
+    train(cfg, dataset=make_random_dataset())
+    log = (tmp_path / "bcq" / "debug.log").read_text()
+    assert "BCQ, paper preset (for BCQ the same as --preset original)" in log
+
+
 def test_d4rl_env_name_is_also_the_dataset():
     cfg, _ = resolve({"env_name": "hopper-medium-v2"})
     assert cfg.dataset == "hopper-medium-v2"
@@ -207,6 +266,10 @@ def test_settings_of_other_algorithms_are_ignored_with_a_note(capsys):
     assert "ignoring settings TD3 does not have: mmd_sigma" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="unknown setting"):
         resolve({"algo": "TD3", "mmd_sigmaa": "10"})
+    with pytest.raises(
+        ConfigError, match=r"unknown setting\(s\): mmd_sigmaa \(did you mean mmd_sigma\?\)"
+    ):
+        resolve({"algo": "TD3", "mmd_sigmaa": "10"})
 
 
 def test_warm_start_is_capped_for_short_runs_unless_set():
@@ -216,13 +279,92 @@ def test_warm_start_is_capped_for_short_runs_unless_set():
     assert resolve({"steps": 50_000, "preset": "original"})[1].warm_start_steps == 10_000
 
 
+def test_extending_a_run_keeps_its_capped_warm_start_and_says_so(tmp_path, capsys):
+    """A 20-step run warms up for 4 steps (capped); extended to 40 it keeps the 4, as a new
+    40-step run given warm_start_steps 4 (a new 40-step run would warm up for 8)."""
+    values = {k: v for k, v in SMALL.items() if k != "warm_start_steps"}
+    values.update(log_dir=str(tmp_path), eval_every=10)
+    cfg, algo_cfg = resolve({**values, "run_name": "short", "steps": 20})
+    assert algo_cfg.warm_start_steps == 4
+    train(cfg, algo_cfg, dataset=make_random_dataset())
+    capsys.readouterr()
+    cfg, _ = resolve({**values, "steps": 40})
+    train(cfg, resume=tmp_path / "short", dataset=make_random_dataset())
+    err = capsys.readouterr().err
+    assert (
+        "bearl: extending to 40 steps keeps the run's warm start of 4 steps (the preset's "
+        "40000, capped at 1/5 of the 20 steps it started with); a new 40-step run would warm "
+        "up for 8, so the two differ from step 5 on"
+    ) in err
+    kept = {**values, "run_name": "kept", "steps": 40, "warm_start_steps": 4}
+    train(*resolve(kept), dataset=make_random_dataset())
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if k not in MACHINE_COLUMNS} for r in rows]
+
+    extended = strip(read_rows(tmp_path / "short" / "progress.csv"))
+    assert extended == strip(read_rows(tmp_path / "kept" / "progress.csv"))
+    train(*resolve({**values, "run_name": "new", "steps": 40}), dataset=make_random_dataset())
+    assert extended != strip(read_rows(tmp_path / "new" / "progress.csv"))
+    run(tmp_path, "given", steps=20)  # warm_start_steps given: not capped, nothing to say
+    train(
+        *resolve({**SMALL, "steps": 40}), resume=tmp_path / "given", dataset=make_random_dataset()
+    )
+    assert "warm start" not in capsys.readouterr().err
+
+
 def test_resume_of_a_finished_run_keeps_its_result(tmp_path):
+    """At full precision (progress.csv rounds to 6 digits): from the checkpoint, or from
+    result.json for a checkpoint of an older bearl, which did not hold the last row."""
     result = run(tmp_path, "r", steps=40)
-    (tmp_path / "r" / "result.json").unlink()  # killed after the last checkpoint
+    assert result["final_score"] != round(result["final_score"], 6)  # else nothing is tested
+    d = tmp_path / "r"
     cfg, _ = resolve({**SMALL, "steps": 40})
-    again = train(cfg, resume=tmp_path / "r", dataset=make_random_dataset())
-    assert again["final_score"] == pytest.approx(result["final_score"])
-    assert again["best_score"] == pytest.approx(result["best_score"])
+    for case in ("finished", "killed after the last checkpoint", "an older checkpoint"):
+        if case == "killed after the last checkpoint":
+            (d / "result.json").unlink()
+        if case == "an older checkpoint":
+            payload = torch.load(d / "checkpoint.pt", weights_only=False)
+            del payload["last_row"]
+            torch.save(payload, d / "checkpoint.pt")
+        again = train(cfg, resume=d, dataset=make_random_dataset())
+        assert again == result, case
+        assert json.loads((d / "result.json").read_text()) == result, case
+
+
+def test_a_resume_changes_only_the_settings_it_may(tmp_path, capsys):
+    """--steps, --progress, --threads, ... may change; any other setting must equal the run's
+    (given equal, it is accepted), from the command line and from Python."""
+    from bearl.cli import main
+    from bearl.data.d4rl import write_d4rl
+    from bearl.errors import ConfigError
+
+    src = tmp_path / "d.hdf5"
+    write_d4rl(make_random_dataset(), src)
+    values = {**SMALL, "dataset": str(src), "log_dir": str(tmp_path), "run_name": "r"}
+    assert main(["train", *[f"--{k}={v}" for k, v in values.items()], "--steps=20"]) == 0
+    d = tmp_path / "r"
+    rows = (d / "progress.csv").read_text()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(d), "--mmd_sigma", "5", "--eval_every", "50"]) == 2
+    err = capsys.readouterr().err
+    assert "--mmd_sigma 5, --eval_every 50: a resumed run keeps its own settings" in err
+    assert "(mmd_sigma 20.0, eval_every 20); a resume may change only --steps, --progress" in err
+    assert main(["train", "--resume", str(d), "--algo", "TD3", "--gamma", "0.5"]) == 2
+    assert "--algo TD3, --gamma 0.5" in capsys.readouterr().err
+    assert main(["train", "--resume", str(d), "--policy_noise", "0.1"]) == 2  # TD3's, not BEAR's
+    assert "(no policy_noise)" in capsys.readouterr().err
+    assert (d / "progress.csv").read_text() == rows  # nothing ran
+    cfg, algo_cfg = resolve({**values, "steps": 40, "eval_every": 10})
+    with pytest.raises(ConfigError, match=r"--eval_every 10: a resumed run keeps"):
+        train(cfg, resume=d)
+    cfg, algo_cfg = resolve({**values, "steps": 40, "mmd_sigma": 5})
+    with pytest.raises(ConfigError, match=r"--mmd_sigma 5.0: a resumed run keeps"):
+        train(cfg, algo_cfg, resume=d)
+    assert (d / "progress.csv").read_text() == rows
+    same = ["--mmd_sigma", "20", "--eval_every", "20", "--batch_size", "32", "--algo", "bear"]
+    assert main(["train", "--resume", str(d), *same, "--steps", "40", "--threads", "1"]) == 0
+    assert [int(r["Step"]) for r in read_rows(d / "progress.csv")] == [20, 40]
 
 
 def test_unwritable_log_dir_fails_before_training(tmp_path):

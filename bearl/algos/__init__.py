@@ -17,14 +17,35 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     cls.name: cls for cls in (BEAR, BCQ, TD3, BC, KLControl, DQfD)
 }
 
+# Names other BEAR code accepts that bearl does not provide, each with the reason.
+NOT_PROVIDED: dict[str, str] = {
+    "BEAR_IS": "the original code's BEAR with importance-weighted Bellman errors was broken "
+    "there (it needs behaviour-policy means and variances in the buffer, reads Q heads 2 and 3 "
+    "of a 2-head critic, and logs an undefined variable); see docs/bear.md",
+}
+
 
 def algorithm_class(name: str) -> type[Algorithm]:
     """The Algorithm class registered under ``name`` (case-insensitive)."""
     key = {k.lower(): k for k in ALGORITHMS}.get(name.lower())
+    available = f"(available: {', '.join(ALGORITHMS)})"
     if key is None:
-        raise ConfigError(f"unknown algorithm '{name}' (available: {', '.join(ALGORITHMS)})")
+        why = {k.lower(): v for k, v in NOT_PROVIDED.items()}.get(name.lower())
+        if why is not None:
+            raise ConfigError(f"algorithm '{name}' is not provided: {why} {available}")
+        raise ConfigError(f"unknown algorithm '{name}' {available}")
     return ALGORITHMS[key]
 
 
-__all__ = ["ALGORITHMS", "BC", "BCQ", "BEAR", "TD3", "Algorithm", "DQfD", "KLControl"]
+__all__ = [
+    "ALGORITHMS",
+    "NOT_PROVIDED",
+    "BC",
+    "BCQ",
+    "BEAR",
+    "TD3",
+    "Algorithm",
+    "DQfD",
+    "KLControl",
+]
 __all__ += ["algorithm_class"]

@@ -9,6 +9,12 @@ Roofline: the matrix multiplies of one update are recorded with their shapes (fo
 backward), each shape is timed on this machine at the same thread count, and the sum of
 ``flops / measured GEMM throughput`` over them is the fastest an update could run if nothing but
 its matmuls took time. ``roofline_fraction`` = measured rate / that bound.
+
+A busy machine: each row also measures how many cores other processes kept busy while it ran
+(``others_busy_cores``, from ``/proc/stat``); above :data:`BUSY_CORES` the row is marked busy,
+its rates are not the machine's. A roofline fraction above 1 (the update ran faster than its
+own matmuls allow, because the GEMM timings ran while the machine was busier) is refused:
+``roofline_fraction`` is None, with a note.
 """
 
 from __future__ import annotations
@@ -30,12 +36,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from bearl.algos import algorithm_class
 from bearl.data.dataset import Dataset, DatasetInfo
-from bearl.perf import tune_allocator
+from bearl.perf import CpuWatch, tune_allocator
 
 # Each algorithm's ``bench_settings`` (in its own file) are the peer's hyperparameters (d3rlpy
 # 2.8 defaults for BEAR / TD3; BCQ and BC use batch 100), applied to both sides so that both
 # compute the same thing; an algorithm with bench settings has a d3rlpy peer.
 OBS_DIM, ACT_DIM = 11, 3  # Hopper's shapes
+BUSY_CORES = 0.25  # other processes' cores during a row above which it is marked busy
 
 
 @dataclass
@@ -349,6 +356,7 @@ def run(
             py is not None and preset == "bench" and bool(algorithm_class(name).bench_settings)
         )
         ours, theirs = [], []
+        watch = CpuWatch()
         for _ in range(repeats):  # interleaved: ours, peer, ours, peer, ...
             ours.append(time_updates(algo, sampler, steps, warmup))
             if has_peer:  # d3rlpy at fp32, its only precision
@@ -375,6 +383,7 @@ def run(
         )
         if theirs:
             row.extra["peer_spread"] = (min(theirs), max(theirs))
+        _mark_busy(row, watch.others())
         rows.append(row)
         print(_fmt_row(row), flush=True)
     if extras:
@@ -394,16 +403,38 @@ def run(
     return rows
 
 
+def _mark_busy(row: Row, others: float | None) -> None:
+    """Record what other processes used during the row; refuse a roofline fraction above 1."""
+    row.extra["others_busy_cores"] = others
+    row.extra["busy"] = others is not None and others > BUSY_CORES
+    if row.roofline_fraction is not None and row.roofline_fraction > 1.0:
+        row.extra["roofline_note"] = (
+            f"measured {100 * row.roofline_fraction:.0f}% of the roofline, above 100%: the GEMM "
+            "timings ran on a busier machine than the updates; not a roofline"
+        )
+        row.roofline_fraction = None
+
+
 def _fmt_row(r: Row) -> str:
     peer = (
         f" | d3rlpy {r.peer_updates_per_s:7.1f} -> {r.ratio:5.2f}x" if r.peer_updates_per_s else ""
+    )
+    fraction = (
+        f"{100 * r.roofline_fraction:.0f}%"
+        if r.roofline_fraction is not None
+        else "n/a: " + r.extra.get("roofline_note", "")
+    )
+    others = r.extra.get("others_busy_cores")
+    busy = (
+        f" | BUSY MACHINE: other processes kept {others:.1f} cores busy"
+        if r.extra.get("busy")
+        else ""
     )
     return (
         f"{r.algo:<10} {r.preset:<5} {r.precision} {r.behavior_model:<10} threads {r.threads} | "
         f"{r.updates_per_s:7.1f} upd/s "
         f"[{r.spread[0]:.1f}-{r.spread[1]:.1f}]{peer} | {r.flops_per_update / 1e9:.2f} "
-        f"GFLOP/update | roofline {r.roofline_updates_per_s:.1f} upd/s "
-        f"({100 * r.roofline_fraction:.0f}%)"
+        f"GFLOP/update | roofline {r.roofline_updates_per_s:.1f} upd/s ({fraction}){busy}"
     )
 
 

@@ -8,7 +8,6 @@ one level down). The format follows the output extension (.png, .svg, .pdf).
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,38 +23,21 @@ from bearl.experiments.runs import (
     settings_suffix,
     warn_mixed_groups,
 )
+from bearl.files import read_json
+from bearl.training.curve import (
+    AXIS_LABELS,
+    data_level,
+    format_steps,
+    mark_data_level,
+    mark_warm_start,
+    read_progress,
+    warm_start_end,
+)
+
+__all__ = ["AXIS_LABELS", "curves", "plot_runs", "read_progress"]
 
 BANDS = ("std", "minmax", "none")
 FORMATS = (".png", ".svg", ".pdf")
-AXIS_LABELS = {
-    "NormalizedScore": "normalized score (0 random, 100 expert)",
-    "AverageReturn": "average return",
-    "BestScore": "best normalized score so far",
-    "Overestimation": "Q(s0, pi(s0)) - discounted return",
-    "QEstimateStart": "Q(s0, pi(s0))",
-    "DiscountedReturnStart": "discounted return from s0",
-    "ActionMSE": "MSE(pi(s), dataset action)",
-    "NearestActionDistance": "distance of (s, pi(s)) to the data",
-}
-
-
-def read_progress(run_dir: Path) -> dict[str, np.ndarray]:
-    """Columns of a run's progress.csv as float arrays (empty cells are NaN)."""
-    path = Path(run_dir) / "progress.csv"
-    if not path.exists():
-        raise BearlError(f"{run_dir}: no progress.csv (not a bearl run folder?)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise BearlError(f"{path}: no rows yet")
-    return {k: np.array([_float(r.get(k)) for r in rows]) for k in rows[0]}
-
-
-def _float(text: str | None) -> float:
-    try:
-        return float(text) if text not in ("", None) else np.nan
-    except ValueError:
-        return np.nan
 
 
 @dataclass
@@ -71,6 +53,10 @@ class Curve:
     low: np.ndarray
     high: np.ndarray
     runs: int
+    data_level: float | None = None
+    """The data's own level on the metric, when every run of the group has the same."""
+    warm_start: int | None = None
+    """The step the warm start ends at, when every run of the group has the same."""
 
 
 def curves(
@@ -123,7 +109,11 @@ def curves(
             low, high = _nan_reduce(np.nanmin, ys), _nan_reduce(np.nanmax, ys)
         else:
             low = high = mean
-        out.append(Curve(label, infos[0].dataset, name, steps, mean, low, high, len(series)))
+        params = [read_json(i.path / "params.json") or {} for i in infos]
+        level = _common([data_level(p, metric) for p in params])
+        warm = _common([warm_start_end(p) for p in params])
+        c = Curve(label, infos[0].dataset, name, steps, mean, low, high, len(series), level, warm)
+        out.append(c)
     return metric, out
 
 
@@ -156,24 +146,31 @@ def plot_runs(
     names = list(dict.fromkeys(c.series for c in items))
     color = {n: palette[i % len(palette)] for i, n in enumerate(names)}
     for ax, dataset in zip(axes.flat, datasets):
-        for c in (c for c in items if c.dataset == dataset):
+        panel = [c for c in items if c.dataset == dataset]
+        for c in panel:
             text = c.label if len(datasets) == 1 else c.series
             ax.plot(c.steps, c.mean, color=color[c.series], lw=1.8, label=f"{text}  (n={c.runs})")
             if c.runs > 1 and band != "none":
                 ax.fill_between(c.steps, c.low, c.high, color=color[c.series], alpha=0.2, lw=0)
         if metric == "Overestimation":
             ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
+        mark_data_level(ax, _common([c.data_level for c in panel]))
+        warms = {c.series: c.warm_start for c in panel if c.warm_start is not None}
+        for series, step in warms.items():
+            steps = np.concatenate([c.steps for c in panel if c.series == series])
+            who = f"{series}'s " if len(names) > 1 else ""
+            mark_warm_start(ax, step, steps, color[series], who)
         if len(datasets) > 1:
             ax.set_title(dataset, fontsize=10)
-        ax.set_xlabel("gradient steps")
+        format_steps(ax)
         ax.set_ylabel(AXIS_LABELS.get(metric, metric), fontsize=8 if len(datasets) > 1 else 10)
         ax.grid(alpha=0.3)
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 4), useMathText=True)
         ax.legend(fontsize=7 if len(datasets) > 1 else 8, loc="best", framealpha=0.85)
     for ax in axes.flat[len(datasets) :]:
         ax.set_visible(False)
+    seeds = max(c.runs for c in items) > 1  # a band over seeds to speak of
     what = {"std": "mean ± 1 std over seeds", "minmax": "mean, min-max over seeds"}
-    title = f"{metric}: {what.get(band, 'mean over seeds')}"
+    title = f"{metric}: {what.get(band, 'mean over seeds')}" if seeds else metric
     if smooth > 1:
         title += f", moving average of {smooth} evaluations"
     if len(datasets) == 1:
@@ -185,6 +182,12 @@ def plot_runs(
     fig.savefig(out, dpi=150)
     plt.close(fig)
     return out
+
+
+def _common(values: list) -> object:
+    """The value all of ``values`` share, else None."""
+    first = values[0] if values else None
+    return first if all(v == first for v in values) else None
 
 
 def _nan_reduce(fn, ys: np.ndarray) -> np.ndarray:

@@ -34,15 +34,16 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from bearl.config import RESUME_SETTINGS
 from bearl.errors import BearlError, ConfigError
 from bearl.files import dataset_label, dataset_slug, read_json, slug
 
 SPEC_KEYS = {"log_dir", "algos", "datasets", "seeds", "num_seeds", "grid", "base"}
 RESERVED = {"algo", "dataset", "seed", "run_name"}  # set by the sweep itself
 REPORT_EVERY = 30.0  # seconds between progress summaries while trials run
-# settings that may differ between a trial and its existing run folder
-NOT_COMPARED = {"steps", "progress", "threads", "device", "log_dir", "run_name"}
-NOT_COMPARED |= {"tensorboard", "wandb"}
+# settings that may differ between a trial and its existing run folder: those a resume may
+# change, and the folder's own name
+NOT_COMPARED = set(RESUME_SETTINGS) | {"log_dir", "run_name"}
 RAY_MISSING = (
     "bearl sweep runs trials on Ray, which is not installed: pip install 'bearl[ray]' "
     "(or pass --local to run the trials one after another in this process)"
@@ -59,6 +60,8 @@ class SweepSpec:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     base: dict[str, Any] = field(default_factory=dict)
     log_dir: str = "runs/sweep"
+    source: str = "spec"
+    """Where the spec came from (its file), for error messages."""
 
 
 @dataclass
@@ -142,7 +145,7 @@ def load_spec(source: str | Path | dict[str, Any]) -> SweepSpec:
     base.pop("log_dir", None)
     if not log_dir:
         log_dir = f"runs/{Path(where).stem}" if where != "spec" else "runs/sweep"
-    return SweepSpec(names("algos"), names("datasets"), seeds, grid, base, str(log_dir))
+    return SweepSpec(names("algos"), names("datasets"), seeds, grid, base, str(log_dir), where)
 
 
 def expand(spec: SweepSpec) -> list[Trial]:
@@ -153,7 +156,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
     Each trial's settings are checked with ``config.resolve``: a bad value fails here, before
     anything runs."""
     from bearl.algos import ALGORITHMS, algorithm_class
-    from bearl.config import TrainConfig, resolve
+    from bearl.config import TrainConfig, resolve, unknown_settings
 
     train_names = {f.name for f in fields(TrainConfig)}
     anywhere = train_names | {
@@ -162,7 +165,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
     for part, values in (("grid", spec.grid), ("base", spec.base)):
         unknown = set(values) - anywhere
         if unknown:
-            raise ConfigError(f"{part}: unknown setting(s) {', '.join(sorted(unknown))}")
+            raise unknown_settings(unknown, f"{spec.source}: {part}", anywhere)
     log_dir = Path(spec.log_dir).expanduser().absolute()
     trials: dict[str, Trial] = {}
     for dataset, algo_name in itertools.product(spec.datasets, spec.algos):

@@ -16,7 +16,9 @@ import os
 import random
 import sys
 import time
+import typing
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +26,20 @@ import numpy as np
 import torch
 
 from bearl.algos import algorithm_class
-from bearl.config import TrainConfig, build, to_dict
+from bearl.config import (
+    RESUME_SETTINGS,
+    TrainConfig,
+    build,
+    preset_line,
+    to_dict,
+    warm_start_note,
+)
 from bearl.data.dataset import Dataset
-from bearl.envs import references_or_d4rl
+from bearl.envs import normalized_score, references_or_d4rl, resolve_env_id
 from bearl.errors import BearlError, ConfigError, DiskFull, RunInterrupted
-from bearl.files import dataset_slug, write_atomic
-from bearl.perf import resident_mib, tune_allocator
-from bearl.progress import progress_bar
+from bearl.files import dataset_label, dataset_slug, read_json, write_atomic
+from bearl.perf import resident_mib, thread_warning, tune_allocator
+from bearl.progress import SETTLE_STEPS, StepBar
 from bearl.training.behavior import load_or_fit
 from bearl.training.checkpoint import (
     check_free_space,
@@ -71,14 +80,17 @@ def train(
     Args:
         cfg: loop settings (default: ``TrainConfig()``, BEAR on hopper-medium).
         algo_cfg: the algorithm's config (default: the algorithm's defaults plus the preset).
-        resume: a run folder to continue instead of starting a new run; its saved configs are
-            used (``cfg.steps`` may extend the run when ``cfg`` is given).
+        resume: a run folder to continue instead of starting a new run, with its saved
+            configs. A ``cfg`` given may change only the settings in
+            ``config.RESUME_SETTINGS`` (``steps`` extends the run); any other setting of
+            ``cfg`` or ``algo_cfg`` that differs from the run's raises ConfigError
+            (``log_dir`` and ``run_name`` are not compared: the folder is ``resume``).
         dataset: an in-memory Dataset to train on instead of loading ``cfg.dataset``.
     """
 
     if resume is not None:
         run_dir = Path(resume)
-        cfg, algo_cfg = _configs_of_run(run_dir, cfg)
+        cfg, algo_cfg = _configs_of_run(run_dir, cfg, algo_cfg)
     else:
         cfg = cfg or TrainConfig()
         if algo_cfg is None:
@@ -109,6 +121,7 @@ def _train(
     """The body of :func:`train`, run while this process holds the run folder."""
     device = _seed_and_device(cfg)
     dataset, env_name = _dataset_and_env(cfg, dataset)
+    data = _data_level(dataset, env_name)
     evaluator = None
     if cfg.eval_episodes > 0:
         gamma = getattr(algo_cfg, "gamma", 0.99)
@@ -134,6 +147,11 @@ def _train(
     check_free_space(run_dir, algo.nets)
     # a resumed run is restored before the logger reads progress.csv's header
     state = _restore(run_dir, algo, sampler) if resume is not None else RunState()
+    if cfg.steps < state.step:
+        raise ConfigError(
+            f"{run_dir}: --steps {cfg.steps} is below the step the run has reached "
+            f"({state.step}); give --steps {state.step} or more"
+        )
     logger = RunLogger(
         run_dir,
         cfg.tensorboard,
@@ -143,12 +161,23 @@ def _train(
     )
     if resume is not None:
         logger.info(f"resumed at step {state.step}")
+        note = warm_start_note(_saved_configs(run_dir)[0], algo_cfg, cfg.steps)
+        if note:  # extending a run whose warm start was capped for its first length
+            logger.info(note)
+            print(f"bearl: {note}", file=sys.stderr, flush=True)
     else:
-        _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name)
+        _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data)
         if behavior_note:
             logger.info(behavior_note)
+    if cfg.progress:  # once the input has loaded (an error in it stays one line); absolute,
+        where = "resuming" if resume is not None else "run folder"  # and not in debug.log
+        print(f"bearl: {where} {run_dir.absolute()}", file=sys.stderr, flush=True)
+    _say(cfg, logger, preset_line(algo_cls.name, cfg.preset, cfg.env or cfg.dataset))
+    if cfg.progress:
+        print(f"bearl: {_plan(cfg, algo_cls, env_name, state.step)}", file=sys.stderr, flush=True)
 
-    bar = progress_bar(cfg.steps, disable=not cfg.progress, initial=state.step, unit="step")
+    label = f"training {algo_cls.name}"
+    bar = StepBar(cfg.steps, state.step, label, disable=not cfg.progress)
     means = MetricMeans()
     check_every = 1 if device.type == "cpu" else 100
     for step in range(state.step + 1, cfg.steps + 1):
@@ -157,18 +186,22 @@ def _train(
         means.add(metrics)
         if step % check_every == 0:
             _check_finite(metrics, step, run_dir, logger)
-        if step % 100 == 0 or step == cfg.steps:
-            bar.update(step - bar.n)
+        if step % SETTLE_STEPS == 0 or step == cfg.steps:
+            bar.advance(step)
         if step % cfg.eval_every == 0 or step == cfg.steps:
             _check_finite(metrics, step, run_dir, logger)
             _check_parameters(algo, step, run_dir, logger)  # before evaluating or saving
             row = state.row(step, means.pop())
-            improved = _evaluate(evaluator, algo, step, row, state) if evaluator else False
+            improved = False
+            if evaluator:
+                bar.phase(f"evaluating {cfg.eval_episodes} episodes")
+                improved = _evaluate(evaluator, algo, step, row, state)
+                bar.training()
             logger.row(row, step)
             _save(run_dir, algo, sampler, state, cfg, algo_cfg, improved)
-            _report(bar, logger, cfg, row, state, evaluator is not None)
-    bar.close()
-    return _finish(run_dir, logger, cfg, algo_cls, env_name, state)
+            _report(bar, logger, cfg, row, state, evaluator is not None, step == cfg.steps)
+    bar.finish()  # (a no-op when the last step's report has finished it)
+    return _finish(run_dir, logger, cfg, algo_cls, env_name, state, data)
 
 
 class MetricMeans:
@@ -238,6 +271,7 @@ def _save(run_dir: Path, algo, sampler, state: RunState, cfg, algo_cfg, improved
         "step": state.step,
         "wall_time": state.last["WallTime"],
         "best": state.best,
+        "last_row": state.last,  # at full precision (progress.csv rounds): result.json's values
         "config": {"train": to_dict(cfg), "algo": to_dict(algo_cfg)},
         "spaces": {"obs_dim": algo.obs_dim, "act_dim": algo.act_dim},
     }
@@ -246,14 +280,31 @@ def _save(run_dir: Path, algo, sampler, state: RunState, cfg, algo_cfg, improved
     save_checkpoint(run_dir / "checkpoint.pt", payload)
 
 
-def _report(bar, logger, cfg: TrainConfig, row: dict, state: RunState, evaluated: bool) -> None:
-    """The progress row as one line: on the bar, on stderr (with a bar) and in debug.log."""
+def _report(
+    bar: StepBar, logger, cfg: TrainConfig, row: dict, state: RunState, evaluated: bool, last: bool
+) -> None:
+    """The progress row as one line: on the bar, on stderr (with a bar) and in debug.log. The
+    last one follows the bar's final state (printed once)."""
     msg = _row_message(row, state.best)
-    bar.set_postfix_str(msg.split(" | ", 1)[1] if evaluated else "", refresh=False)
-    if cfg.progress:
-        bar.write(msg, file=sys.stderr)
+    bar.bar.set_postfix_str(msg.split(" | ", 1)[1] if evaluated else "", refresh=False)
+    if last:
+        bar.finish(msg if cfg.progress else None)
+    elif cfg.progress:
+        bar.write(msg)
     logger.info(msg)
     state.next_row()
+
+
+def _plan(cfg: TrainConfig, algo_cls, env_name: str | None, step: int) -> str:
+    """What the run is about to do, in one line."""
+    where = f" in {_env_id(env_name)}" if env_name and cfg.eval_episodes > 0 else ""
+    steps = f"from step {step:,} to {cfg.steps:,}" if step else f"for {cfg.steps:,} steps"
+    evals = (
+        f", evaluating {cfg.eval_episodes} episodes every {cfg.eval_every:,} steps"
+        if cfg.eval_episodes > 0
+        else ", no evaluations (--eval_episodes 0)"
+    )
+    return f"training {algo_cls.name} on {dataset_label(cfg.dataset)}{where} {steps}{evals}"
 
 
 def _restore(run_dir: Path, algo, sampler) -> RunState:
@@ -264,32 +315,53 @@ def _restore(run_dir: Path, algo, sampler) -> RunState:
     set_rng_state(ckpt["rng"])
     state = RunState(int(ckpt["step"]), float(ckpt["wall_time"]), ckpt["best"])
     truncate_progress(run_dir / "progress.csv", state.step)
-    state.last = _last_row(run_dir / "progress.csv")
+    state.last = ckpt.get("last_row") or _full_precision(
+        _last_row(run_dir / "progress.csv"), run_dir, state.step
+    )
     return state
 
 
-def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name) -> None:
+def _full_precision(row: dict[str, Any], run_dir: Path, step: int) -> dict[str, Any]:
+    """A progress row read back from progress.csv (rounded to 6 digits), with the values
+    result.json holds at full precision when it is of the same step (a checkpoint written by an
+    older bearl does not hold the row itself)."""
+    result = read_json(run_dir / "result.json")
+    if not isinstance(result, dict) or result.get("steps") != step:
+        return row
+    full = {
+        "WallTime": result.get("wall_time"),
+        "NormalizedScore": result.get("final_score"),
+        "AverageReturn": result.get("final_return"),
+    }
+    return {**row, **{k: v for k, v in full.items() if v is not None}}
+
+
+def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data) -> None:
     logger.write_variant(
         {
             "algorithm": algo_cls.name,
             "train": to_dict(cfg),
             "algo": to_dict(algo_cfg),
-            "env_name": env_name,
-            "dataset": _dataset_identity(dataset),
+            "env_name": env_name,  # as given (or the dataset's)
+            "env_id": _env_id(env_name),  # the environment evaluated in
+            "dataset": {**_dataset_identity(dataset), **data},
             "versions": _versions(),
             "seed": cfg.seed,
         }
     )
-    logger.info(f"run {run_dir.name}: {algo_cls.name} on {dataset!r}, env {env_name}")
+    env_id = _env_id(env_name)
+    env = env_name if env_id == env_name else f"{env_name} (evaluated in {env_id})"
+    logger.info(f"run {run_dir.name}: {algo_cls.name} on {dataset!r}, env {env}")
 
 
-def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: RunState):
-    """result.json: the final and best scores."""
+def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: RunState, data):
+    """result.json (the final and best scores, and the data's own level), then progress.png."""
     last, best = state.last, state.best
     result = {
         "algo": algo_cls.name,
         "dataset": cfg.dataset,
-        "env": env_name,
+        "env": env_name,  # as given (or the dataset's)
+        "env_id": _env_id(env_name),  # the environment evaluated in
         "seed": cfg.seed,
         "steps": cfg.steps,
         "precision": cfg.precision,
@@ -299,10 +371,20 @@ def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: 
         "best_score": best["score"] if best["step"] is not None else None,
         "best_step": best["step"],
         "best_return": best["return"],
+        "data_score": data["normalized_return_mean"],  # the dataset's episodes, normalized
+        "data_return": data["return_mean"],
         "run_dir": run_dir.name,  # relative to the run's parent: no machine path in results
     }
     write_atomic(run_dir / "result.json", json.dumps(result, indent=2).encode())
     logger.info(f"done: {json.dumps(result)}")
+    if "AverageReturn" in last:  # the learning curve, as `bearl plot` draws it for one run
+        from bearl.training.curve import plot_run
+
+        try:
+            plot_run(run_dir)
+        except OSError as e:  # the run is finished all the same
+            logger.info(f"progress.png not written: {e}")
+            print(f"bearl: {run_dir / 'progress.png'} not written: {e}", file=sys.stderr)
     logger.close()
     return result
 
@@ -323,6 +405,9 @@ def _seed_and_device(cfg: TrainConfig) -> torch.device:
     tune_allocator()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    warning = thread_warning(torch.get_num_threads())
+    if warning:
+        print(f"bearl: {warning}", file=sys.stderr, flush=True)
     device = _device(cfg.device)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -341,10 +426,33 @@ def _dataset_and_env(cfg: TrainConfig, dataset) -> tuple[Dataset, str | None]:
             f"{cfg.dataset}: the dataset names no environment; pass --env to evaluate "
             "(or --eval_episodes 0)"
         )
+    env_id = _env_id(env_name)
+    if env_id not in (None, env_name) and cfg.eval_episodes > 0:  # e.g. Hopper-v2: said once
+        print(
+            f"bearl: {env_name} is evaluated in {env_id} (bearl runs gymnasium's MuJoCo v5 "
+            "environments; docs/datasets.md)",
+            file=sys.stderr,
+        )
     return dataset, env_name
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def _say(cfg: TrainConfig, logger, text: str) -> None:
+    """A line about the run: in debug.log, and on stderr when the run shows its progress."""
+    logger.info(text)
+    if cfg.progress:
+        print(f"bearl: {text}", file=sys.stderr, flush=True)
+
+
+def _env_id(env_name: str | None) -> str | None:
+    """The gymnasium id bearl evaluates ``env_name`` in (``Hopper-v2`` -> ``Hopper-v5``); None
+    for no name, or one no environment answers to (a run that does not evaluate)."""
+    try:
+        return resolve_env_id(env_name) if env_name is not None else None
+    except BearlError:
+        return None
+
+
 def _disk_full_note(run_dir: Path) -> str:
     """What a run stopped by a full disk has kept, and the command that continues it."""
     try:
@@ -464,16 +572,106 @@ def _claim(run_dir: Path) -> Iterator[None]:
             run_dir.rmdir()
 
 
-def _configs_of_run(run_dir: Path, override: TrainConfig | None) -> tuple[TrainConfig, Any]:
+def _saved_configs(run_dir: Path) -> tuple[TrainConfig, Any]:
+    """The configs a run folder's params.json holds."""
     path = run_dir / "params.json"
     if not path.exists():
         raise ConfigError(f"{run_dir}: not a bearl run folder (no params.json)")
     variant = json.loads(path.read_text())
     cfg = build(TrainConfig, variant["train"])
-    if override is not None and override.steps != cfg.steps:
-        cfg.steps = override.steps
     algo_cfg = build(algorithm_class(cfg.algo).config_cls, variant["algo"])
     return cfg, algo_cfg
+
+
+def _configs_of_run(
+    run_dir: Path, cfg: TrainConfig | None, algo_cfg: Any = None
+) -> tuple[TrainConfig, Any]:
+    """The run's saved configs, with the settings a resume may change taken from ``cfg``;
+    ConfigError when ``cfg`` or ``algo_cfg`` differs from the run in any other setting."""
+    saved, saved_algo = _saved_configs(run_dir)
+    changed: dict[str, tuple[Any, Any]] = {}
+    if cfg is not None:
+        for f in fields(TrainConfig):
+            if f.name not in (*RESUME_SETTINGS, "log_dir", "run_name"):
+                if getattr(cfg, f.name) != getattr(saved, f.name):
+                    changed[f.name] = (getattr(cfg, f.name), getattr(saved, f.name))
+        for name in RESUME_SETTINGS:
+            setattr(saved, name, getattr(cfg, name))
+    if algo_cfg is not None:
+        if type(algo_cfg) is not type(saved_algo):
+            changed["algo"] = (type(algo_cfg).__name__, type(saved_algo).__name__)
+        else:
+            for f in fields(saved_algo):
+                if getattr(algo_cfg, f.name) != getattr(saved_algo, f.name):
+                    changed[f.name] = (getattr(algo_cfg, f.name), getattr(saved_algo, f.name))
+    if changed:
+        raise _kept_on_resume(run_dir, changed)
+    return saved, saved_algo
+
+
+def resume_config(run_dir: str | Path, values: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig that continues ``run_dir`` with ``values`` (settings by name, e.g. the
+    flags of ``bearl train --resume RUN ...``, as strings or typed). Only the settings in
+    ``config.RESUME_SETTINGS`` may change; a value of any other setting must equal the run's
+    own, else ConfigError names them all in one line."""
+    from bearl.config import check_settings, normalize_names, original_flag_notes, parse_value
+
+    run_dir = Path(run_dir)
+    check_settings(values)
+    for note in original_flag_notes(values):
+        print(f"bearl: {note}", file=sys.stderr)
+    values = normalize_names(values)
+    saved, saved_algo = _saved_configs(run_dir)
+    hints = {**typing.get_type_hints(type(saved_algo)), **typing.get_type_hints(TrainConfig)}
+    own = {"algo": saved_algo, **{f.name: saved_algo for f in fields(saved_algo)}}
+    own.update({f.name: saved for f in fields(TrainConfig)})
+    changed: dict[str, tuple[Any, Any]] = {}
+    for name, value in values.items():
+        if name in RESUME_SETTINGS:
+            continue
+        if name not in own:  # a setting of another algorithm (or none): not this run's
+            changed[name] = (value, None)
+            continue
+        now = parse_value(hints[name], value, name)
+        if name == "algo":
+            now = algorithm_class(now).name
+        before = getattr(own[name], name)
+        if now != before:
+            changed[name] = (value, before)  # as given
+    if changed:
+        raise _kept_on_resume(run_dir, changed)
+    keep = {k: values[k] for k in RESUME_SETTINGS if k in values}
+    return build(TrainConfig, {**to_dict(saved), **keep})
+
+
+def _kept_on_resume(run_dir: Path, changed: dict[str, tuple[Any, Any]]) -> ConfigError:
+    """One line: the settings given that differ from the run's, and what a resume may change."""
+    given = ", ".join(f"--{k} {_text(now)}" for k, (now, _) in changed.items())
+    kept = ", ".join(
+        f"{k} {_text(before)}" if before is not None else f"no {k}"
+        for k, (_, before) in changed.items()
+    )
+    may = ", ".join(f"--{k}" for k in RESUME_SETTINGS)
+    return ConfigError(
+        f"{run_dir / 'params.json'}: {given}: a resumed run keeps its own settings ({kept}); "
+        f"a resume may change only {may} (start a new run for other settings)"
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _data_level(dataset: Dataset, env_name: str | None) -> dict[str, float | None]:
+    """The data's own level: the mean return of its episodes (as ``bearl data info``), also
+    normalized with the references the evaluations use (None without references)."""
+    mean = float(np.mean(dataset.episode_returns))
+    info = dataset.info
+    refs = references_or_d4rl(info.ref_min_score, info.ref_max_score, env_name)
+    score = float(normalized_score(mean, *refs)) if refs else None
+    return {"return_mean": mean, "normalized_return_mean": score}
 
 
 def _dataset_identity(dataset) -> dict[str, Any]:
