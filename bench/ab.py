@@ -31,8 +31,12 @@ REPO = Path(__file__).resolve().parent.parent
 # updates and prints their rate (updates/s).
 _CHILD = """
 import sys, torch
+from pathlib import Path
 import bearl
-from bearl.experiments.bench import bench_dataset, make_algo, time_updates
+if (Path(bearl.__file__).parent / "experiments").is_dir():
+    from bearl.experiments.bench import bench_dataset, make_algo, time_updates
+else:  # a bearl before the package was grouped (2026-12-01)
+    from bearl.bench import bench_dataset, make_algo, time_updates
 from bearl.perf import tune_allocator
 name, threads, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 tune_allocator()

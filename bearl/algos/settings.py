@@ -65,7 +65,7 @@ class BehaviorSettings:
     step (the paper's and the original code's way), or ``pretrained``: alone, for
     ``behavior_steps`` steps before training, cached per (dataset, VAE settings, seed, precision)
     so that later runs of any algorithm load it, and frozen while training (docs/bear.md)."""
-    behavior_steps: int = 30_000
+    behavior_steps: int = 50_000
     """behavior_model=pretrained: gradient steps of the VAE's fit (chosen from its loss curve:
     docs/performance.md)."""
 
