@@ -147,34 +147,9 @@ def _train(
     check_free_space(run_dir, algo.nets)
     # a resumed run is restored before the logger reads progress.csv's header
     state = _restore(run_dir, algo, sampler) if resume is not None else RunState()
-    if cfg.steps < state.step:
-        raise ConfigError(
-            f"{run_dir}: --steps {cfg.steps} is below the step the run has reached "
-            f"({state.step}); give --steps {state.step} or more"
-        )
-    logger = RunLogger(
-        run_dir,
-        cfg.tensorboard,
-        "bearl" if cfg.wandb else None,
-        {**to_dict(cfg), **to_dict(algo_cfg)},
-        resume=resume is not None,
-    )
-    if resume is not None:
-        logger.info(f"resumed at step {state.step}")
-        note = warm_start_note(_saved_configs(run_dir)[0], algo_cfg, cfg.steps)
-        if note:  # extending a run whose warm start was capped for its first length
-            logger.info(note)
-            print(f"bearl: {note}", file=sys.stderr, flush=True)
-    else:
-        _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data)
-        if behavior_note:
-            logger.info(behavior_note)
-    if cfg.progress:  # once the input has loaded (an error in it stays one line); absolute,
-        where = "resuming" if resume is not None else "run folder"  # and not in debug.log
-        print(f"bearl: {where} {run_dir.absolute()}", file=sys.stderr, flush=True)
-    _say(cfg, logger, preset_line(algo_cls.name, cfg.preset, cfg.env or cfg.dataset))
-    if cfg.progress:
-        print(f"bearl: {_plan(cfg, algo_cls, env_name, state.step)}", file=sys.stderr, flush=True)
+    logger = _open_logs(run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data, state, resume)
+    if behavior_note:
+        logger.info(behavior_note)
 
     label = f"training {algo_cls.name}"
     bar = StepBar(cfg.steps, state.step, label, disable=not cfg.progress)
@@ -202,6 +177,38 @@ def _train(
             _report(bar, logger, cfg, row, state, evaluator is not None, step == cfg.steps)
     bar.finish()  # (a no-op when the last step's report has finished it)
     return _finish(run_dir, logger, cfg, algo_cls, env_name, state, data)
+
+
+def _open_logs(run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data, state, resume):
+    """The run's logger, with the start of the run said in debug.log and (with a progress
+    bar) on stderr: the run folder, the preset, the plan; on resume, what extending keeps."""
+    if cfg.steps < state.step:
+        raise ConfigError(
+            f"{run_dir}: --steps {cfg.steps} is below the step the run has reached "
+            f"({state.step}); give --steps {state.step} or more"
+        )
+    logger = RunLogger(
+        run_dir,
+        cfg.tensorboard,
+        "bearl" if cfg.wandb else None,
+        {**to_dict(cfg), **to_dict(algo_cfg)},
+        resume=resume is not None,
+    )
+    if resume is not None:
+        logger.info(f"resumed at step {state.step}")
+        note = warm_start_note(_saved_configs(run_dir)[0], algo_cfg, cfg.steps)
+        if note:  # extending a run whose warm start was capped for its first length
+            logger.info(note)
+            print(f"bearl: {note}", file=sys.stderr, flush=True)
+    else:
+        _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data)
+    if cfg.progress:  # once the input has loaded (an error in it stays one line); absolute,
+        where = "resuming" if resume is not None else "run folder"  # and not in debug.log
+        print(f"bearl: {where} {run_dir.absolute()}", file=sys.stderr, flush=True)
+    _say(cfg, logger, preset_line(algo_cls.name, cfg.preset, cfg.env or cfg.dataset))
+    if cfg.progress:
+        print(f"bearl: {_plan(cfg, algo_cls, env_name, state.step)}", file=sys.stderr, flush=True)
+    return logger
 
 
 class MetricMeans:
