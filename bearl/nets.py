@@ -156,12 +156,9 @@ class TanhGaussianActor(nn.Module):
         self.log_std_bounds = log_std_bounds
 
     def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.matmul_dtype is None:
+        with _hidden_precision(self.matmul_dtype, obs):  # the trunk is all hidden layers
             h = F.relu(self.trunk(obs))
-        else:  # the trunk is all hidden layers; the two heads stay float32
-            with _hidden_precision(self.matmul_dtype, obs):
-                h = F.relu(self.trunk(obs))
-            h = h.float()
+        h = h.float()  # the two heads stay float32 (a no-op at float32)
         log_std = self.log_std(h)
         if self.log_std_bounds is not None:
             log_std = log_std.clamp(*self.log_std_bounds)
