@@ -297,6 +297,28 @@ class VAE(nn.Module):
         return torch.tanh(out), out
 
 
+class ObsNormalizer(nn.Module):
+    """Per-dimension state normalisation ``(s - mean) / std`` with the dataset's statistics
+    (TD3+BC). Mean and std are buffers, so checkpoints keep them and an action rule that calls
+    this module carries them into the exported policy. Identity until ``fit``."""
+
+    def __init__(self, obs_dim: int, eps: float = 1e-3) -> None:
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("mean", torch.zeros(obs_dim))
+        self.register_buffer("std", torch.ones(obs_dim))
+
+    def fit(self, observations) -> None:
+        """Set mean and std (+ eps) from an array of observations ``[N, obs_dim]``."""
+        x = torch.as_tensor(observations, dtype=torch.float64).reshape(-1, self.mean.numel())
+        with torch.no_grad():
+            self.mean.copy_(x.mean(0))
+            self.std.copy_(x.std(0, unbiased=False) + self.eps)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.mean) / self.std
+
+
 # -- action rules shared by several algorithms ----------------------------------------------------
 # An action rule is a module over an algorithm's live networks mapping observations [B, S] to
 # actions [B, A] in [-1, 1]; ``act`` runs it and ``bearl export`` traces it (so it uses only

@@ -115,3 +115,36 @@ def run_folders_held(*paths: Path) -> Iterator[None]:
     finally:
         holder.kill()
         holder.wait()
+
+
+def bandit_dataset(
+    n: int = 2000, obs_dim: int = 4, act_dim: int = 2, seed: int = 0, offset: float = 0.0
+) -> tuple[Dataset, torch.Tensor]:
+    """A one-step problem with a known best action: ``a*(s) = tanh(s @ W)``, reward
+    ``-||a - a*(s)||^2``, every transition terminal. The data are the best action plus noise
+    for 70 % of rows and uniform random actions for the rest; ``offset`` is added to the state
+    (to test algorithms that normalise states). Returns the dataset and W."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(obs_dim, act_dim)).astype(np.float32)
+    obs = rng.normal(size=(n, obs_dim)).astype(np.float32)
+    best = np.tanh(obs @ w)
+    actions = np.clip(best + 0.1 * rng.normal(size=best.shape), -1, 1)
+    rand = rng.random(n) < 0.3
+    actions[rand] = rng.uniform(-1, 1, size=(int(rand.sum()), act_dim))
+    rewards = -np.square(actions - best).sum(1)
+    ones = np.ones(n, bool)
+    ds = Dataset(
+        obs + offset,
+        actions.astype(np.float32),
+        rewards.astype(np.float32),
+        obs + offset,
+        ones,
+        np.zeros(n, bool),
+        DatasetInfo(source="memory:bandit", env_name=None),
+    )
+    return ds, torch.as_tensor(w)
+
+
+def bandit_reward(obs: torch.Tensor, act: torch.Tensor, w: torch.Tensor, offset: float = 0.0):
+    """The mean reward of actions ``act`` in states ``obs`` of :func:`bandit_dataset`."""
+    return -(act - torch.tanh((obs - offset) @ w)).pow(2).sum(-1).mean()

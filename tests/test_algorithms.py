@@ -150,3 +150,35 @@ def test_ensemble_linear_is_n_independent_layers(out, shared_input):
         torch.testing.assert_close(a, b)
     sub = x if shared_input else x[1:2]  # per-member input holds only the selected members
     torch.testing.assert_close(layer(sub, slice(1, 2)), y[1:2])
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_acts_better_than_random_on_a_one_step_problem(name):
+    """On a generated one-step problem with mostly good data (conftest.bandit_dataset), every
+    algorithm's policy, sampled and deterministic, closes at least half the gap between a
+    uniform random policy and the best action."""
+    from conftest import bandit_dataset, bandit_reward
+
+    ds, w = bandit_dataset()
+    algo = make(
+        name,
+        **{k: (64, 64) for k in ("actor_hidden", "critic_hidden", "vae_hidden")},
+        actor_lr=1e-3,
+        critic_lr=1e-3,
+        vae_lr=1e-3,
+        batch_size=64,
+        warm_start_steps=50,
+    )
+    algo.prepare(ds)
+    sampler = ds.sampler(64, "cpu", seed=0)
+    for _ in range(BANDIT_STEPS):
+        algo.update(sampler.sample())
+    g = torch.Generator().manual_seed(1)
+    obs = torch.randn(1000, OBS, generator=g)
+    random = bandit_reward(obs, torch.rand(1000, ACT, generator=g) * 2 - 1, w)
+    for det in (False, True):
+        got = bandit_reward(obs, algo.act(obs, deterministic=det), w)
+        assert got > 0.5 * random, (det, float(got), float(random))
+
+
+BANDIT_STEPS = 400

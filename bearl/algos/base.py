@@ -3,6 +3,9 @@
 An algorithm knows nothing about files, loggers or environments:
 
 - ``__init__(config, obs_dim, act_dim, device)``
+- ``prepare(dataset)``: statistics of the dataset it needs before the first update (TD3+BC's
+  state normalisation, IQL's reward scale); called once on a new run, kept in the networks'
+  buffers or ``extra_state`` so that a resumed run and an exported policy have them too;
 - ``update(batch) -> dict[str, Tensor]``: one gradient step; returns 0-d metric tensors
   (kept on the device; the training loop averages them between log rows);
 - ``action_rule(deterministic) -> nn.Module``: its action selection as a module over its live
@@ -54,6 +57,11 @@ class Algorithm:
         self.nets: dict[str, nn.Module] = {}
         self.optims: dict[str, torch.optim.Optimizer] = {}
         self.step = 0  # gradient steps taken
+
+    def prepare(self, dataset: Any) -> None:
+        """Read what the algorithm needs from the whole dataset (a ``bearl.data.Dataset``)
+        before its first update; called once by the training loop on a new run, never on
+        resume (what it sets is restored from the checkpoint). Default: nothing."""
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -138,6 +138,8 @@ def _train(
         _check_precision(cfg)
         algo.set_precision(cfg.precision)
     sampler = dataset.sampler(getattr(algo_cfg, "batch_size", 256), device, seed=cfg.seed)
+    if resume is None:
+        algo.prepare(dataset)  # dataset statistics the algorithm keeps (restored on resume)
     behavior_note = None
     if resume is None and algo.behavior_frozen and algo.behavior_vae() is not None:
         behavior_note = load_or_fit(algo, dataset, cfg, algo_cfg, scale)  # (forked RNG)
