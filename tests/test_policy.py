@@ -43,6 +43,7 @@ VARIANTS = {
     "BEAR": {"algo": "BEAR", "warm_start_steps": 5, "num_eval_samples": 4},
     "BCQ": {"algo": "BCQ", "num_eval_samples": 4},
     "TD3": {"algo": "TD3"},
+    "TD3BC": {"algo": "TD3BC"},
     "BC-gaussian": {"algo": "BC", "bc_type": "gaussian"},
     "BC-deterministic": {"algo": "BC", "bc_type": "deterministic"},
     "BC-vae": {"algo": "BC", "bc_type": "vae"},

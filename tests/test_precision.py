@@ -54,8 +54,10 @@ def _one_update_both_ways(name: str, wrong_target: bool = False):
         target = type(bf16)._target
         bf16._target = lambda b: target(bf16, b).bfloat16().float()
     batch = sampler.sample()
-    start = {
-        k: torch.cat([p.detach().flatten() for p in m.parameters()]) for k, m in fp32.nets.items()
+    start = {  # (networks without parameters, e.g. TD3+BC's state normaliser, have no step)
+        k: torch.cat([p.detach().flatten() for p in m.parameters()])
+        for k, m in fp32.nets.items()
+        if any(True for _ in m.parameters())
     }
     torch.manual_seed(1)
     m32 = fp32.update(batch)

@@ -11,10 +11,11 @@ from bearl.algos.bear import BEAR
 from bearl.algos.dqfd import DQfD
 from bearl.algos.kl_control import KLControl
 from bearl.algos.td3 import TD3
+from bearl.algos.td3bc import TD3BC
 from bearl.errors import ConfigError
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (BEAR, BCQ, TD3, BC, KLControl, DQfD)
+    cls.name: cls for cls in (BEAR, BCQ, TD3, BC, KLControl, DQfD, TD3BC)
 }
 
 # Names other BEAR code accepts that bearl does not provide, each with the reason.
@@ -44,6 +45,7 @@ __all__ = [
     "BCQ",
     "BEAR",
     "TD3",
+    "TD3BC",
     "Algorithm",
     "DQfD",
     "KLControl",
