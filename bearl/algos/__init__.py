@@ -9,12 +9,13 @@ from bearl.algos.bc import BC
 from bearl.algos.bcq import BCQ
 from bearl.algos.bear import BEAR
 from bearl.algos.dqfd import DQfD
+from bearl.algos.iql import IQL
 from bearl.algos.kl_control import KLControl
 from bearl.algos.td3 import TD3
 from bearl.errors import ConfigError
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (BEAR, BCQ, TD3, BC, KLControl, DQfD)
+    cls.name: cls for cls in (BEAR, BCQ, TD3, BC, KLControl, DQfD, IQL)
 }
 
 # Names other BEAR code accepts that bearl does not provide, each with the reason.
@@ -46,6 +47,7 @@ __all__ = [
     "TD3",
     "Algorithm",
     "DQfD",
+    "IQL",
     "KLControl",
 ]
 __all__ += ["algorithm_class"]
