@@ -1,5 +1,6 @@
 """Networks shared by the algorithms: MLPs, a batched Q ensemble, actors (tanh-Gaussian,
-deterministic, BCQ's perturbation model), a VAE.
+deterministic, IQL's Gaussian with a state-independent std, BCQ's perturbation model), a
+state-value network, a VAE.
 
 Speed notes. The Q ensemble is one module whose weights are stacked ``[N, in, out]``, so all N
 critics run in one batched matmul (no Python loop over critics). Sampling K actions per state
@@ -213,6 +214,64 @@ class DeterministicActor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(mlp_forward(self.net, obs, self.matmul_dtype))
+
+
+class GaussianActor(nn.Module):
+    """Gaussian policy ``N(tanh(f(s)), diag(exp(log_std))^2)`` with a state-independent log-std
+    (one learned parameter per action dimension, clamped to ``log_std_bounds``): IQL's policy,
+    as its authors' code has it. The mean is squashed, the distribution is not, so ``log_prob``
+    of a dataset action needs no atanh; samples are clamped to [-1, 1]."""
+
+    matmul_dtype: torch.dtype | None = None
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: Sequence[int] = (256, 256),
+        log_std_bounds: tuple[float, float] | None = (-5.0, 2.0),
+        init_log_std: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, act_dim, hidden)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(init_log_std)))
+        self.log_std_bounds = log_std_bounds
+
+    def clamped_log_std(self) -> torch.Tensor:
+        """The log-std ``[act_dim]`` after the clamp (no gradient outside the bounds)."""
+        if self.log_std_bounds is None:
+            return self.log_std
+        return self.log_std.clamp(*self.log_std_bounds)
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        """The mean action ``tanh(f(s))``."""
+        return torch.tanh(mlp_forward(self.net, obs, self.matmul_dtype))
+
+    def log_prob(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) ``[*batch]`` of actions ``act`` (in [-1, 1]) under the unsquashed
+        Gaussian."""
+        mean, log_std = self.deterministic(obs), self.clamped_log_std()
+        z = (act - mean) * torch.exp(-log_std)
+        return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        """One sample per state, clamped to [-1, 1]."""
+        mean = self.deterministic(obs)
+        noise = torch.randn_like(mean) * self.clamped_log_std().exp()
+        return (mean + noise).clamp(-1.0, 1.0)
+
+
+class ValueNet(nn.Module):
+    """A state-value function V(s) (IQL): an MLP with one output, returned as ``[*batch]``."""
+
+    matmul_dtype: torch.dtype | None = None
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int] = (256, 256)) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, 1, hidden)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return mlp_forward(self.net, obs, self.matmul_dtype).squeeze(-1)
 
 
 class PerturbationActor(nn.Module):

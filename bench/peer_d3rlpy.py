@@ -15,7 +15,7 @@ import torch
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--algo", required=True, choices=["BEAR", "BCQ", "TD3", "BC"])
+    p.add_argument("--algo", required=True, choices=["BEAR", "BCQ", "TD3", "BC", "IQL"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
@@ -71,6 +71,13 @@ def main() -> None:
     elif a.algo == "TD3":
         cfg = d3rlpy.algos.TD3Config(
             batch_size=a.batch, actor_encoder_factory=enc, critic_encoder_factory=enc
+        )
+    elif a.algo == "IQL":  # IQLConfig's defaults: expectile 0.7, weight_temp 3, max_weight 100
+        cfg = d3rlpy.algos.IQLConfig(
+            batch_size=a.batch,
+            actor_encoder_factory=enc,
+            critic_encoder_factory=enc,
+            value_encoder_factory=enc,
         )
     else:
         cfg = d3rlpy.algos.BCConfig(batch_size=a.batch, encoder_factory=enc)

@@ -50,8 +50,9 @@ VARIANTS = {
     "KLControl": {"algo": "KLControl"},
     "DQfD": {"algo": "DQfD"},
     "DQfD-vae": {"algo": "DQfD", "demo_action": "vae"},
+    "IQL": {"algo": "IQL", "value_hidden": "16,16"},
 }
-STOCHASTIC = {"BEAR", "BCQ", "BC-vae", "KLControl"}  # act(deterministic=False) samples
+STOCHASTIC = {"BEAR", "BCQ", "BC-vae", "KLControl", "IQL"}  # act(deterministic=False) samples
 
 
 def _train(root, name, dataset=None, **over):

@@ -9,13 +9,14 @@ from bearl.algos.bc import BC
 from bearl.algos.bcq import BCQ
 from bearl.algos.bear import BEAR
 from bearl.algos.dqfd import DQfD
+from bearl.algos.iql import IQL
 from bearl.algos.kl_control import KLControl
 from bearl.algos.td3 import TD3
 from bearl.algos.td3bc import TD3BC
 from bearl.errors import ConfigError
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (BEAR, BCQ, TD3, BC, KLControl, DQfD, TD3BC)
+    cls.name: cls for cls in (BEAR, BCQ, TD3, BC, KLControl, DQfD, TD3BC, IQL, CQL)
 }
 
 # Names other BEAR code accepts that bearl does not provide, each with the reason.
@@ -48,6 +49,7 @@ __all__ = [
     "TD3BC",
     "Algorithm",
     "DQfD",
+    "IQL",
     "KLControl",
 ]
 __all__ += ["algorithm_class"]

@@ -39,8 +39,8 @@ from bearl.data.dataset import Dataset, DatasetInfo
 from bearl.perf import CpuWatch, tune_allocator
 
 # Each algorithm's ``bench_settings`` (in its own file) are the peer's hyperparameters (d3rlpy
-# 2.8 defaults for BEAR / TD3; BCQ and BC use batch 100), applied to both sides so that both
-# compute the same thing; an algorithm with bench settings has a d3rlpy peer.
+# 2.8 defaults for BEAR / TD3 / IQL; BCQ and BC use batch 100), applied to both sides so that
+# both compute the same thing; an algorithm with bench settings has a d3rlpy peer.
 OBS_DIM, ACT_DIM = 11, 3  # Hopper's shapes
 BUSY_CORES = 0.25  # other processes' cores during a row above which it is marked busy
 
