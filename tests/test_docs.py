@@ -116,7 +116,7 @@ def checks():
 
 def test_the_docs_tables_have_rows():
     found = {algo for algo, _, rows in doc_tables() if rows}
-    assert found == {"BEAR", "BCQ", "TD3", "BC", "KLControl", "DQfD"}
+    assert found == {"BEAR", "BCQ", "TD3", "BC", "KLControl", "DQfD", "CQL"}
 
 
 @pytest.mark.parametrize("algo, name, preset, env, documented", list(checks()))

@@ -49,8 +49,9 @@ VARIANTS = {
     "KLControl": {"algo": "KLControl"},
     "DQfD": {"algo": "DQfD"},
     "DQfD-vae": {"algo": "DQfD", "demo_action": "vae"},
+    "CQL": {"algo": "CQL", "warm_start_steps": 5},
 }
-STOCHASTIC = {"BEAR", "BCQ", "BC-vae", "KLControl"}  # act(deterministic=False) samples
+STOCHASTIC = {"BEAR", "BCQ", "BC-vae", "KLControl", "CQL"}  # act(deterministic=False) samples
 
 
 def _train(root, name, dataset=None, **over):

@@ -8,13 +8,14 @@ from bearl.algos.base import Algorithm
 from bearl.algos.bc import BC
 from bearl.algos.bcq import BCQ
 from bearl.algos.bear import BEAR
+from bearl.algos.cql import CQL
 from bearl.algos.dqfd import DQfD
 from bearl.algos.kl_control import KLControl
 from bearl.algos.td3 import TD3
 from bearl.errors import ConfigError
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    cls.name: cls for cls in (BEAR, BCQ, TD3, BC, KLControl, DQfD)
+    cls.name: cls for cls in (BEAR, BCQ, TD3, BC, KLControl, DQfD, CQL)
 }
 
 # Names other BEAR code accepts that bearl does not provide, each with the reason.
@@ -43,6 +44,7 @@ __all__ = [
     "BC",
     "BCQ",
     "BEAR",
+    "CQL",
     "TD3",
     "Algorithm",
     "DQfD",
