@@ -15,7 +15,7 @@ import torch
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--algo", required=True, choices=["BEAR", "BCQ", "TD3", "BC"])
+    p.add_argument("--algo", required=True, choices=["BEAR", "BCQ", "TD3", "BC", "CQL"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
@@ -71,6 +71,13 @@ def main() -> None:
     elif a.algo == "TD3":
         cfg = d3rlpy.algos.TD3Config(
             batch_size=a.batch, actor_encoder_factory=enc, critic_encoder_factory=enc
+        )
+    elif a.algo == "CQL":  # its defaults otherwise (bearl's CQL bench_settings match them)
+        cfg = d3rlpy.algos.CQLConfig(
+            batch_size=a.batch,
+            actor_encoder_factory=enc,
+            critic_encoder_factory=enc,
+            n_action_samples=a.n_action_samples,
         )
     else:
         cfg = d3rlpy.algos.BCConfig(batch_size=a.batch, encoder_factory=enc)
