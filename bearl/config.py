@@ -301,7 +301,7 @@ def add_algorithm_flags(parser: argparse.ArgumentParser) -> None:
                 f"[{', '.join(algos)}] {doc}" if len(meanings) > 1 else doc
                 for doc, algos in meanings.items()
             )
-            defaults = ", ".join(f"{a} {_default(g)}" for a, _, g in users)
+            defaults = ", ".join(f"{a} {_default_text(algorithm_class(a), g)}" for a, _, g in users)
             text = f"{docs} (defaults: {defaults})"
         _add_flag(groups[first_algo], field_name, _hints(cls)[field_name], text)
 

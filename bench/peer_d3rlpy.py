@@ -15,7 +15,9 @@ import torch
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--algo", required=True, choices=["BEAR", "BCQ", "TD3", "BC", "IQL"])
+    p.add_argument(
+        "--algo", required=True, choices=["BEAR", "BCQ", "TD3", "BC", "TD3BC", "IQL", "CQL"]
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--warmup", type=int, default=20)
@@ -72,12 +74,23 @@ def main() -> None:
         cfg = d3rlpy.algos.TD3Config(
             batch_size=a.batch, actor_encoder_factory=enc, critic_encoder_factory=enc
         )
+    elif a.algo == "TD3BC":  # TD3PlusBCConfig's defaults: alpha 2.5
+        cfg = d3rlpy.algos.TD3PlusBCConfig(
+            batch_size=a.batch, actor_encoder_factory=enc, critic_encoder_factory=enc
+        )
     elif a.algo == "IQL":  # IQLConfig's defaults: expectile 0.7, weight_temp 3, max_weight 100
         cfg = d3rlpy.algos.IQLConfig(
             batch_size=a.batch,
             actor_encoder_factory=enc,
             critic_encoder_factory=enc,
             value_encoder_factory=enc,
+        )
+    elif a.algo == "CQL":  # its defaults otherwise (bearl's CQL bench_settings match them)
+        cfg = d3rlpy.algos.CQLConfig(
+            batch_size=a.batch,
+            actor_encoder_factory=enc,
+            critic_encoder_factory=enc,
+            n_action_samples=a.n_action_samples,
         )
     else:
         cfg = d3rlpy.algos.BCConfig(batch_size=a.batch, encoder_factory=enc)

@@ -51,8 +51,16 @@ VARIANTS = {
     "DQfD": {"algo": "DQfD"},
     "DQfD-vae": {"algo": "DQfD", "demo_action": "vae"},
     "IQL": {"algo": "IQL", "value_hidden": "16,16"},
+    "CQL": {"algo": "CQL", "warm_start_steps": 5},
 }
-STOCHASTIC = {"BEAR", "BCQ", "BC-vae", "KLControl", "IQL"}  # act(deterministic=False) samples
+STOCHASTIC = {
+    "BEAR",
+    "BCQ",
+    "BC-vae",
+    "KLControl",
+    "IQL",
+    "CQL",
+}  # act(deterministic=False) samples
 
 
 def _train(root, name, dataset=None, **over):

@@ -8,6 +8,7 @@ from bearl.algos.base import Algorithm
 from bearl.algos.bc import BC
 from bearl.algos.bcq import BCQ
 from bearl.algos.bear import BEAR
+from bearl.algos.cql import CQL
 from bearl.algos.dqfd import DQfD
 from bearl.algos.iql import IQL
 from bearl.algos.kl_control import KLControl
@@ -45,6 +46,7 @@ __all__ = [
     "BC",
     "BCQ",
     "BEAR",
+    "CQL",
     "TD3",
     "TD3BC",
     "Algorithm",
