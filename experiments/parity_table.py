@@ -1,0 +1,157 @@
+"""The learning-parity table of docs/performance.md (issue #19): each cheaper variant against
+fp32 at the same data, seeds, budget and evaluation.
+
+    python experiments/parity_table.py                       # markdown to stdout
+    python experiments/parity_table.py --out docs/figures/parity_20k.md
+
+Runs: ``results/parity_20k`` (``experiments/parity_20k.sh``) and, for hopper-medium's fp32
+reference, ``results/hopper_suite`` (the same settings: paper preset, 20k steps, evaluation
+every 2,000 steps on 10 episodes, seeds 0-2). Per (algorithm, dataset, variant) it shows, as
+mean ± std over seeds: the final score, the best score, the mean of the last five evaluations
+(steps 12k-20k: the final one alone is noisy), ``Overestimation`` and BEAR's ``alpha`` at the
+end. The verdict compares the last-five mean with fp32's: "within seed noise" when the
+difference of the means is at most twice its standard error (sqrt(s1^2/n1 + s2^2/n2)), with
+Welch's t-test p-value beside it; "differs" otherwise; "incomplete" until both sides have three
+finished seeds. An algorithm passes when every variant of it is within seed noise on both
+datasets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from bearl.experiments.plot import read_progress
+from bearl.experiments.runs import find_runs, run_info
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = [ROOT / "results" / "parity_20k", ROOT / "results" / "hopper_suite"]
+ALGOS = ("BEAR", "BCQ", "BC", "TD3")
+DATASETS = ("hopper-medium", "walker2d-medium")
+STEPS = 20_000
+LAST = 5
+
+
+def variant(info) -> str:
+    precision = info.setting("precision") or "fp32"
+    behavior = info.setting("behavior_model") or "joint"
+    return precision if behavior == "joint" else f"{precision} + {behavior}"
+
+
+def run_values(path: Path) -> dict[str, float] | None:
+    """The run's numbers at its last row, or None while it has not reached STEPS."""
+    d = read_progress(path)
+    steps = d.get("Step")
+    if steps is None or len(steps) == 0 or steps[-1] < STEPS:
+        return None
+    score = d["NormalizedScore"]
+    evaluated = score[np.isfinite(score)]
+    out = {
+        "final": float(evaluated[-1]),
+        "best": float(evaluated.max()),
+        "last5": float(evaluated[-LAST:].mean()),
+    }
+    for col, key in (("Overestimation", "over"), ("alpha", "alpha")):
+        v = d.get(col)
+        if v is not None and np.isfinite(v).any():
+            out[key] = float(v[np.isfinite(v)][-1])
+    return out
+
+
+def collect(sources) -> dict[tuple[str, str, str], dict[int, dict[str, float]]]:
+    table: dict[tuple[str, str, str], dict[int, dict[str, float]]] = defaultdict(dict)
+    for path in find_runs([s for s in sources if Path(s).exists()], ("progress.csv",)):
+        info = run_info(path)
+        if info.algorithm not in ALGOS or info.dataset not in DATASETS:
+            continue
+        if info.setting("steps") not in (STEPS, None) or info.setting("preset") not in (
+            "paper",
+            None,
+        ):
+            continue
+        values = run_values(path)
+        if values is not None and info.seed in (0, 1, 2):
+            table[(info.algorithm, info.dataset, variant(info))][info.seed] = values
+    return table
+
+
+def pm(values: list[float], places: int = 1) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{places}f}"
+    return f"{np.mean(values):.{places}f} ± {np.std(values, ddof=1):.{places}f}"
+
+
+def verdict(ref: list[float], other: list[float]) -> str:
+    if len(ref) < 3 or len(other) < 3:
+        return "incomplete"
+    diff = np.mean(other) - np.mean(ref)
+    se = math.sqrt(np.var(ref, ddof=1) / len(ref) + np.var(other, ddof=1) / len(other))
+    p = stats.ttest_ind(other, ref, equal_var=False).pvalue
+    word = "within seed noise" if abs(diff) <= 2 * se else "differs"
+    return f"{word} ({diff:+.1f}, 2 SE {2 * se:.1f}, p {p:.2f})"
+
+
+def markdown(table) -> str:
+    lines = [
+        "| algorithm | dataset | variant | seeds | final | best | mean of last 5 "
+        "| Overestimation | alpha | against fp32 (last 5) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    passes: dict[str, list[str]] = defaultdict(list)
+    for algo in ALGOS:
+        for ds in DATASETS:
+            variants = sorted(
+                {v for (a, d, v) in table if a == algo and d == ds},
+                key=lambda v: (v != "fp32", v),
+            )
+            ref = [r["last5"] for r in table.get((algo, ds, "fp32"), {}).values()]
+            for v in variants:
+                runs = table[(algo, ds, v)]
+                rows = [runs[s] for s in sorted(runs)]
+
+                def col(k: str, rows=rows) -> list[float]:
+                    return [r[k] for r in rows if k in r]
+
+                judged = "reference" if v == "fp32" else verdict(ref, col("last5"))
+                if v != "fp32":
+                    passes[algo].append(judged.split(" (")[0])
+                alpha = pm(col("alpha"), 2) if algo == "BEAR" else ""
+                lines.append(
+                    f"| {algo} | {ds} | {v} | {len(rows)} | {pm(col('final'))} | "
+                    f"{pm(col('best'))} | {pm(col('last5'))} | {pm(col('over'), 0)} | {alpha} "
+                    f"| {judged} |"
+                )
+    lines.append("")
+    for algo in ALGOS:
+        words = passes.get(algo, [])
+        if not words or "incomplete" in words:
+            summary = "incomplete"
+        elif all(w == "within seed noise" for w in words):
+            summary = "within seed noise: the cheaper settings may be used"
+        else:
+            summary = "NOT within seed noise: keep the cheaper settings off"
+        lines.append(f"* {algo}: {summary}.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("paths", nargs="*", default=[str(s) for s in SOURCES])
+    p.add_argument("--out", help="write the markdown here instead of stdout")
+    a = p.parse_args()
+    text = markdown(collect(a.paths))
+    if a.out:
+        Path(a.out).write_text(text)
+    else:
+        print(text, end="")
+
+
+if __name__ == "__main__":
+    main()
