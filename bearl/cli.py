@@ -478,6 +478,13 @@ def _policy_parsers(sub) -> None:
         help="the algorithm's deterministic action (e.g. BEAR's mean action) instead of its own "
         "action selection",
     )
+    ev.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=None,
+        help="hidden-layer matmuls while acting (default: the run's own --precision, as in its "
+        "training evaluations)",
+    )
     ev.add_argument("--confidence", type=float, default=0.95, help="CI level (default: 0.95)")
     ev.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-': stdout)")
     ev.set_defaults(func=cmd_eval)
@@ -535,7 +542,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.confidence < 1.0:
         raise BearlError(f"--confidence must be in (0, 1), not {args.confidence}")
-    policy = load_policy(args.run, args.checkpoint, env=args.env)
+    policy = load_policy(args.run, args.checkpoint, env=args.env, precision=args.precision)
     res = evaluate(policy, args.episodes, args.seed, args.env, args.deterministic, args.confidence)
     how = "deterministic actions" if args.deterministic else "the algorithm's own action selection"
     last = res["seed"] + res["episodes"] - 1

@@ -159,6 +159,34 @@ def test_policy_acts_as_in_training(runs):
     assert res["normalized"]["mean"] == pytest.approx(float(row["NormalizedScore"]), abs=1e-3)
 
 
+def test_a_bf16_run_acts_in_bf16_and_exports_in_fp32(tmp_path):
+    """A run trained with --precision bf16 is loaded with bf16 matmuls, so its final checkpoint
+    reproduces the training's last evaluation exactly; fp32 can be asked for, and is what an
+    export holds."""
+    from bearl.policy.export import export_policy
+
+    run = _train(
+        tmp_path, "td3-bf16", algo="TD3", precision="bf16", steps=20, eval_every=20, eval_episodes=1
+    )
+    policy = load_policy(run, "final")
+    assert policy.precision == "bf16" and policy.algo.actor.matmul_dtype == torch.bfloat16
+    with open(run / "progress.csv", newline="") as f:
+        row = list(csv.DictReader(f))[-1]
+    res = evaluate(policy, episodes=1, seed=policy.train_config.seed + EVAL_SEED_OFFSET)
+    assert res["return"]["mean"] == pytest.approx(float(row["AverageReturn"]), abs=1e-3)
+
+    fp32 = load_policy(run, "final", precision="fp32")
+    assert fp32.precision == "fp32" and fp32.algo.actor.matmul_dtype is None
+    obs = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    a16, a32 = policy.act(obs, deterministic=True), fp32.act(obs, deterministic=True)
+    assert not np.array_equal(a16, a32)  # the hidden layers' rounding
+    np.testing.assert_allclose(a16, a32, atol=0.05)
+    export_policy(policy, tmp_path / "p.pt", fmt="torchscript", deterministic=True)
+    exported = torch.jit.load(str(tmp_path / "p.pt"))(torch.as_tensor(obs)).numpy()
+    np.testing.assert_allclose(exported, a32, rtol=1e-5, atol=1e-6)
+    assert policy.algo.actor.matmul_dtype == torch.bfloat16  # the export left the policy as it was
+
+
 def test_load_policy_errors(runs, tmp_path):
     with pytest.raises(CheckpointError, match="no such run folder"):
         load_policy(tmp_path / "missing")

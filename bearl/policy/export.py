@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from bearl.errors import BearlError
+from bearl.nets import set_matmul_dtype
 
 EXPORT_FORMAT = "bearl-exported-policy-v1"
 FORMATS = ("torchscript", "onnx")
@@ -87,6 +88,7 @@ def describe(module: nn.Module) -> str:
 def build_module(policy: Any, deterministic: bool = False) -> PolicyModule:
     """A CPU float32 copy of ``policy.module(deterministic)``, gradients off, in eval mode."""
     module = copy.deepcopy(policy.module(deterministic)).cpu().float().eval()
+    set_matmul_dtype(module, None)  # float32 matmuls too, whatever the policy acts with
     return module.requires_grad_(False)
 
 

@@ -49,6 +49,8 @@ class Policy:
             the run had no env to evaluate in: then actions are returned as the algorithm gives
             them, as in training).
         ref_scores: (ref_min, ref_max) returns for normalized scores, or None.
+        precision: ``fp32`` or ``bf16``, the hidden-layer matmuls it acts with (the run's
+            ``--precision`` unless ``load_policy`` was given another).
         obs_shift / obs_scale: observation normalization ``(obs - shift) / scale`` applied
             before the networks, read from the checkpoint's optional ``obs_normalization``
             entry ``{"shift": [...], "scale": [...]}`` (None: none; bearl's training loop
@@ -74,6 +76,7 @@ class Policy:
         obs_scale: np.ndarray | None = None,
     ) -> None:
         self.algo = algo
+        self.precision = "fp32"  # (load_policy sets the run's)
         self.config = config
         self.train_config = train_config
         self.algo_config = algo_config
@@ -209,6 +212,7 @@ def load_policy(
     checkpoint: str | Path = "best",
     device: str | torch.device = "cpu",
     env: str | None = None,
+    precision: str | None = None,
 ) -> Policy:
     """Load a trained policy from a run folder.
 
@@ -220,6 +224,10 @@ def load_policy(
         env: the environment the run evaluated in, used only when neither params.json nor
             the checkpoint's config names it (its action bounds are those of the outputs).
             To act in another environment, check it with ``Policy.check_env``.
+        precision: ``fp32`` or ``bf16``, the hidden-layer matmuls of the networks when acting;
+            None (default): the run's own ``--precision``, so that a bf16-trained run acts
+            as it did in its training evaluations. (``bearl export`` writes float32 files
+            whatever the precision.)
     """
     from bearl.algos import algorithm_class
     from bearl.config import TrainConfig, build
@@ -258,6 +266,10 @@ def load_policy(
         raise CheckpointError(msg) from None
     for net in algo.nets.values():
         net.eval()
+    chosen = precision or getattr(train_cfg, "precision", "fp32") or "fp32"
+    if chosen not in ("fp32", "bf16"):
+        raise BearlError(f"precision must be fp32 or bf16, not {chosen!r}")
+    algo.set_precision(chosen)
 
     # the training loop rescaled [-1, 1] to the env's bounds only when it evaluated in an env
     low = high = None
@@ -291,7 +303,7 @@ def load_policy(
             e.close()
 
     shift, scale = _obs_normalization(payload, obs_dim, path)
-    return Policy(
+    policy = Policy(
         algo,
         config={"train": dict(saved["train"]), "algo": dict(saved["algo"])},
         train_config=train_cfg,
@@ -307,6 +319,8 @@ def load_policy(
         obs_shift=shift,
         obs_scale=scale,
     )
+    policy.precision = chosen
+    return policy
 
 
 def run_env_name(run_dir: str | Path) -> str | None:
