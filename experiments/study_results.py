@@ -1,0 +1,161 @@
+"""The 200k-step study's figure and table (docs/results.md, issue #20), from the committed run
+folders of ``results/study_200k``:
+
+    python experiments/study_results.py                  # table to stdout, figure to docs/figures
+
+Figure ``docs/figures/study_200k.png``: one panel per dataset, the normalized score of every
+algorithm against gradient steps (mean ± std over seeds when there are several), BEAR's
+deterministic rule (the mean action tanh(mu(s)), ``--eval_deterministic``) dashed beside its own
+rule, and the data's own level as a grey line. Only runs that have reached the last step of the
+study are drawn; runs in progress are listed as such.
+
+Table: per algorithm, dataset and action rule, at 50k, 100k and 200k steps: the score of that
+evaluation, the best up to it, and the mean of the five evaluations ending there (the final one
+alone is noisy), each as mean ± std over seeds; and the critic's ``Overestimation`` at the same
+steps (claim d of the issue).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from bearl.experiments.plot import read_progress
+from bearl.experiments.runs import find_runs, run_info
+from bearl.files import read_json
+from bearl.training.curve import data_level, format_steps, mark_data_level
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 200_000
+AT = (50_000, 100_000, 200_000)
+RULES = {"NormalizedScore": "own rule", "DeterministicNormalizedScore": "mean action"}
+
+
+def load(paths):
+    """{(dataset, algorithm): [progress dict per finished seed]}, and the unfinished runs."""
+    done, running = defaultdict(list), []
+    for path in find_runs(paths, ("progress.csv",)):
+        info = run_info(path)
+        d = read_progress(path)
+        if len(d.get("Step", [])) == 0 or d["Step"][-1] < STEPS:
+            last = int(d["Step"][-1]) if len(d.get("Step", [])) else 0
+            running.append(f"{path.name} (at step {last:,})")
+            continue
+        d["_level"] = data_level(read_json(path / "params.json") or {}, "NormalizedScore")
+        done[(info.dataset, info.algorithm)].append(d)
+    return done, running
+
+
+def at_step(d, col: str, step: int) -> tuple[float, float, float] | None:
+    """(score at ``step``, best up to it, mean of the five evaluations ending there)."""
+    if col not in d:
+        return None
+    keep = (d["Step"] <= step) & np.isfinite(d[col])
+    y = d[col][keep]
+    if len(y) == 0 or d["Step"][keep][-1] != step:
+        return None
+    return float(y[-1]), float(y.max()), float(y[-5:].mean())
+
+
+def pm(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    return f"{xs[0]:.1f}" if len(xs) == 1 else f"{np.mean(xs):.1f} ± {np.std(xs, ddof=1):.1f}"
+
+
+def table(done) -> str:
+    head = " | ".join(f"{s // 1000}k: at / best / last 5" for s in AT)
+    lines = [f"| dataset | algorithm | rule | seeds | {head} |", "|---" * (4 + len(AT)) + "|"]
+    for (ds, algo), runs in sorted(done.items()):
+        for col, rule in RULES.items():
+            if not any(col in d for d in runs):
+                continue
+            if col != "NormalizedScore" and all(
+                np.array_equal(d[col], d["NormalizedScore"], equal_nan=True) for d in runs
+            ):
+                continue  # the same rule (e.g. BC's mean action)
+            cells = []
+            for s in AT:
+                vals = [v for v in (at_step(d, col, s) for d in runs) if v is not None]
+                cells.append(" / ".join(pm([v[i] for v in vals]) for i in range(3)))
+            lines.append(f"| {ds} | {algo} | {rule} | {len(runs)} | {' | '.join(cells)} |")
+    lines += [
+        "",
+        "| dataset | algorithm | seeds | "
+        + " | ".join(f"Overestimation at {s // 1000}k" for s in AT)
+        + " |",
+    ]
+    lines.append("|---" * (3 + len(AT)) + "|")
+    for (ds, algo), runs in sorted(done.items()):
+        cells = []
+        for s in AT:
+            vals = [float(d["Overestimation"][d["Step"] == s][0]) for d in runs
+                    if "Overestimation" in d and np.any(d["Step"] == s)
+                    and np.isfinite(d["Overestimation"][d["Step"] == s][0])]  # fmt: skip
+            cells.append(pm(vals) if vals else "-")
+        if set(cells) == {"-"}:
+            continue  # no critic (BC)
+        lines.append(f"| {ds} | {algo} | {len(runs)} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(done, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({ds for ds, _ in done})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 3.8), squeeze=False)
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    algos = sorted({a for _, a in done})
+    for ax, ds in zip(axes.flat, datasets):
+        for i, algo in enumerate(algos):
+            runs = done.get((ds, algo), [])
+            for col, style in (("NormalizedScore", "-"), ("DeterministicNormalizedScore", "--")):
+                if (
+                    not runs
+                    or not all(col in d for d in runs)
+                    or (algo != "BEAR" and style == "--")
+                ):
+                    continue
+                ys = np.stack([d[col] for d in runs])
+                x, m = runs[0]["Step"], np.nanmean(ys, 0)
+                rule = "" if style == "-" else ", mean action"
+                ax.plot(
+                    x, m, style, color=palette[i], lw=1.6, label=f"{algo}{rule} (n={len(runs)})"
+                )
+                if len(runs) > 1:
+                    sd = np.nanstd(ys, 0)
+                    ax.fill_between(x, m - sd, m + sd, color=palette[i], alpha=0.15, lw=0)
+        levels = {d["_level"] for a in algos for d in done.get((ds, a), [])}
+        mark_data_level(ax, levels.pop() if len(levels) == 1 else None)
+        ax.set_title(ds, fontsize=10)
+        format_steps(ax)
+        ax.set_ylabel("normalized score", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best", framealpha=0.85)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("paths", nargs="*", default=[str(ROOT / "results" / "study_200k")])
+    p.add_argument("--figure", default=str(ROOT / "docs" / "figures" / "study_200k.png"))
+    a = p.parse_args()
+    done, running = load(a.paths)
+    if done:
+        figure(done, Path(a.figure))
+    print(table(done), end="")
+    if running:
+        print("\nIn progress: " + ", ".join(running))
+
+
+if __name__ == "__main__":
+    main()
