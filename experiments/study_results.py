@@ -44,7 +44,10 @@ def load(paths):
             last = int(d["Step"][-1]) if len(d.get("Step", [])) else 0
             running.append(f"{path.name} (at step {last:,})")
             continue
-        d["_level"] = data_level(read_json(path / "params.json") or {}, "NormalizedScore")
+        level = data_level(read_json(path / "params.json") or {}, "NormalizedScore")
+        if level is None:  # (result.json names it too)
+            level = (read_json(path / "result.json") or {}).get("data_score")
+        d["_level"] = None if level is None else round(float(level), 6)
         done[(info.dataset, info.algorithm)].append(d)
     return done, running
 
@@ -131,7 +134,7 @@ def figure(done, out: Path) -> None:
                 if len(runs) > 1:
                     sd = np.nanstd(ys, 0)
                     ax.fill_between(x, m - sd, m + sd, color=palette[i], alpha=0.15, lw=0)
-        levels = {d["_level"] for a in algos for d in done.get((ds, a), [])}
+        levels = {d["_level"] for a in algos for d in done.get((ds, a), []) if d["_level"]}
         mark_data_level(ax, levels.pop() if len(levels) == 1 else None)
         ax.set_title(ds, fontsize=10)
         format_steps(ax)
