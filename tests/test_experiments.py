@@ -865,3 +865,38 @@ def test_report_shows_precision_and_never_averages_bf16_with_fp32(tmp_path):
     assert "50.0" in rows["bf16"] and "| 1 |" in rows["bf16"]
     only_fp32 = report([root / "old_0", root / "fp32_1"])
     assert "precision" not in only_fp32  # nothing to show when every run is fp32
+
+
+def _experiment_script(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_parity_verdict_is_twice_the_standard_error_of_the_difference():
+    """experiments/parity_table.py: |mean difference| <= 2 * sqrt(s1^2/n1 + s2^2/n2) is within
+    seed noise; fewer than three seeds on either side is incomplete."""
+    mod = _experiment_script("parity_table")
+    ref = [30.0, 32.0, 34.0]  # std 2: with the same spread, 2 SE = 2 * sqrt(8/3) = 3.27
+    assert mod.verdict(ref, [33.0, 35.0, 37.0]).startswith("within seed noise (+3.0, 2 SE 3.3")
+    assert mod.verdict(ref, [34.0, 36.0, 38.0]).startswith("differs (+4.0, 2 SE 3.3")
+    assert mod.verdict(ref, [33.0, 35.0]) == "incomplete"
+
+
+def test_study_table_reads_each_step_of_the_runs(tmp_path):
+    """experiments/study_results.py: the score at a step, the best up to it, the mean of the
+    five evaluations ending there; runs short of the last step are in progress, not in it."""
+    mod = _experiment_script("study_results")
+    mod.STEPS, mod.AT = 60, (30, 60)
+    scores = [1.0, 5.0, 2.0, 3.0, 4.0, 6.0]  # evaluations at steps 10..60
+    write_run(tmp_path, "BEAR_a_seed0", "BEAR", "a", 0, scores)
+    write_run(tmp_path, "BEAR_a_seed1", "BEAR", "a", 1, scores[:3])
+    done, running = mod.load([tmp_path])
+    assert len(done[("a", "BEAR")]) == 1 and running == ["BEAR_a_seed1 (at step 30)"]
+    assert mod.at_step(done[("a", "BEAR")][0], "NormalizedScore", 30) == (2.0, 5.0, 8.0 / 3)
+    assert mod.at_step(done[("a", "BEAR")][0], "NormalizedScore", 60) == (6.0, 6.0, 4.0)
+    assert "| a | BEAR | own rule | 1 | 2.0 / 5.0 / 2.7 | 6.0 / 6.0 / 4.0 |" in mod.table(done)
