@@ -13,7 +13,10 @@ store: rerun the suite to get them), prints
   the behaviour model would get (the estimator's floor), and the actor's distance to the VAE.
 
 If the floor with the run's sample count is above ``target_mmd_thresh``, the constraint can
-never be met and alpha climbs to its clamp whatever the actor does.
+never be met and alpha climbs to its clamp whatever the actor does. A second table says whether
+a Gaussian policy could reach the floor (a per-state Gaussian fitted to 200 VAE samples,
+against the VAE) and how the actor differs from the VAE (std and mean per action dimension,
+pre-tanh).
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def distances(run: Path, states: int = 2048, seed: int = 0) -> dict[str, float]:
     n = c.num_samples_match
     few = obs[:256]  # 100 samples per state: fewer states
     actor = algo.actor.sample(obs, n=n, noise_clip=c.actor_noise_clip)[1]
-    return {
+    out = {
         "eps": c.target_mmd_thresh,
         "n": n,
         "floor_n": dist(vae(obs, n), vae(obs, n)),
@@ -67,6 +70,18 @@ def distances(run: Path, states: int = 2048, seed: int = 0) -> dict[str, float]:
         "actor": dist(vae(obs, n), actor),
         "clamp": math.exp(c.lagrange_thresh),
     }
+    # could a Gaussian policy reach the floor? a per-state Gaussian fitted to 200 VAE samples
+    many = vae(obs, 200)
+    mu, sd = many.mean(1, keepdim=True), many.std(1, keepdim=True)
+    fit = mu + sd * torch.randn(obs.shape[0], n, many.shape[-1])
+    actor_mu, actor_log_std = algo.actor.dist_params(obs)
+    out.update(
+        gauss=dist(vae(obs, n), fit),
+        vae_sd=float(sd.mean()),
+        actor_sd=float(actor_log_std.exp().mean()),
+        mean_gap=float((actor_mu - mu.squeeze(1)).abs().mean()),
+    )
+    return out
 
 
 def main() -> None:
@@ -79,6 +94,7 @@ def main() -> None:
         "VAE vs VAE, N samples | VAE vs VAE, 100 samples | actor vs VAE |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    shapes = []
     for run in a.runs:
         if not (run / "checkpoint.pt").is_file():
             print(f"| {run.name} | (no checkpoint.pt: rerun it to measure) ||||||| ")
@@ -91,6 +107,17 @@ def main() -> None:
             f"{d['floor_100']:.3f} | {d['actor']:.3f} |",
             flush=True,
         )
+        shapes.append(
+            f"| {run.name} | {d['gauss']:.3f} | {d['vae_sd']:.3f} | {d['actor_sd']:.3f} | "
+            f"{d['mean_gap']:.3f} |"
+        )
+    if shapes:  # why the actor is where it is: the shape of both distributions (pre-tanh)
+        print(
+            "\n| run | Gaussian fit to the VAE vs VAE, N samples | VAE std per dim | "
+            "actor std per dim | mean abs(actor mean - VAE mean) per dim |"
+        )
+        print("|---|---:|---:|---:|---:|")
+        print("\n".join(shapes))
 
 
 if __name__ == "__main__":
