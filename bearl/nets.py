@@ -173,11 +173,30 @@ class TanhGaussianActor(nn.Module):
         With ``n``, returns ``[B, n, act_dim]``: n samples per state from ONE forward pass.
         ``noise_clip`` clips the standard-normal noise (the original BEAR used 0.5 in training).
         """
+        return self._draw(*self.dist_params(obs), n, noise_clip)
+
+    def log_prob(self, obs: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
+        """log pi(a|s) for ``a = tanh(pre_tanh)``; ``obs`` broadcasts against ``pre_tanh``'s
+        leading dims (``obs [B, S]`` with ``pre_tanh [B, n, A]`` is allowed)."""
+        return self._log_prob(*self.dist_params(obs), pre_tanh)
+
+    def sample_log_prob(
+        self, obs: torch.Tensor, n: int | None = None, noise_clip: float | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(action, log pi(action|s))`` from one forward pass: what :meth:`sample` then
+        :meth:`log_prob` give, without running the network twice."""
         mean, log_std = self.dist_params(obs)
+        action, pre_tanh = self._draw(mean, log_std, n, noise_clip)
+        return action, self._log_prob(mean, log_std, pre_tanh)
+
+    @staticmethod
+    def _draw(
+        mean: torch.Tensor, log_std: torch.Tensor, n: int | None, noise_clip: float | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if n is not None:
             mean, log_std = mean.unsqueeze(-2), log_std.unsqueeze(-2)
             eps = torch.randn(
-                *obs.shape[:-1], n, mean.shape[-1], device=obs.device, dtype=obs.dtype
+                *mean.shape[:-2], n, mean.shape[-1], device=mean.device, dtype=mean.dtype
             )
         else:
             eps = torch.randn_like(mean)
@@ -186,10 +205,10 @@ class TanhGaussianActor(nn.Module):
         pre_tanh = mean + log_std.exp() * eps
         return torch.tanh(pre_tanh), pre_tanh
 
-    def log_prob(self, obs: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
-        """log pi(a|s) for ``a = tanh(pre_tanh)``; ``obs`` broadcasts against ``pre_tanh``'s
-        leading dims (``obs [B, S]`` with ``pre_tanh [B, n, A]`` is allowed)."""
-        mean, log_std = self.dist_params(obs)
+    @staticmethod
+    def _log_prob(
+        mean: torch.Tensor, log_std: torch.Tensor, pre_tanh: torch.Tensor
+    ) -> torch.Tensor:
         if pre_tanh.dim() == mean.dim() + 1:
             mean, log_std = mean.unsqueeze(-2), log_std.unsqueeze(-2)
         z = (pre_tanh - mean) / log_std.exp()

@@ -5,10 +5,10 @@
 
 A refactoring (moving code, merging helpers, deriving the CLI another way) must not change what
 a run computes. For every algorithm, and the variants whose code paths differ (BEAR's presets,
-KL distance and fixed alpha; BC's three policy models; DQfD's two demo actions), each version
-trains the same short run from the same seed on the same small generated dataset (Pendulum-v1
-shapes, actions in [-2, 2], so the rescaling path runs too), evaluating both action rules a few
-times. Then every column of the two progress.csv files is compared exactly, except the machine
+KL distance and fixed alpha; BC's three policy models; DQfD's two demo actions; CQL's backups
+and its Lagrange alpha), each version trains the same short run from the same seed on the same
+small generated dataset (Pendulum-v1 shapes, actions in [-2, 2], so the rescaling path runs
+too), evaluating both action rules a few times. Then every column of the two progress.csv files is compared exactly, except the machine
 columns (wall time, updates/s, memory). Exit status 1 when any run differs; the first differing
 cells are printed.
 
@@ -45,6 +45,17 @@ VARIANTS: dict[str, dict] = {
     "KLControl": {"algo": "KLControl"},
     "DQfD": {"algo": "DQfD"},
     "DQfD-vae": {"algo": "DQfD", "demo_action": "vae"},
+    "TD3BC": {"algo": "TD3BC"},
+    "IQL": {"algo": "IQL"},
+    # CQL's actor clones the data for its first warm_start_steps; half of the run here
+    "CQL": {"algo": "CQL", "warm_start_steps": 100},
+    "CQL-lagrange-soft": {
+        "algo": "CQL",
+        "warm_start_steps": 100,
+        "lagrange": True,
+        "backup": "soft",
+    },
+    "CQL-max": {"algo": "CQL", "warm_start_steps": 100, "backup": "max", "auto_alpha": False},
 }
 MACHINE_COLUMNS = {"WallTime", "UpdatesPerSecond", "MemoryMiB"}
 
@@ -131,7 +142,7 @@ def main() -> None:
                     Path(tmp) / "runs-new" / name / "progress.csv",
                 )
                 failed += bool(diff)
-                print(f"{name:17s} {'same' if not diff else 'DIFFERS: ' + '; '.join(diff[:4])}")
+                print(f"{name:18s} {'same' if not diff else 'DIFFERS: ' + '; '.join(diff[:4])}")
             print(
                 f"{len(variants) - failed} of {len(variants)} runs identical ({a.base} vs {a.new})"
             )

@@ -222,10 +222,10 @@ class CQL(Algorithm):
         elif c.backup == "mean":
             next_v = self.critic_target(s2, self.actor.deterministic(s2)).min(0).values
         else:
-            a2, pre2 = self.actor.sample(s2)
+            a2, logp2 = self.actor.sample_log_prob(s2)
             next_v = self.critic_target(s2, a2).min(0).values
             if c.backup == "soft":
-                next_v = next_v - self.log_alpha.exp() * self.actor.log_prob(s2, pre2)
+                next_v = next_v - self.log_alpha.exp() * logp2
         return b.rewards + c.gamma * (1.0 - b.terminals) * next_v
 
     # -- 3. the conservative term ---------------------------------------------------------------
@@ -235,8 +235,7 @@ class CQL(Algorithm):
         from pi(.|s')), and the log densities of the 2N policy ones ``[B, 2N]``."""
         n, bsz = self.cfg.n_action_samples, b.observations.shape[0]
         both = torch.cat([b.observations, b.next_observations])  # one actor pass for s and s'
-        a_pi, pre = self.actor.sample(both, n=n)  # [2B, N, A]
-        logp = self.actor.log_prob(both, pre)  # [2B, N]
+        a_pi, logp = self.actor.sample_log_prob(both, n=n)  # [2B, N, A], [2B, N]
         uniform = torch.rand(bsz, n, self.act_dim, device=self.device) * 2.0 - 1.0
         actions = torch.cat([uniform, a_pi[:bsz], a_pi[bsz:]], 1)
         return actions, torch.cat([logp[:bsz], logp[bsz:]], 1)
@@ -279,8 +278,7 @@ class CQL(Algorithm):
     # -- 1. actor and entropy temperature -------------------------------------------------------
     def _actor_step(self, b: Batch) -> dict[str, torch.Tensor]:
         c, obs = self.cfg, b.observations
-        a, pre = self.actor.sample(obs)
-        logp = self.actor.log_prob(obs, pre)  # [B]
+        a, logp = self.actor.sample_log_prob(obs)  # [B, A], [B]
         if c.auto_alpha:  # the temperature first, as the code: the actor uses the new alpha
             self.optimize("alpha", -(self.log_alpha * (logp.detach() + self.target_entropy)).mean())
         alpha = self.log_alpha.detach().exp()
