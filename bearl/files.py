@@ -14,10 +14,16 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from bearl.errors import DiskFull
+
+try:
+    import fcntl
+except ImportError:  # Windows: no locks
+    fcntl = None
 
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 
@@ -72,6 +78,32 @@ def _named(path: Path, e: OSError) -> OSError | DiskFull:
 
 # -- names and values read back ---------------------------------------------------------------
 DATA_SUFFIXES = {".hdf5", ".h5", ".pkl", ".pickle", ".npz", ".npy", ".gz"}
+
+
+@contextlib.contextmanager
+def waiting_lock(path: str | os.PathLike, waiting: str | None = None) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (made if missing), waiting for it while
+    another process holds it; ``waiting`` is printed once when it has to wait. For work that
+    two processes must not do at once (two trainings making the same dataset). Without
+    ``fcntl`` (Windows), or on a filesystem that refuses locks, it does not lock."""
+    path = Path(path)
+    if fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                print(waiting, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a filesystem that cannot lock: go on without
+            pass
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def dataset_label(source: str) -> str:

@@ -156,6 +156,38 @@ def test_make_of_an_existing_dataset_says_the_flag_and_rolls_out_nothing(
     assert len(suite.read_local("hopper-medium")) == 200
 
 
+def test_two_processes_needing_a_missing_dataset_make_it_once(shipped, monkeypatch, capsys):
+    """Two trainings starting on a new machine both need hopper-medium: the first makes it, the
+    second waits for it (and says so) and reads what the first wrote, instead of failing on a
+    half-written file or on 'exists already'."""
+    import threading
+    import time
+
+    generate, calls = suite.generate, []
+
+    def slow_generate(*args, **kwargs):
+        calls.append(args)
+        time.sleep(0.5)  # long enough for the other one to arrive while this one works
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(suite, "generate", slow_generate)
+    out: list = [None, None]
+
+    def load(i: int) -> None:
+        out[i] = suite.load_or_make("hopper-medium", size=300)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert out[0] is not None and out[1] is not None and len(out[1]) == 300
+    assert np.array_equal(out[0].observations, out[1].observations)
+    assert "another process is making or reading hopper-medium; waiting" in capsys.readouterr().out
+
+
 def test_medium_expert_is_medium_then_expert_halves(shipped):
     me = suite.generate("hopper-medium-expert", size=600, seed=0, progress=False)
     med = suite.rollout(

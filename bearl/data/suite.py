@@ -32,6 +32,7 @@ from bearl.data.dataset import Dataset, DatasetInfo
 from bearl.data.policy_io import load_policy_file
 from bearl.envs import ENV_IDS, make_env, reference_scores
 from bearl.errors import DatasetError, DatasetExists
+from bearl.files import waiting_lock
 from bearl.nets import TanhGaussianActor
 
 SUITE_ENVS = ("hopper", "walker2d", "halfcheetah")
@@ -357,7 +358,19 @@ def _write_cache(ds: Dataset, path: Path) -> None:
 
 
 def load_or_make(name: str, size: int | None = None, seed: int = 0) -> Dataset:
-    """Read suite dataset ``name`` from the Minari root, making it first if it is missing."""
+    """Read suite dataset ``name`` from the Minari root, making it first if it is missing.
+
+    Processes that need the same dataset at once (two sweeps starting on a new machine) take
+    turns: the first makes it, the others wait for it and read what it wrote."""
+    from bearl.data.minari_io import minari_root
+
+    folder = minari_root() / dataset_id(name)
+    lock = folder.with_name(f".{folder.name}.lock")
+    with waiting_lock(lock, f"bearl: another process is making or reading {name}; waiting"):
+        return _load_or_make(name, size, seed)
+
+
+def _load_or_make(name: str, size: int | None, seed: int) -> Dataset:
     from bearl.data.minari_io import minari_local_exists
 
     if not minari_local_exists(dataset_id(name)):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bearl.algos.base import adam
-from bearl.files import write_atomic
+from bearl.files import waiting_lock, write_atomic
 
 SEED_OFFSET = 7_919  # the fit's sampler and torch seed: seed + OFFSET, apart from training
 CACHE_FORMAT = "bearl-behavior-vae-v1"
@@ -69,6 +69,17 @@ def load_or_fit(algo: Any, dataset: Any, cfg: Any, algo_cfg: Any, scale: Any) ->
     key = cache_key(dataset, algo_cfg, cfg.seed, cfg.precision, scale)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / f"vae-{digest}.pt"
+    # two runs that need the same VAE at once (a sweep's trials): one fits it, the other waits
+    with waiting_lock(
+        cache_dir().parent / "locks" / f"{path.name}.lock",
+        "bearl: waiting for the behaviour VAE that another process is fitting",
+    ):
+        return _load_or_fit(algo, vae, path, key, dataset, cfg, algo_cfg, scale)
+
+
+def _load_or_fit(
+    algo: Any, vae: Any, path: Path, key: dict, dataset: Any, cfg: Any, algo_cfg: Any, scale: Any
+) -> str:
     if path.exists():
         saved = torch.load(path, map_location=algo.device, weights_only=True)
         if saved.get("key") == key:
