@@ -900,3 +900,52 @@ def test_study_table_reads_each_step_of_the_runs(tmp_path):
     assert mod.at_step(done[("a", "BEAR")][0], "NormalizedScore", 30) == (2.0, 5.0, 8.0 / 3)
     assert mod.at_step(done[("a", "BEAR")][0], "NormalizedScore", 60) == (6.0, 6.0, 4.0)
     assert "| a | BEAR | own rule | 1 | 2.0 / 5.0 / 2.7 | 6.0 / 6.0 / 4.0 |" in mod.table(done)
+
+
+def test_carried_checkpoints_come_back_to_the_runs_that_lost_them(tmp_path):
+    """experiments/carry_checkpoints.py: save copies unfinished runs' checkpoints only, restore
+    puts them back where they were lost and nowhere else, save drops them once a run finishes."""
+    mod = _experiment_script("carry_checkpoints")
+    results, carry = tmp_path / "results", tmp_path / "in_flight"
+    running, finished = results / "study" / "BEAR_a_seed0", results / "study" / "BC_a_seed0"
+    for run, payload in ((running, b"step 5000"), (finished, b"step 200000")):
+        run.mkdir(parents=True)
+        (run / "checkpoint.pt").write_bytes(payload)
+        (run / "best.pt").write_bytes(payload + b" best")
+    (finished / "result.json").write_text("{}")
+    saved = mod.save(results, carry)
+    assert sorted(saved) == ["study/BEAR_a_seed0/best.pt", "study/BEAR_a_seed0/checkpoint.pt"]
+    assert mod.save(results, carry) == []  # nothing new: no second copy
+    (running / "checkpoint.pt").unlink()
+    (running / "best.pt").unlink()  # the session ended: ignored files are gone
+    assert len(mod.restore(results, carry)) == 2
+    assert (running / "checkpoint.pt").read_bytes() == b"step 5000"
+    assert (running / "best.pt").read_bytes() == b"step 5000 best"
+    (running / "checkpoint.pt").write_bytes(b"step 10000")  # its own, newer: left alone
+    assert mod.restore(results, carry) == [] and (running / "checkpoint.pt").read_bytes() == (
+        b"step 10000"
+    )
+    (running / "result.json").write_text("{}")
+    assert mod.save(results, carry) == ["study/BEAR_a_seed0: dropped (finished or gone)"]
+    assert not (carry / "study" / "BEAR_a_seed0").exists()
+
+
+def test_no_checkpoint_is_committed():
+    """Checkpoints and their carried copies stay out of git: the only tracked .pt files are the
+    shipped behaviour policies."""
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert tracked, "git ls-files listed nothing"
+    wrong = [
+        f
+        for f in tracked
+        if f.startswith("in_flight/") or (f.endswith(".pt") and not f.startswith("bearl/data/"))
+    ]
+    assert wrong == []
