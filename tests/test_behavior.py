@@ -66,3 +66,44 @@ def test_resume_refuses_another_env(tmp_path):
     main(["data", "train-behavior", *TINY, "--steps", "200", "--out", str(out)])
     with pytest.raises(BearlError, match="trains Pendulum-v1, not Hopper-v5"):
         train_behavior(BehaviorConfig(env="Hopper-v5", out=str(out), steps=400), resume=True)
+
+
+def test_tqc_trains_resumes_and_exports_as_sac_does(tmp_path):
+    """--algo TQC (sb3-contrib): the same snapshots, resume from the run's own settings (TQC
+    without --algo), and export; a resume that names the other algorithm is refused."""
+    pytest.importorskip("sb3_contrib")
+    from bearl.data.behavior import (
+        BehaviorConfig,
+        export_policies,
+        sb3_actor_to_bearl,
+        train_behavior,
+    )
+    from bearl.data.policy_io import load_policy_file
+
+    out = tmp_path / "tqc"
+    args = ["data", "train-behavior", *TINY, "--algo", "TQC", "--out", str(out)]
+    assert main([*args, "--steps", "200"]) == 0
+    assert json.loads((out / "run.json").read_text())["config"]["algo"] == "TQC"
+    assert main(["data", "train-behavior", "--out", str(out), "--steps", "400", "--resume"]) == 0
+    rows = (out / "evaluations.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["200", "400"]
+    from sb3_contrib import TQC
+
+    model = TQC.load(out / "checkpoint" / "model.zip", device="cpu")
+    assert model.num_timesteps == 400  # the resumed run went on as TQC, from its checkpoint
+    with pytest.raises(BearlError, match=r"trains TQC, not SAC \(--algo\)"):
+        train_behavior(BehaviorConfig(env="Pendulum-v1", out=str(out), steps=600), resume=True)
+    obs = torch.randn(5, 3)
+    with torch.no_grad():  # TQC's actor is SAC's: the copy acts as the original does
+        theirs = model.policy.actor(obs, deterministic=True)
+        assert torch.allclose(sb3_actor_to_bearl(model).deterministic(obs), theirs, atol=1e-6)
+    export_policies(out, tmp_path / "policies", episodes=1)
+    actor, meta = load_policy_file(tmp_path / "policies" / "pendulum-expert.pt")
+    assert actor.deterministic(obs).shape == (5, 1) and meta["env_id"] == "Pendulum-v1"
+
+
+def test_an_unknown_behaviour_algorithm_is_one_line(capsys):
+    assert main(["data", "train-behavior", *TINY, "--algo", "PPO", "--steps", "10"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "bearl: error: --algo PPO: behaviour policies are trained with SAC or TQC"
+    )

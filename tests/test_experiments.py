@@ -931,8 +931,9 @@ def test_carried_checkpoints_come_back_to_the_runs_that_lost_them(tmp_path):
 
 
 def test_no_checkpoint_is_committed():
-    """Checkpoints and their carried copies stay out of git: the only tracked .pt files are the
-    shipped behaviour policies."""
+    """Checkpoints and their carried copies stay out of git (they survive a session untracked):
+    the only tracked .pt files are the shipped behaviour policies, and nothing of a behaviour
+    run's folder (SB3's model.zip and replay buffer) or of in_flight/ is tracked."""
     import shutil
     import subprocess
 
@@ -946,6 +947,8 @@ def test_no_checkpoint_is_committed():
     wrong = [
         f
         for f in tracked
-        if f.startswith("in_flight/") or (f.endswith(".pt") and not f.startswith("bearl/data/"))
+        if f.startswith(("in_flight/", "behavior/"))
+        or f.endswith((".pkl", ".zip", ".hdf5"))
+        or (f.endswith(".pt") and not f.startswith("bearl/data/policies/"))
     ]
     assert wrong == []

@@ -1,4 +1,4 @@
-"""Behaviour policies: train SAC online with Stable-Baselines3 and keep scored snapshots.
+"""Behaviour policies: train SAC (or TQC) online with Stable-Baselines3 and keep scored snapshots.
 
 This is how D4RL and Minari made their MuJoCo datasets: train an agent online, keep policy
 snapshots with their measured returns, keep the replay buffer, then roll snapshots out.
@@ -37,10 +37,17 @@ from bearl.rollouts import run_episodes
 SB3_LOG_STD_BOUNDS = (-20.0, 2.0)  # SB3's SAC clamps the actor's log-std to this range
 
 
+ALGOS = ("SAC", "TQC")
+
+
 @dataclass
 class BehaviorConfig:
-    """Settings of a behaviour-policy training run (SB3 SAC)."""
+    """Settings of a behaviour-policy training run (SB3 SAC, or sb3-contrib's TQC)."""
 
+    algo: str = "SAC"
+    """SAC (Stable-Baselines3), or TQC (sb3-contrib): SAC with distributional critics that drop
+    their top quantiles, which Minari used for HalfCheetah's expert data. Both actors are the
+    same tanh-Gaussian, so their snapshots are the same kind of policy file."""
     env: str = "Hopper-v5"
     """Gymnasium env id (or any accepted name, e.g. ``hopper``)."""
     steps: int = 1_000_000
@@ -66,7 +73,7 @@ class BehaviorConfig:
 
 
 def sb3_actor_to_bearl(model) -> TanhGaussianActor:
-    """Copy an SB3 SAC actor (latent_pi, mu, log_std) into a bearl TanhGaussianActor."""
+    """Copy an SB3 SAC or TQC actor (latent_pi, mu, log_std) into a bearl TanhGaussianActor."""
     sb3 = model.policy.actor
     linears = [m for m in sb3.latent_pi if isinstance(m, torch.nn.Linear)]
     hidden = [m.out_features for m in linears]
@@ -101,12 +108,21 @@ def policy_act(actor: TanhGaussianActor, deterministic: bool, seed: int = 0):
 
 def train_behavior(cfg: BehaviorConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train (or resume) a behaviour policy; returns the run folder."""
-    try:
-        from stable_baselines3 import SAC
-        from stable_baselines3.common.callbacks import BaseCallback
-    except ImportError:
+    if cfg.algo not in ALGOS:
         raise BearlError(
-            "training behaviour policies needs stable-baselines3: pip install 'bearl[datagen]'"
+            f"--algo {cfg.algo}: behaviour policies are trained with {' or '.join(ALGOS)}"
+        )
+    try:
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        if cfg.algo == "TQC":
+            from sb3_contrib import TQC as Agent
+        else:
+            from stable_baselines3 import SAC as Agent
+    except ImportError as e:
+        raise BearlError(
+            f"training behaviour policies with {cfg.algo} needs {e.name.split('.')[0]}: "
+            "pip install 'bearl[datagen]'"
         ) from None
     from bearl.progress import progress_bar
 
@@ -118,9 +134,12 @@ def train_behavior(cfg: BehaviorConfig, resume: bool = False, progress: bool = T
     if resume:
         if not state_file.exists():
             raise BearlError(f"{out}: nothing to resume (no checkpoint/state.json)")
-        saved_env = json.loads((out / "run.json").read_text())["env_id"]
-        if saved_env != env_id:
-            raise BearlError(f"{out}: the run trains {saved_env}, not {env_id}")
+        saved = json.loads((out / "run.json").read_text())
+        if saved["env_id"] != env_id:
+            raise BearlError(f"{out}: the run trains {saved['env_id']}, not {env_id}")
+        saved_algo = saved["config"].get("algo", "SAC")  # runs from before --algo are SAC
+        if saved_algo != cfg.algo:
+            raise BearlError(f"{out}: the run trains {saved_algo}, not {cfg.algo} (--algo)")
     elif (out / "evaluations.csv").exists():
         raise BearlError(f"{out}: a run already exists here; use --resume or another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +150,7 @@ def train_behavior(cfg: BehaviorConfig, resume: bool = False, progress: bool = T
 
     if resume:
         state = json.loads(state_file.read_text())
-        model = SAC.load(ckpt / "model.zip", env=env, device="cpu")
+        model = Agent.load(ckpt / "model.zip", env=env, device="cpu")
         model.load_replay_buffer(ckpt / "replay_buffer.pkl")
         wall0 -= state["wall_time"]
         _truncate_evaluations(out / "evaluations.csv", state["step"])
@@ -143,7 +162,7 @@ def train_behavior(cfg: BehaviorConfig, resume: bool = False, progress: bool = T
             csv.writer(f).writerow(
                 ["step", "wall_time", "stoch_mean", "stoch_std", "det_mean", "normalized_stoch"]
             )
-        model = SAC(
+        model = Agent(
             "MlpPolicy",
             env,
             learning_starts=cfg.learning_starts,
