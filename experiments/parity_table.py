@@ -19,14 +19,13 @@ datasets.
 from __future__ import annotations
 
 import argparse
-import math
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from bearl.experiments.plot import read_progress
+from bearl.experiments.report import difference
 from bearl.experiments.runs import find_runs, run_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,11 +90,9 @@ def pm(values: list[float], places: int = 1) -> str:
 def verdict(ref: list[float], other: list[float]) -> str:
     if len(ref) < 3 or len(other) < 3:
         return "incomplete"
-    diff = np.mean(other) - np.mean(ref)
-    se = math.sqrt(np.var(ref, ddof=1) / len(ref) + np.var(other, ddof=1) / len(other))
-    p = stats.ttest_ind(other, ref, equal_var=False).pvalue
-    word = "within seed noise" if abs(diff) <= 2 * se else "differs"
-    return f"{word} ({diff:+.1f}, 2 SE {2 * se:.1f}, p {p:.2f})"
+    d = difference(ref, other)
+    word = "within seed noise" if d.within(2.0) else "differs"
+    return f"{word} ({d.diff:+.1f}, 2 SE {2 * d.se:.1f}, p {d.p:.2f})"
 
 
 def markdown(table) -> str:

@@ -13,6 +13,16 @@ Table: per algorithm, dataset and action rule, at 50k, 100k and 200k steps: the 
 evaluation, the best up to it, and the mean of the five evaluations ending there (the final one
 alone is noisy), each as mean ± std over seeds; and the critic's ``Overestimation`` at the same
 steps (claim d of the issue).
+
+Claims: the paper's four, per dataset, from the runs at 200k steps (BEAR's own rule; the mean
+of the last five evaluations, as mean over seeds): (a) BEAR at or above BC, (b) BEAR at or
+above BCQ, (c) BEAR far above TD3, (d) BEAR's critic overestimates less than TD3's
+(``Overestimation`` at 200k). With three seeds or more on both sides a claim is "confirmed" or
+"not confirmed" by the rule of the parity table (the difference against twice its standard
+error: "at or above" holds unless BEAR is more than 2 SE below, "far above" and "less" need
+more than 2 SE); with fewer it is "open" and only the direction is shown; "pending" while a
+side has no finished run. Over datasets a claim is confirmed or not confirmed when all agree,
+"mixed" when they disagree, open while any is open or pending.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from bearl.experiments.plot import read_progress
+from bearl.experiments.report import difference
 from bearl.experiments.runs import find_runs, run_info
 from bearl.files import read_json
 from bearl.training.curve import data_level, format_steps, mark_data_level
@@ -105,6 +116,70 @@ def table(done) -> str:
     return "\n".join(lines) + "\n"
 
 
+# (claim, the algorithm BEAR is compared with, the column, the test BEAR must pass)
+CLAIMS = (
+    ("(a) BEAR at or above BC", "BC", "last5", "at or above"),
+    ("(b) BEAR at or above BCQ", "BCQ", "last5", "at or above"),
+    ("(c) BEAR far above TD3", "TD3", "last5", "above"),
+    ("(d) BEAR overestimates less than TD3", "TD3", "over", "below"),
+)
+
+
+def _final(runs, key: str) -> list[float]:
+    """Per seed at the study's last step: the own rule's last-five mean, or Overestimation."""
+    out = []
+    for d in runs:
+        if key == "last5":
+            v = at_step(d, "NormalizedScore", STEPS)
+            v = None if v is None else v[2]
+        else:
+            v = d["Overestimation"][d["Step"] == STEPS] if "Overestimation" in d else []
+            v = float(v[0]) if len(v) and np.isfinite(v[0]) else None
+        if v is not None:
+            out.append(v)
+    return out
+
+
+def claim_verdict(
+    bear: list[float], other: list[float], test: str, name: str = "the other"
+) -> tuple[str, str]:
+    """``(verdict, numbers)`` of one claim on one dataset (see the module's docstring)."""
+    if not bear or not other:
+        missing = " and ".join(n for n, v in (("BEAR", bear), (name, other)) if not v)
+        return "pending", f"no finished run of {missing}"
+    numbers = f"{pm(bear)} vs {pm(other)} ({np.mean(bear) - np.mean(other):+.1f})"
+    if len(bear) < 3 or len(other) < 3:
+        n = min(len(bear), len(other))
+        return "open", f"{numbers}; {n} seed{'s' if n > 1 else ''}: a direction only"
+    d = difference(other, bear)
+    ok = {"at or above": d.diff >= -2 * d.se, "above": d.diff > 2 * d.se}.get(
+        test, d.diff < -2 * d.se
+    )
+    return ("confirmed" if ok else "not confirmed"), f"{numbers}, 2 SE {2 * d.se:.1f}"
+
+
+def claims(done) -> str:
+    datasets = sorted({ds for ds, _ in done})
+    lines = ["| claim | dataset | BEAR vs the other at 200k | verdict |", "|---|---|---|---|"]
+    for name, other, key, test in CLAIMS:
+        verdicts = []
+        for ds in datasets:
+            v, numbers = claim_verdict(
+                _final(done.get((ds, "BEAR"), []), key),
+                _final(done.get((ds, other), []), key),
+                test,
+                other,
+            )
+            verdicts.append(v)
+            lines.append(f"| {name} | {ds} | {numbers} | {v} |")
+        if {"open", "pending"} & set(verdicts) or not verdicts:
+            overall = "open"
+        else:
+            overall = verdicts[0] if len(set(verdicts)) == 1 else "mixed"
+        lines.append(f"| {name} | all | | **{overall}** |")
+    return "\n".join(lines) + "\n"
+
+
 def figure(done, out: Path) -> None:
     import matplotlib
 
@@ -156,6 +231,7 @@ def main() -> None:
     if done:
         figure(done, Path(a.figure))
     print(table(done), end="")
+    print("\n" + claims(done), end="")
     if running:
         print("\nIn progress: " + ", ".join(running))
 

@@ -952,3 +952,50 @@ def test_no_checkpoint_is_committed():
         or (f.endswith(".pt") and not f.startswith("bearl/data/policies/"))
     ]
     assert wrong == []
+
+
+def test_study_claims_are_judged_by_the_parity_rule(tmp_path):
+    """experiments/study_results.py: "at or above" holds unless BEAR is more than 2 SE below,
+    "above" and "below" need more than 2 SE; fewer than three seeds is open, a missing side
+    pending; datasets that disagree make a claim mixed."""
+    from bearl.experiments.report import difference
+
+    mod = _experiment_script("study_results")
+    hi, lo, near = [40.0, 42.0, 44.0], [30.0, 32.0, 34.0], [41.0, 43.0, 45.0]
+    assert mod.claim_verdict(hi, lo, "at or above")[0] == "confirmed"
+    assert mod.claim_verdict(lo, hi, "at or above")[0] == "not confirmed"
+    assert mod.claim_verdict(hi, near, "at or above")[0] == "confirmed"  # -1 < 2 SE: at
+    assert mod.claim_verdict(hi, near, "above")[0] == "not confirmed"
+    assert mod.claim_verdict(hi, lo, "above") == ("confirmed", "42.0 ± 2.0 vs 32.0 ± 2.0 "
+                                                   "(+10.0), 2 SE 3.3")  # fmt: skip
+    assert mod.claim_verdict([-10.0, -12.0, -11.0], [80.0, 90.0, 99.0], "below")[0] == "confirmed"
+    assert mod.claim_verdict([80.0, 90.0, 99.0], [-10.0, -12.0, -11.0], "below")[0] == (
+        "not confirmed"
+    )
+    assert mod.claim_verdict([38.1], [29.4], "at or above") == (
+        "open",
+        "38.1 vs 29.4 (+8.7); 1 seed: a direction only",
+    )
+    assert mod.claim_verdict([], [29.4], "at or above", "BC") == (
+        "pending",
+        "no finished run of BEAR",
+    )
+    assert difference([1.0], [2.0, 3.0]) is None
+
+    mod.STEPS, mod.AT = 60, (30, 60)
+    for seed in range(3):
+        write_run(tmp_path, f"BEAR_a_{seed}", "BEAR", "a", seed, [0, 0, 0, 0, 0, 40.0 + seed])
+        write_run(tmp_path, f"BC_a_{seed}", "BC", "a", seed, [0, 0, 0, 0, 0, 10.0 + seed])
+        write_run(tmp_path, f"BEAR_b_{seed}", "BEAR", "b", seed, [0, 0, 0, 0, 0, 5.0 + seed])
+        write_run(tmp_path, f"BC_b_{seed}", "BC", "b", seed, [0, 0, 0, 0, 0, 50.0 + seed])
+    done, _ = mod.load([tmp_path])
+    rows = mod.claims(done).splitlines()
+    assert (
+        "| (a) BEAR at or above BC | a | 8.2 ± 0.2 vs 2.2 ± 0.2 (+6.0), 2 SE 0.3 | confirmed |"
+        in rows
+    )
+    assert any(
+        r.startswith("| (a) BEAR at or above BC | b |") and "| not confirmed |" in r for r in rows
+    )
+    assert "| (a) BEAR at or above BC | all | | **mixed** |" in rows
+    assert "| (c) BEAR far above TD3 | all | | **open** |" in rows

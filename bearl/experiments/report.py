@@ -69,6 +69,33 @@ class ReportRow:
     best_std: float | None
 
 
+@dataclass(frozen=True)
+class Difference:
+    """``other`` against ``ref`` over seeds: the difference of the means, its standard error
+    sqrt(s1^2/n1 + s2^2/n2) (sample variances), and Welch's t-test p-value."""
+
+    diff: float
+    se: float
+    p: float
+
+    def within(self, k: float = 2.0) -> bool:
+        """Whether ``|diff| <= k * se``: within seed noise at k standard errors."""
+        return abs(self.diff) <= k * self.se
+
+
+def difference(ref: Sequence[float], other: Sequence[float]) -> Difference | None:
+    """The :class:`Difference` of ``other`` from ``ref``; None while a side has fewer than two
+    values (no spread to measure)."""
+    if len(ref) < 2 or len(other) < 2:
+        return None
+    from scipy import stats
+
+    a, b = np.asarray(ref, float), np.asarray(other, float)
+    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    p = float(stats.ttest_ind(b, a, equal_var=False).pvalue) if se > 0 else float("nan")
+    return Difference(float(b.mean() - a.mean()), se, p)
+
+
 def run_scores(run_dir: str | Path, metric: str = SCORE) -> RunScores:
     """Scores of one run: ``result.json`` when it exists, else ``progress.csv``. For another
     ``metric`` the last and largest value of that column (in the score fields)."""
