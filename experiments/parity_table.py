@@ -26,7 +26,7 @@ import numpy as np
 
 from bearl.experiments.plot import read_progress
 from bearl.experiments.report import difference
-from bearl.experiments.runs import find_runs, run_info
+from bearl.experiments.runs import cost_settings, find_runs, run_info
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [ROOT / "results" / "parity_20k", ROOT / "results" / "hopper_suite"]
@@ -34,12 +34,6 @@ ALGOS = ("BEAR", "BCQ", "BC", "TD3")
 DATASETS = ("hopper-medium", "walker2d-medium")
 STEPS = 20_000
 LAST = 5
-
-
-def variant(info) -> str:
-    precision = info.setting("precision") or "fp32"
-    behavior = info.setting("behavior_model") or "joint"
-    return precision if behavior == "joint" else f"{precision} + {behavior}"
 
 
 def run_values(path: Path) -> dict[str, float] | None:
@@ -75,7 +69,7 @@ def collect(sources) -> dict[tuple[str, str, str], dict[int, dict[str, float]]]:
             continue
         values = run_values(path)
         if values is not None and info.seed in (0, 1, 2):
-            table[(info.algorithm, info.dataset, variant(info))][info.seed] = values
+            table[(info.algorithm, info.dataset, cost_settings(info))][info.seed] = values
     return table
 
 

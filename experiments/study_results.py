@@ -35,7 +35,7 @@ import numpy as np
 
 from bearl.experiments.plot import read_progress
 from bearl.experiments.report import difference
-from bearl.experiments.runs import find_runs, run_info
+from bearl.experiments.runs import cost_settings, find_runs, run_info
 from bearl.files import read_json
 from bearl.training.curve import data_level, format_steps, mark_data_level
 
@@ -59,6 +59,7 @@ def load(paths):
         if level is None:  # (result.json names it too)
             level = (read_json(path / "result.json") or {}).get("data_score")
         d["_level"] = None if level is None else round(float(level), 6)
+        d["_settings"] = cost_settings(info)
         done[(info.dataset, info.algorithm)].append(d)
     return done, running
 
@@ -80,9 +81,22 @@ def pm(xs: list[float]) -> str:
     return f"{xs[0]:.1f}" if len(xs) == 1 else f"{np.mean(xs):.1f} ± {np.std(xs, ddof=1):.1f}"
 
 
+def settings_of(runs) -> str:
+    """Which settings made the seeds: ``fp32``, or ``fp32 x1, bf16 + pretrained x2``."""
+    counts: dict[str, int] = defaultdict(int)
+    for d in runs:
+        counts[d.get("_settings", "fp32")] += 1
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{k} x{n}" for k, n in sorted(counts.items()))
+
+
 def table(done) -> str:
     head = " | ".join(f"{s // 1000}k: at / best / last 5" for s in AT)
-    lines = [f"| dataset | algorithm | rule | seeds | {head} |", "|---" * (4 + len(AT)) + "|"]
+    lines = [
+        f"| dataset | algorithm | rule | seeds | settings | {head} |",
+        "|---" * (5 + len(AT)) + "|",
+    ]
     for (ds, algo), runs in sorted(done.items()):
         for col, rule in RULES.items():
             if not any(col in d for d in runs):
@@ -95,7 +109,10 @@ def table(done) -> str:
             for s in AT:
                 vals = [v for v in (at_step(d, col, s) for d in runs) if v is not None]
                 cells.append(" / ".join(pm([v[i] for v in vals]) for i in range(3)))
-            lines.append(f"| {ds} | {algo} | {rule} | {len(runs)} | {' | '.join(cells)} |")
+            lines.append(
+                f"| {ds} | {algo} | {rule} | {len(runs)} | {settings_of(runs)} "
+                f"| {' | '.join(cells)} |"
+            )
     lines += [
         "",
         "| dataset | algorithm | seeds | "

@@ -899,7 +899,13 @@ def test_study_table_reads_each_step_of_the_runs(tmp_path):
     assert len(done[("a", "BEAR")]) == 1 and running == ["BEAR_a_seed1 (at step 30)"]
     assert mod.at_step(done[("a", "BEAR")][0], "NormalizedScore", 30) == (2.0, 5.0, 8.0 / 3)
     assert mod.at_step(done[("a", "BEAR")][0], "NormalizedScore", 60) == (6.0, 6.0, 4.0)
-    assert "| a | BEAR | own rule | 1 | 2.0 / 5.0 / 2.7 | 6.0 / 6.0 / 4.0 |" in mod.table(done)
+    assert "| a | BEAR | own rule | 1 | fp32 | 2.0 / 5.0 / 2.7 | 6.0 / 6.0 / 4.0 |" in mod.table(
+        done
+    )
+    cheap = {"precision": "bf16", "behavior_model": "pretrained"}  # every row says what made it
+    write_run(tmp_path, "BEAR_a_seed2", "BEAR", "a", 2, scores, settings=cheap)
+    done, _ = mod.load([tmp_path])
+    assert "| a | BEAR | own rule | 2 | bf16 + pretrained x1, fp32 x1 |" in mod.table(done)
 
 
 def test_carried_checkpoints_come_back_to_the_runs_that_lost_them(tmp_path):

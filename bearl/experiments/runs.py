@@ -97,6 +97,15 @@ def run_info(run_dir: str | Path) -> RunInfo:
     return RunInfo(run_dir, run_dir.name, "?")
 
 
+def cost_settings(info: RunInfo) -> str:
+    """The settings that make a run cheaper (docs/performance.md): ``fp32``, ``bf16``, and
+    ``+ pretrained`` when the behaviour VAE was fitted once and frozen. Runs from before these
+    settings existed are fp32 with the joint VAE."""
+    precision = info.setting("precision") or "fp32"
+    behavior = info.setting("behavior_model") or "joint"
+    return precision if behavior == "joint" else f"{precision} + {behavior}"
+
+
 def group_label(info: RunInfo, by: Sequence[str] = ()) -> str:
     """``ALGO / dataset`` plus ``(field=value, ...)`` for the ``by`` settings."""
     return f"{info.algorithm} / {info.dataset}{settings_suffix(info, by)}"
