@@ -218,3 +218,31 @@ def test_resume_drops_a_row_cut_short(tmp_path, uninterrupted, cut):
     assert main(["train", "--resume", str(run), "--steps", "40"]) == 0
     assert rows(run / "progress.csv") == expected
     assert (run / "progress.csv").read_bytes().count(b"\n") == len(expected) + 1
+
+
+def test_a_new_run_in_a_folder_whose_checkpoint_is_gone_keeps_the_old_logs(
+    tmp_path, capsys, uninterrupted
+):
+    """An earlier run's folder without its checkpoint.pt (lost, or stopped before the first):
+    the new run starts at step 0 and says so, and the earlier run's files are moved aside
+    whole, not overwritten (progress.csv) or mixed with the new run's (debug.log)."""
+    data, full_rows, _ = uninterrupted
+    args = ["train", "--dataset", str(data), "--log_dir", str(tmp_path), "--run_name", "r"]
+    assert main([*args, *DISK_FLAGS]) == 0
+    run = tmp_path / "r"
+    first_log = (run / "debug.log").read_text()
+    (run / "checkpoint.pt").unlink()
+    capsys.readouterr()
+    assert main([*args, *DISK_FLAGS]) == 0
+    err = capsys.readouterr().err
+    (aside,) = run.glob("previous-*")
+    last = int(full_rows[-1]["Step"])
+    assert (
+        f"bearl: {run} held a run logged to step {last:,} with no checkpoint.pt to resume from; "
+        f"its files are kept in {aside.name}/ and this run starts at step 0"
+    ) in err
+    assert (aside / "debug.log").read_text() == first_log
+    assert rows(aside / "progress.csv") == full_rows
+    assert rows(run / "progress.csv") == full_rows  # the new run, from step 0, alone in its file
+    assert (run / "debug.log").read_text().count(" run r: ") == 1
+    assert not (aside / "checkpoint.pt").exists() and (run / "checkpoint.pt").exists()

@@ -119,6 +119,8 @@ def _train(
     cfg: TrainConfig, algo_cfg: Any, run_dir: Path, resume: str | Path | None, dataset
 ) -> dict[str, Any]:
     """The body of :func:`train`, run while this process holds the run folder."""
+    if resume is None:
+        _set_aside_earlier_run(run_dir)
     device = _seed_and_device(cfg)
     dataset, env_name = _dataset_and_env(cfg, dataset)
     data = _data_level(dataset, env_name)
@@ -483,6 +485,34 @@ def _row_message(row: dict[str, Any], best: dict[str, Any]) -> str:
                 f" | score {row['NormalizedScore']:.1f} (best {best['score']:.1f} @ {best['step']})"
             )
     return msg
+
+
+# what a run writes in its folder: set aside, not overwritten, when a new run starts there
+_RUN_FILES = (
+    "progress.csv", "debug.log", "result.json", "variant.json", "params.json", "progress.png",
+    "best.pt",
+)  # fmt: skip
+
+
+def _set_aside_earlier_run(run_dir: Path) -> None:
+    """A new run in a folder that holds an earlier run's logs but no checkpoint to resume from
+    (it stopped before its first checkpoint, or the checkpoint was lost): move that run's files
+    into ``previous-<time>/`` and say so, instead of overwriting its progress.csv and adding to
+    its debug.log."""
+    old = [run_dir / n for n in _RUN_FILES if (run_dir / n).exists()]
+    if not (run_dir / "progress.csv").exists():
+        return
+    step = int(_last_row(run_dir / "progress.csv").get("Step", 0))
+    aside = run_dir / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside.mkdir()
+    for path in old:
+        path.rename(aside / path.name)
+    print(
+        f"bearl: {run_dir} held a run logged to step {step:,} with no checkpoint.pt to resume "
+        f"from; its files are kept in {aside.name}/ and this run starts at step 0",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _last_row(path: Path) -> dict[str, Any]:
