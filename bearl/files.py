@@ -85,13 +85,19 @@ def waiting_lock(path: str | os.PathLike, waiting: str | None = None) -> Iterato
     """Hold an exclusive lock on the file ``path`` (made if missing), waiting for it while
     another process holds it; ``waiting`` is printed once when it has to wait. For work that
     two processes must not do at once (two trainings making the same dataset). Without
-    ``fcntl`` (Windows), or on a filesystem that refuses locks, it does not lock."""
+    ``fcntl`` (Windows), where the lock file cannot be made (a read-only folder), or on a
+    filesystem that refuses locks, it does not lock."""
     path = Path(path)
-    if fcntl is None:
+    fd = None
+    if fcntl is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a read-only place (datasets shared read-only): nothing to guard
+            fd = None
+    if fd is None:
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

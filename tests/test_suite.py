@@ -261,3 +261,22 @@ def test_every_suite_dataset_can_be_made_from_the_shipped_files(name):
     ds = suite.generate(name, size=40, seed=0, progress=False)
     assert len(ds) == 40 and ds.info.env_name == suite.ENV_IDS[name.split("-")[0]]
     assert np.all(np.abs(ds.actions) <= 1.0) and np.isfinite(ds.observations).all()
+
+
+def test_a_dataset_in_a_read_only_folder_is_read_without_a_lock(shipped, monkeypatch):
+    """The lock beside a dataset cannot be made in a read-only datasets folder (one shared by
+    several users): the dataset is still read."""
+    import os
+
+    from bearl import files
+
+    suite.make("hopper-medium", size=200, progress=False)
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if str(path).endswith(".lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(files.os, "open", read_only)
+    assert len(suite.load_or_make("hopper-medium")) == 200

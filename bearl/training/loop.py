@@ -499,9 +499,9 @@ def _set_aside_earlier_run(run_dir: Path) -> None:
     (it stopped before its first checkpoint, or the checkpoint was lost): move that run's files
     into ``previous-<time>/`` and say so, instead of overwriting its progress.csv and adding to
     its debug.log."""
-    old = [run_dir / n for n in _RUN_FILES if (run_dir / n).exists()]
     if not (run_dir / "progress.csv").exists():
         return
+    old = [run_dir / n for n in _RUN_FILES if (run_dir / n).exists()]
     step = int(_last_row(run_dir / "progress.csv").get("Step", 0))
     aside = run_dir / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
     aside.mkdir()
