@@ -1005,3 +1005,27 @@ def test_study_claims_are_judged_by_the_parity_rule(tmp_path):
     )
     assert "| (a) BEAR at or above BC | all | | **mixed** |" in rows
     assert "| (c) BEAR far above TD3 | all | | **open** |" in rows
+
+
+def test_parity_summary_judges_each_variant_and_names_the_missing_ones():
+    """A variant may be used only when it is within seed noise on both datasets; a variant with
+    no runs yet is incomplete, not passed over."""
+    from collections import defaultdict
+
+    mod = _experiment_script("parity_table")
+    table = defaultdict(dict)
+    for ds in mod.DATASETS:
+        for seed in range(3):
+            same = {"final": 30.0, "best": 35.0, "last5": 30.0 + seed}
+            table[("BEAR", ds, "fp32")][seed] = same
+            table[("BEAR", ds, "bf16")][seed] = dict(same)
+            table[("BC", ds, "fp32")][seed] = same
+            low = 20.0 + seed if ds == mod.DATASETS[0] else 30.0 + seed
+            table[("BC", ds, "bf16")][seed] = {**same, "last5": low}
+    text = mod.markdown(table)
+    assert (
+        "* BEAR: bf16 within seed noise on both datasets: it may be used; "
+        "bf16 + pretrained incomplete." in text
+    )
+    assert "* BC: bf16 NOT within seed noise: keep it off." in text
+    assert "* TD3: bf16 incomplete." in text
