@@ -8,9 +8,9 @@ a run computes. For every algorithm, and the variants whose code paths differ (B
 KL distance and fixed alpha; BC's three policy models; DQfD's two demo actions; CQL's backups
 and its Lagrange alpha), each version trains the same short run from the same seed on the same
 small generated dataset (Pendulum-v1 shapes, actions in [-2, 2], so the rescaling path runs
-too), evaluating both action rules a few times. Then every column of the two progress.csv files is compared exactly, except the machine
-columns (wall time, updates/s, memory). Exit status 1 when any run differs; the first differing
-cells are printed.
+too), evaluating both action rules a few times. Then every column of the two progress.csv
+files is compared exactly, except the machine columns (wall time, updates/s, memory). Exit
+status 1 when any run differs; the first differing cells are printed.
 
 Each version runs in its own process with its own tree first on ``sys.path`` (a revision is
 checked out into a temporary git worktree), through the public API that every version has

@@ -542,6 +542,50 @@ def test_spec_expansion_and_names(tmp_path):
     assert [t.name for t in expand(spec)] == names  # deterministic
 
 
+def test_spec_parts_set_their_own_seeds_and_settings_over_the_top(tmp_path):
+    """A spec's parts: each takes what it does not set from the top (base and grid merged over
+    it); the trials are their union, seed by seed; a part cannot remake another's trial with
+    other settings."""
+    spec = load_spec(
+        {
+            "log_dir": str(tmp_path / "sw"),
+            "datasets": ["hopper-medium", "walker2d-medium"],
+            "base": {"steps": 100, "eval_every": 10},
+            "parts": [
+                {"algos": ["BEAR"], "seeds": [1, 2], "base": {"precision": "bf16"}},
+                {"algos": ["BC"], "num_seeds": 1},
+                {"algos": ["TD3"], "datasets": ["hopper-medium"], "base": {"steps": 50}},
+            ],
+        },
+        "stage2.yaml",
+    )
+    trials = expand(spec)
+    by_name = {t.name: t for t in trials}
+    assert len(trials) == 4 + 2 + 1
+    assert [t.values["seed"] for t in trials] == [0, 0, 0, 1, 1, 2, 2]
+    bear = by_name["BEAR_walker2d-medium_seed2"]
+    assert bear.values["precision"] == "bf16" and bear.values["steps"] == 100
+    assert "precision" not in by_name["BC_hopper-medium_seed0"].values
+    assert by_name["TD3_hopper-medium_seed0"].values["steps"] == 50
+    assert all(t.run_dir.parent == tmp_path / "sw" for t in trials)
+    with pytest.raises(ConfigError, match=r"parts\[1\]: its trial BEAR_hopper-medium_seed1 is"):
+        expand(
+            load_spec(
+                {
+                    "datasets": ["hopper-medium"],
+                    "parts": [
+                        {"algos": ["BEAR"], "seeds": [1]},
+                        {"algos": ["BEAR"], "seeds": [1], "base": {"precision": "bf16"}},
+                    ],
+                }
+            )
+        )
+    with pytest.raises(ConfigError, match=r"spec: parts\[0\]: unknown key\(s\) log_dir"):
+        load_spec({"datasets": ["d"], "parts": [{"algos": ["BEAR"], "log_dir": "x"}]})
+    with pytest.raises(ConfigError, match="'parts' must be a non-empty list"):
+        load_spec({"datasets": ["d"], "parts": []})
+
+
 @pytest.mark.parametrize(
     "bad, match",
     [

@@ -18,6 +18,17 @@ not once per ``mmd_sigma``). Each trial is one run folder with a name built from
 ``<ALGO>_<dataset>[_<field>=<value>...]_seed<N>``, so running the spec again skips the trials
 that have ``result.json`` and resumes those that have a checkpoint. A folder whose saved
 settings differ from the trial's is reported as a conflict and left alone.
+
+Trials that differ by more than a grid (other seeds or settings per algorithm) go in
+``parts``, each a spec of its own that takes what it does not set from the top (its ``base``
+and ``grid`` on top of the top's)::
+
+    log_dir: results/study_200k
+    datasets: [walker2d-medium, hopper-medium]
+    base: {steps: 200000}
+    parts:
+      - {algos: [BEAR], seeds: [1, 2], base: {precision: bf16}}
+      - {algos: [BC], seeds: [1, 2]}
 """
 
 from __future__ import annotations
@@ -38,7 +49,8 @@ from bearl.config import RESUME_SETTINGS
 from bearl.errors import BearlError, ConfigError
 from bearl.files import dataset_label, dataset_slug, read_json, slug
 
-SPEC_KEYS = {"log_dir", "algos", "datasets", "seeds", "num_seeds", "grid", "base"}
+SPEC_KEYS = {"log_dir", "algos", "datasets", "seeds", "num_seeds", "grid", "base", "parts"}
+PART_KEYS = SPEC_KEYS - {"log_dir", "parts"}
 RESERVED = {"algo", "dataset", "seed", "run_name"}  # set by the sweep itself
 REPORT_EVERY = 30.0  # seconds between progress summaries while trials run
 # settings that may differ between a trial and its existing run folder: those a resume may
@@ -62,6 +74,9 @@ class SweepSpec:
     log_dir: str = "runs/sweep"
     source: str = "spec"
     """Where the spec came from (its file), for error messages."""
+    parts: list[SweepSpec] = field(default_factory=list)
+    """Specs of their own, expanded instead of this one's product (see the module docstring);
+    this spec's algos, datasets and seeds are then their union."""
 
 
 @dataclass
@@ -86,12 +101,14 @@ class Trial:
 
 
 # -- spec -> trials -------------------------------------------------------------------------
-def load_spec(source: str | Path | dict[str, Any]) -> SweepSpec:
-    """Read and check a spec from a YAML file or a dict."""
+def load_spec(source: str | Path | dict[str, Any], where: str | None = None) -> SweepSpec:
+    """Read and check a spec from a YAML file or a dict (``where``: its name in errors)."""
     from bearl.config import ORIGINAL_FLAGS, load_yaml
 
-    where = "spec" if isinstance(source, dict) else str(source)
+    where = where or ("spec" if isinstance(source, dict) else str(source))
     data = dict(source) if isinstance(source, dict) else load_yaml(source)
+    if "parts" in data:
+        return _load_parts(data, where)
     unknown = set(data) - SPEC_KEYS
     if unknown:
         raise ConfigError(
@@ -148,7 +165,59 @@ def load_spec(source: str | Path | dict[str, Any]) -> SweepSpec:
     return SweepSpec(names("algos"), names("datasets"), seeds, grid, base, str(log_dir), where)
 
 
+def _load_parts(data: dict[str, Any], where: str) -> SweepSpec:
+    """A spec with ``parts``: each part completed from the top and read as a spec."""
+    parts = data.get("parts")
+    if not isinstance(parts, list) or not parts:
+        raise ConfigError(f"{where}: 'parts' must be a non-empty list of specs")
+    top = {k: v for k, v in data.items() if k != "parts"}
+    specs = []
+    for i, part in enumerate(parts):
+        here = f"{where}: parts[{i}]"
+        if not isinstance(part, dict):
+            raise ConfigError(f"{here} must be a mapping (algos, datasets, seeds, grid, base)")
+        unknown = set(part) - PART_KEYS
+        if unknown:
+            raise ConfigError(
+                f"{here}: unknown key(s) {', '.join(sorted(unknown))} "
+                f"(a part has {', '.join(sorted(PART_KEYS))})"
+            )
+        merged = {k: v for k, v in top.items() if k not in ("grid", "base")}
+        if not merged.get("log_dir") and where != "spec":
+            merged["log_dir"] = f"runs/{Path(where).stem}"  # as for a spec without parts
+        if "seeds" in part or "num_seeds" in part:
+            merged.pop("seeds", None), merged.pop("num_seeds", None)
+        merged.update({k: v for k, v in part.items() if k not in ("grid", "base")})
+        for key in ("grid", "base"):
+            merged[key] = {**(top.get(key) or {}), **(part.get(key) or {})}
+        specs.append(load_spec(merged, here))
+
+    def union(key: str) -> list:
+        return list(dict.fromkeys(v for s in specs for v in getattr(s, key)))
+
+    return SweepSpec(
+        union("algos"), union("datasets"), sorted(union("seeds")), {}, dict(top.get("base") or {}),
+        specs[0].log_dir, where, specs,
+    )  # fmt: skip
+
+
 def expand(spec: SweepSpec) -> list[Trial]:
+    """Every trial of the spec, or of its parts one after another (see :func:`_expand`); two
+    parts that make the same trial with other settings are an error."""
+    if not spec.parts:
+        return _expand(spec)
+    trials: dict[str, Trial] = {}
+    for part in spec.parts:
+        for t in _expand(part):
+            if t.name in trials and trials[t.name].values != t.values:
+                raise ConfigError(
+                    f"{part.source}: its trial {t.name} is also another part's, with other settings"
+                )
+            trials.setdefault(t.name, t)
+    return sorted(trials.values(), key=lambda t: spec.seeds.index(t.values["seed"]))
+
+
+def _expand(spec: SweepSpec) -> list[Trial]:
     """Every trial of the spec (duplicates dropped), seed by seed: every dataset, algorithm and
     grid point with the first seed, then with the second, ... so a sweep stopped halfway has
     the whole table at fewer seeds rather than part of it at all seeds.
