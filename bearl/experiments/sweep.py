@@ -185,8 +185,9 @@ def _load_parts(data: dict[str, Any], where: str) -> SweepSpec:
         merged = {k: v for k, v in top.items() if k not in ("grid", "base")}
         if not merged.get("log_dir") and where != "spec":
             merged["log_dir"] = f"runs/{Path(where).stem}"  # as for a spec without parts
-        if "seeds" in part or "num_seeds" in part:
-            merged.pop("seeds", None), merged.pop("num_seeds", None)
+        if "seeds" in part or "num_seeds" in part:  # the part's seeds replace the top's
+            for key in ("seeds", "num_seeds"):
+                merged.pop(key, None)
         merged.update({k: v for k, v in part.items() if k not in ("grid", "base")})
         for key in ("grid", "base"):
             merged[key] = {**(top.get(key) or {}), **(part.get(key) or {})}
