@@ -175,6 +175,12 @@ def _data_parser(sub) -> None:
     ex.add_argument("--medium-step", type=int, default=None)
     ex.add_argument("--expert-step", type=int, default=None)
     ex.add_argument("--episodes", type=int, default=50, help="episodes to measure each policy")
+    ex.add_argument(
+        "--levels",
+        default="medium,expert,medium-replay",
+        help="which policy files to write, comma-separated (e.g. expert: a stronger expert "
+        "from another run, this environment's medium and replay policies kept)",
+    )
     ex.set_defaults(func=cmd_export_policies)
 
     pol = dsub.add_parser("policies", help="the shipped behaviour policies and their returns")
@@ -284,7 +290,10 @@ def cmd_export_policies(args: argparse.Namespace) -> int:
     from bearl.data.behavior import export_policies
 
     out = Path(args.out) if args.out else Path(__file__).parent / "data" / "policies"
-    entry = export_policies(args.run, out, args.medium_step, args.expert_step, args.episodes)
+    levels = [v.strip() for v in args.levels.split(",") if v.strip()]
+    entry = export_policies(
+        args.run, out, args.medium_step, args.expert_step, args.episodes, levels=levels
+    )
     print(json.dumps(entry, indent=2))
     return 0
 
@@ -295,16 +304,16 @@ def cmd_policies(args: argparse.Namespace) -> int:
     if not data:
         print("no behaviour policies are shipped in this bearl version")
         return 0
-    head = f"{'env':<12} {'level':<7} {'train step':>10} {'return':>16} {'normalized':>10}"
-    print(head + "  versions")
+    head = f"{'env':<12} {'level':<7} {'algo':<4} {'train step':>10} {'return':>16}"
+    print(head + f" {'normalized':>10}  versions")
     for fam, levels in sorted(data.items()):
         for level in ("medium", "expert"):
             if level in levels:
                 p = levels[level]
                 ret = f"{p['return_mean']:.1f} ± {p['return_std']:.1f}"
                 print(
-                    f"{fam:<12} {level:<7} {p['train_step']:>10} {ret:>16} "
-                    f"{p['normalized']:>10.1f}  mujoco {p['mujoco']}, {p['env_id']}"
+                    f"{fam:<12} {level:<7} {p.get('algo', 'SAC'):<4} {p['train_step']:>10} "
+                    f"{ret:>16} {p['normalized']:>10.1f}  mujoco {p['mujoco']}, {p['env_id']}"
                 )
     return 0
 

@@ -100,6 +100,30 @@ def test_tqc_trains_resumes_and_exports_as_sac_does(tmp_path):
     export_policies(out, tmp_path / "policies", episodes=1)
     actor, meta = load_policy_file(tmp_path / "policies" / "pendulum-expert.pt")
     assert actor.deterministic(obs).shape == (5, 1) and meta["env_id"] == "Pendulum-v1"
+    assert meta["algo"] == "TQC"
+
+
+def test_export_of_one_level_keeps_the_others(tmp_path, capsys):
+    """--levels expert ships a stronger expert from another run: the medium and replay files
+    and their policies.json entries stay those of the first run."""
+    first, second, pols = tmp_path / "first", tmp_path / "second", tmp_path / "policies"
+    for out, seed in ((first, "0"), (second, "1")):
+        args = [*TINY, "--steps", "400", "--seed", seed, "--out", str(out)]
+        assert main(["data", "train-behavior", *args]) == 0
+    main(["data", "export-policies", str(first), "--out", str(pols), "--episodes", "1"])
+    before = {f: (pols / f).read_bytes() for f in ("pendulum-medium.pt", "pendulum-replay.pt")}
+    old = json.loads((pols / "policies.json").read_text())["pendulum"]
+    args = ["data", "export-policies", str(second), "--out", str(pols), "--episodes", "1"]
+    assert main([*args, "--levels", "expert", "--expert-step", "200"]) == 0
+    new = json.loads((pols / "policies.json").read_text())["pendulum"]
+    assert new["medium"] == old["medium"] and new["medium-replay"] == old["medium-replay"]
+    assert new["expert"]["train_step"] == 200 and new["expert"]["algo"] == "SAC"
+    assert {f: (pols / f).read_bytes() for f in before} == before
+    capsys.readouterr()
+    assert main([*args, "--levels", "expert,best"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "bearl: error: --levels expert,best: choose from medium, expert, medium-replay"
+    )
 
 
 def test_an_unknown_behaviour_algorithm_is_one_line(capsys):

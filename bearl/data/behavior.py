@@ -22,6 +22,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ SB3_LOG_STD_BOUNDS = (-20.0, 2.0)  # SB3's SAC clamps the actor's log-std to thi
 
 
 ALGOS = ("SAC", "TQC")
+LEVELS = ("medium", "expert", "medium-replay")  # what export_policies writes
 
 
 @dataclass
@@ -312,8 +314,12 @@ def export_policies(
     episodes: int = 50,
     seed: int = 0,
     max_chain: int = 24,
+    levels: Sequence[str] = LEVELS,
 ) -> dict[str, dict]:
     """Write ``<env>-medium.pt``, ``<env>-expert.pt`` and ``<env>-replay.pt`` into ``out_dir``.
+
+    ``levels`` writes only some of them (e.g. ``["expert"]``: a stronger expert from another
+    run, the medium and replay policies kept); ``policies.json`` keeps the other levels' entries.
 
     The replay file is the chain of snapshots that collected the run's data up to the medium
     snapshot (None for the uniform-random warm-up), stored in float16, which
@@ -325,6 +331,9 @@ def export_policies(
     from bearl.data.policy_io import load_policy_file
     from bearl.envs import env_family
 
+    unknown = sorted(set(levels) - set(LEVELS))
+    if unknown or not levels:
+        raise BearlError(f"--levels {','.join(levels)}: choose from {', '.join(LEVELS)}")
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     run = json.loads((run_dir / "run.json").read_text())
     env_id = run["env_id"]
@@ -336,6 +345,8 @@ def export_policies(
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     entry: dict[str, dict] = {}
     for level, step in (("medium", m_step), ("expert", e_step)):
+        if level not in levels:
+            continue
         actor, meta = load_policy_file(run_dir / "snapshots" / f"step_{step:07d}.pt")
         res = run_episodes(policy_act(actor, False, seed), env_id, episodes, seed=20_000 + seed)
         stats = {
@@ -349,9 +360,14 @@ def export_policies(
             else None,
             "mujoco": run.get("mujoco"),
             "gymnasium": run.get("gymnasium"),
+            "algo": run["config"].get("algo", "SAC"),  # runs from before --algo are SAC
         }
         save_policy(actor, out_dir / f"{family}-{level}.pt", **stats)
         entry[level] = stats
+    if "medium-replay" not in levels:
+        index[family] = {**index.get(family, {}), **entry}
+        index_path.write_text(json.dumps(index, indent=2, sort_keys=True))
+        return entry
     learning_starts = int(run["config"]["learning_starts"])
     every = int(run["config"]["eval_every"])
     every *= max(1, math.ceil(m_step / every / max_chain))  # keep the package small
@@ -380,6 +396,6 @@ def export_policies(
         out_dir / f"{family}-replay.pt",
     )
     entry["medium-replay"] = {"snapshots": len(chain), "env_steps": m_step}
-    index[family] = entry
+    index[family] = {**index.get(family, {}), **entry}
     index_path.write_text(json.dumps(index, indent=2, sort_keys=True))
     return entry
