@@ -646,6 +646,16 @@ def _bench_parser(sub) -> None:
     p.add_argument("--no-peer", action="store_true", help="do not run d3rlpy")
     p.add_argument("--no-extras", action="store_true", help="skip evaluation/rollout timing")
     p.add_argument(
+        "--peer-allocator",
+        "--peer_allocator",
+        dest="peer_allocator",
+        choices=("bearl", "default"),
+        default="bearl",
+        help="glibc malloc settings of the d3rlpy peer: bearl's own (its allocator kept warm, "
+        "so the ratio compares the updates), or glibc's defaults (d3rlpy as installed) "
+        "(default: bearl)",
+    )
+    p.add_argument(
         "--precision",
         default="fp32",
         help="comma-separated hidden-layer matmul precisions: fp32, bf16 (default: fp32)",
@@ -696,6 +706,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         precisions=precisions,
         presets=presets,
         behavior_models=behaviors,
+        peer_allocator=args.peer_allocator,
     )
     if args.json:
         Path(args.json).write_text(json.dumps(rows_to_json(rows), indent=2))

@@ -9,6 +9,15 @@ import sys
 import time
 
 _TUNED = False
+# glibc's malloc settings of tune_allocator: never serve a block below 32 MiB with fresh mmap
+# pages, never give the top of the heap back, and grow it 64 MiB at a time
+MMAP_THRESHOLD, TRIM_THRESHOLD, TOP_PAD = 32 * 1024 * 1024, 1 << 30, 64 << 20
+# the same settings for another process (read by glibc at its start): ``bearl bench`` gives them
+# to the d3rlpy peer, so that both sides of a comparison run with the same allocator
+GLIBC_TUNABLES = (
+    f"glibc.malloc.mmap_threshold={MMAP_THRESHOLD}:glibc.malloc.trim_threshold={TRIM_THRESHOLD}"
+    f":glibc.malloc.top_pad={TOP_PAD}"
+)
 
 
 def tune_allocator() -> bool:
@@ -29,9 +38,9 @@ def tune_allocator() -> bool:
     except OSError:
         return False
     m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    ok = libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024) == 1
-    ok &= libc.mallopt(m_trim_threshold, 1 << 30) == 1
-    ok &= libc.mallopt(m_top_pad, 64 << 20) == 1
+    ok = libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD) == 1
+    ok &= libc.mallopt(m_trim_threshold, TRIM_THRESHOLD) == 1
+    ok &= libc.mallopt(m_top_pad, TOP_PAD) == 1
     _TUNED = bool(ok)
     return _TUNED
 

@@ -36,7 +36,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from bearl.algos import algorithm_class
 from bearl.data.dataset import Dataset, DatasetInfo
-from bearl.perf import CpuWatch, tune_allocator
+from bearl.perf import GLIBC_TUNABLES, CpuWatch, tune_allocator
 
 # Each algorithm's ``bench_settings`` (in its own file) are the peer's hyperparameters (d3rlpy
 # 2.8 defaults for BEAR / TD3 / IQL; BCQ and BC use batch 100), applied to both sides so that
@@ -216,7 +216,12 @@ def peer_python() -> Path | None:
     return next((p for p in candidates if p.exists()), None)
 
 
-def run_peer(python: Path, name: str, threads: int, steps: int, warmup: int) -> float | None:
+def run_peer(
+    python: Path, name: str, threads: int, steps: int, warmup: int, allocator: str = "bearl"
+) -> float | None:
+    """d3rlpy's updates/s for ``name`` at its bench settings. ``allocator="bearl"`` runs it with
+    the glibc malloc settings bearl's own side runs with (``bearl.perf.tune_allocator``), so the
+    ratio compares the updates and not the allocators; ``"default"`` leaves glibc as it is."""
     algo = algorithm_class(name)
     s = algo.bench_settings
     script = Path(__file__).resolve().parents[2] / "bench" / "peer_d3rlpy.py"
@@ -243,6 +248,9 @@ def run_peer(python: Path, name: str, threads: int, steps: int, warmup: int) -> 
     for setting, flag in algo.bench_peer_flags.items():  # e.g. BCQ's backup samples
         cmd += [flag, str(s[setting])]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env.pop("GLIBC_TUNABLES", None)
+    if allocator == "bearl" and sys.platform.startswith("linux"):
+        env["GLIBC_TUNABLES"] = GLIBC_TUNABLES
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     for line in reversed(out.stdout.splitlines()):
         if line.startswith("{"):
@@ -326,6 +334,7 @@ def run(
     precisions: tuple[str, ...] = ("fp32",),
     presets: tuple[str, ...] = ("bench",),
     behavior_models: tuple[str, ...] = ("joint",),
+    peer_allocator: str = "bearl",
 ) -> list[Row]:
     from bearl.perf import cpu_flags, native_bf16
 
@@ -360,7 +369,7 @@ def run(
         for _ in range(repeats):  # interleaved: ours, peer, ours, peer, ...
             ours.append(time_updates(algo, sampler, steps, warmup))
             if has_peer:  # d3rlpy at fp32, its only precision
-                v = run_peer(py, name, t, max(steps // 4, 20), warmup)
+                v = run_peer(py, name, t, max(steps // 4, 20), warmup, peer_allocator)
                 if v is not None:
                     theirs.append(v)
         flops, roof = flops_and_roofline(algo, sampler)
@@ -383,6 +392,7 @@ def run(
         )
         if theirs:
             row.extra["peer_spread"] = (min(theirs), max(theirs))
+            row.extra["peer_allocator"] = peer_allocator
         _mark_busy(row, watch.others())
         rows.append(row)
         print(_fmt_row(row), flush=True)
