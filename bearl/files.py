@@ -112,6 +112,13 @@ def waiting_lock(path: str | os.PathLike, waiting: str | None = None) -> Iterato
         os.close(fd)  # closing releases the lock
 
 
+def home_relative(path: str | os.PathLike) -> str:
+    """``path`` as ``~/...`` when it lies in the user's home (for logs that get committed: no
+    machine's home folder in them), else as given."""
+    p, home = Path(path), Path.home()
+    return f"~/{p.relative_to(home)}" if p.is_absolute() and p.is_relative_to(home) else str(p)
+
+
 def dataset_label(source: str) -> str:
     """A short name of a dataset source: ``hopper-medium`` stays, ``data/x.hdf5`` -> ``x.hdf5``,
     ``minari:mujoco/hopper/medium-v0`` -> ``mujoco/hopper/medium-v0``."""

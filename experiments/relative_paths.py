@@ -7,7 +7,8 @@ bearl (since 2026-12-01) writes ``result.json``'s ``run_dir`` and the first line
 ``params.json`` / ``variant.json`` (a sweep makes it absolute), still hold the machine's paths.
 For every run folder below the given folders this replaces the folder's own absolute path by its
 name and any absolute path inside this repository by its path relative to the repository, in
-result.json, params.json, variant.json and debug.log. It prints what it changed.
+result.json, params.json, variant.json and debug.log, and the home folder by ``~``. It prints
+what it changed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def rewrite(run: Path) -> list[str]:
         if tail is not None:
             for root in {str(REPO), *_roots_in(text, str(tail.parent))}:
                 new = new.replace(f"{root}/{tail}", run.name).replace(f"{root}/", "")
+        new = new.replace(f"{Path.home()}/", "~/")  # e.g. the behaviour-VAE cache's path
         if new != text:
             path.write_text(new)
             changed.append(str(path.relative_to(REPO)))

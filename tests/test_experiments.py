@@ -1073,3 +1073,37 @@ def test_parity_summary_judges_each_variant_and_names_the_missing_ones():
     )
     assert "* BC: bf16 NOT within seed noise: keep it off." in text
     assert "* TD3: bf16 incomplete." in text
+
+
+def test_no_machine_path_in_committed_run_folders():
+    """Committed run folders (results/) name no absolute folder of the machine they ran on: not
+    the checkout, not the home folder (the behaviour-VAE cache is logged as ~/.cache/...)."""
+    import re
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(
+        ["git", "ls-files", "results"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert tracked, "no committed run folders"
+    machine = re.compile(r"(?:^|[\s\"'(=,])/(?:root|home|Users|work|tmp|mnt)/")
+    wrong = [
+        f"{f}:{n}"
+        for f in tracked
+        if f.endswith((".json", ".log", ".csv", ".txt"))
+        for n, line in enumerate((repo / f).read_text(errors="replace").splitlines(), 1)
+        if machine.search(line)
+    ]
+    assert wrong == []
+
+
+def test_home_relative_paths():
+    from bearl.files import home_relative
+
+    home = Path.home()
+    assert home_relative(home / ".cache" / "bearl" / "vae-1.pt") == "~/.cache/bearl/vae-1.pt"
+    assert home_relative("/elsewhere/x.pt") == "/elsewhere/x.pt"
+    assert home_relative("runs/x") == "runs/x"

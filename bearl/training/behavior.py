@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from bearl.algos.base import adam
-from bearl.files import waiting_lock, write_atomic
+from bearl.files import home_relative, waiting_lock, write_atomic
 
 SEED_OFFSET = 7_919  # the fit's sampler and torch seed: seed + OFFSET, apart from training
 CACHE_FORMAT = "bearl-behavior-vae-v1"
@@ -85,7 +85,9 @@ def _load_or_fit(
         if saved.get("key") == key:
             vae.load_state_dict(saved["state"])
             vae.requires_grad_(False)
-            return f"behaviour model: the pretrained VAE reused from the cache ({path})"
+            return (
+                f"behaviour model: the pretrained VAE reused from the cache ({home_relative(path)})"
+            )
     t0 = time.time()
     curve = _fit(vae, dataset, algo_cfg, cfg.seed, algo.device, scale)
     vae.requires_grad_(False)
@@ -95,7 +97,7 @@ def _load_or_fit(
     write_atomic(path, buf.getvalue())
     return (
         f"behaviour model: VAE fitted alone for {algo_cfg.behavior_steps} steps in "
-        f"{time.time() - t0:.0f} s (final loss {curve[-1][1]:.4f}), cached at {path}"
+        f"{time.time() - t0:.0f} s (final loss {curve[-1][1]:.4f}), cached at {home_relative(path)}"
     )
 
 
