@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,6 +58,42 @@ def test_train_resume_and_export(tmp_path):
         stride = {1: 600, 2: 400, 100: 200}[max_chain]
         assert chain["steps"] == list(range(0, m_step, stride))
         assert chain["transitions_per_snapshot"] == stride and chain["env_steps"] == m_step
+
+
+def test_a_checkpoint_keeps_the_filled_rows_of_the_replay_buffer_and_resumes_them(tmp_path):
+    """The checkpoint's replay buffer is the filled rows only (not SB3's whole preallocated
+    buffer), and a resumed model gets exactly the buffer the run had."""
+    from stable_baselines3 import SAC
+
+    from bearl.data.behavior import load_replay
+
+    out = tmp_path / "run"
+    args = [*TINY, "--steps", "200", "--out", str(out)]
+    assert main(["data", "train-behavior", *args]) == 0
+    ckpt = out / "checkpoint"
+    assert (ckpt / "replay_buffer.npz").exists() and not (ckpt / "replay_buffer.pkl").exists()
+    model = SAC.load(ckpt / "model.zip", device="cpu")
+    buf = model.replay_buffer
+    assert buf.buffer_size == 1_000_000 and buf.pos == 0  # a fresh, empty buffer of the run's size
+    load_replay(buf, ckpt / "replay_buffer.npz")
+    # SB3 calls the callback that writes the checkpoint at step 200 before it stores that
+    # step's transition: 199 rows (SB3's own pickle, taken at the same moment, held the same)
+    assert buf.pos == 199 and not buf.full
+    with np.load(ckpt / "replay_buffer.npz") as z:
+        assert z["observations"].shape[0] == 199  # the filled rows, not 1,000,000
+    assert np.all(buf.observations[199:] == 0) and np.any(buf.observations[:199] != 0)
+    # the rows are the env's: each next observation is the following row's observation
+    # within an episode (Pendulum: 200-step episodes, so one episode here)
+    assert np.array_equal(buf.next_observations[:198], buf.observations[1:199])
+    # a checkpoint of the earlier format (SB3's pickle of the whole buffer) still resumes
+    model.save_replay_buffer(ckpt / "replay_buffer.pkl")
+    (ckpt / "replay_buffer.npz").unlink()
+    assert main(["data", "train-behavior", "--out", str(out), "--steps", "400", "--resume"]) == 0
+    assert (ckpt / "replay_buffer.npz").exists()  # and writes the compact one from then on
+    again = SAC.load(ckpt / "model.zip", device="cpu")
+    load_replay(again.replay_buffer, ckpt / "replay_buffer.npz")
+    assert again.replay_buffer.pos == 398  # 199 + 199: each checkpoint misses its own step's row
+    assert np.array_equal(again.replay_buffer.observations[:199], buf.observations[:199])
 
 
 def test_resume_refuses_another_env(tmp_path):
