@@ -393,10 +393,19 @@ def export_policies(
         }
         save_policy(actor, out_dir / f"{family}-{level}.pt", **stats)
         entry[level] = stats
-    if "medium-replay" not in levels:
-        index[family] = {**index.get(family, {}), **entry}
-        index_path.write_text(json.dumps(index, indent=2, sort_keys=True))
-        return entry
+    if "medium-replay" in levels:
+        entry["medium-replay"] = _export_replay_chain(
+            run_dir, run, m_step, max_chain, out_dir / f"{family}-replay.pt"
+        )
+    index[family] = {**index.get(family, {}), **entry}
+    index_path.write_text(json.dumps(index, indent=2, sort_keys=True))
+    return entry
+
+
+def _export_replay_chain(run_dir: Path, run: dict, m_step: int, max_chain: int, path: Path) -> dict:
+    """Write the chain of snapshots that collected the run's data up to ``m_step`` to ``path``."""
+    from bearl.data.policy_io import load_policy_file
+
     learning_starts = int(run["config"]["learning_starts"])
     every = int(run["config"]["eval_every"])
     every *= max(1, math.ceil(m_step / every / max_chain))  # keep the package small
@@ -420,11 +429,8 @@ def export_policies(
             "steps": steps,
             "transitions_per_snapshot": every,
             "env_steps": m_step,
-            "env_id": env_id,
+            "env_id": run["env_id"],
         },
-        out_dir / f"{family}-replay.pt",
+        path,
     )
-    entry["medium-replay"] = {"snapshots": len(chain), "env_steps": m_step}
-    index[family] = {**index.get(family, {}), **entry}
-    index_path.write_text(json.dumps(index, indent=2, sort_keys=True))
-    return entry
+    return {"snapshots": len(chain), "env_steps": m_step}
