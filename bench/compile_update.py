@@ -1,6 +1,7 @@
 """``torch.compile`` of a whole update, measured against eager mode (CPU).
 
     python bench/compile_update.py --algo BC TD3 --threads 1 --repeats 3
+    python bench/compile_update.py --algo BEAR --preset paper --precision bf16
 
 Builds each algorithm as ``bearl bench`` does, twice from the same seed: one runs eagerly,
 the other through ``torch.compile(algo.update)`` (inductor; Dynamo splits the update at
@@ -23,22 +24,23 @@ from bearl.experiments.bench import bench_dataset, seeded_algo, time_updates
 from bearl.perf import tune_allocator
 
 
-def build(name: str, data, compiled: bool):
-    """A fresh ``name`` from seed 0 with its sampler; its update compiled when asked."""
-    algo, sampler = seeded_algo(name, data)
+def build(name: str, data, compiled: bool, preset: str = "bench", precision: str = "fp32"):
+    """A fresh ``name`` from seed 0 with its sampler (``bearl bench``'s ``preset`` and
+    ``precision``); its update compiled when asked."""
+    algo, sampler = seeded_algo(name, data, preset, precision)
     if compiled:
         algo.update = torch.compile(algo.update)
     return algo, sampler
 
 
-def same_losses(name: str, data, steps: int = 5) -> float:
+def same_losses(name: str, data, steps: int = 5, **settings) -> float:
     """Largest relative difference of the returned metrics over ``steps`` updates (random ops
     in compiled code drawn as eager mode draws them, so that both see the same noise)."""
     import torch._inductor.config as inductor_config
 
     inductor_config.fallback_random = True
-    eager, s1 = build(name, data, compiled=False)
-    comp, s2 = build(name, data, compiled=True)
+    eager, s1 = build(name, data, compiled=False, **settings)
+    comp, s2 = build(name, data, compiled=True, **settings)
     worst = 0.0
     for _ in range(steps):
         torch.manual_seed(eager.step)
@@ -59,19 +61,22 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--preset", choices=("bench", "paper"), default="bench")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     a = p.parse_args()
+    settings = {"preset": a.preset, "precision": a.precision}
     tune_allocator()
     torch.set_num_threads(a.threads)
     data = bench_dataset()
     for name in a.algo:
-        diff = same_losses(name, data)
+        diff = same_losses(name, data, **settings)
         print(f"{name}: largest relative difference of the metrics, 5 updates: {diff:.1e}")
         rates: dict[str, list[float]] = {"eager": [], "compiled": []}
         compile_s = 0.0
         steps = a.steps * (5 if name == "BC" else 1)
         for _ in range(a.repeats):
             for mode in rates:
-                algo, sampler = build(name, data, compiled=mode == "compiled")
+                algo, sampler = build(name, data, mode == "compiled", **settings)
                 t0 = time.perf_counter()
                 for _ in range(3):  # compiles here (both branches of a policy delay)
                     algo.update(sampler.sample())
@@ -82,7 +87,8 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in rates.items()}
         spread = {k: f"[{min(v):.1f}-{max(v):.1f}]" for k, v in rates.items()}
         print(
-            f"{name} {a.threads} thread(s): eager {med['eager']:.1f} {spread['eager']}, "
+            f"{name} {a.preset} {a.precision} {a.threads} thread(s): "
+            f"eager {med['eager']:.1f} {spread['eager']}, "
             f"compiled {med['compiled']:.1f} {spread['compiled']} upd/s "
             f"({100 * (med['compiled'] / med['eager'] - 1):+.0f} %); compiling took up to "
             f"{compile_s:.0f} s",
