@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The long runs of this round, restarted in the background in one command at the start of a
 # session (docs/results.md, "The 200k-step study"): put back the checkpoints carried over from
-# the last session, then one core for the 200k-step study (issue #20: stage 1, then stage 2) and
-# one for the other long job: the stronger HalfCheetah behaviour policy of issue #22 while its run
-# in behavior/halfcheetah-tqc is unfinished, otherwise the parity runs (issue #19); each one torch
-# thread, and the watcher that keeps the study's and the parity runs' checkpoints for the next
-# session (behavior/ is untracked and not ignored, so it stays by itself). Finished trials are
-# skipped, interrupted ones resume. Logs: $LOGS (default ../logs beside the checkout, never
-# inside it).
+# the last session, then two chains of work, one per core, each one torch thread:
+#   core A: the 200k-step study (issue #20): stage 1, then stage 2, then the modern references'
+#           hopper suite (issue #23);
+#   core B: the stronger HalfCheetah behaviour policy of issue #22 while its run in
+#           behavior/halfcheetah-tqc is unfinished (and its expert not shipped yet), then the
+#           parity runs (issue #19), then stage 2 and the modern suite beside core A (two sweeps
+#           of one spec share its trials through the run-folder locks);
+# and the watcher that keeps the study's and the parity runs' checkpoints for the next session
+# (behavior/ is untracked and not ignored, so it stays by itself). Finished trials are skipped,
+# interrupted ones resume. Logs: $LOGS (default ../logs beside the checkout, never inside it).
 #
 #   experiments/continue_runs.sh              # all of it
-#   experiments/continue_runs.sh study        # only the study (and the watcher)
-#   experiments/continue_runs.sh parity       # only the parity runs (and the watcher)
+#   experiments/continue_runs.sh study        # only core A's chain (and the watcher)
+#   experiments/continue_runs.sh parity       # only core B's chain without the TQC run
 #
 # Before a session stops: python experiments/carry_checkpoints.py save (the watcher saves
 # every five minutes too).
@@ -26,15 +29,20 @@ what=${1:-all}
 if [ "$what" = all ] || [ "$what" = study ]; then
   # stage 2 starts only once stage 1 has finished every trial (a sweep exits 0 only then)
   OMP_NUM_THREADS=1 nohup sh -c "'$BIN/bearl' sweep experiments/study_200k.yaml --local &&
-    '$BIN/bearl' sweep experiments/study_200k_stage2.yaml --local" >> "$LOGS/study.log" 2>&1 &
+    '$BIN/bearl' sweep experiments/study_200k_stage2.yaml --local &&
+    '$BIN/bearl' sweep experiments/hopper_suite_modern.yaml --local" >> "$LOGS/study.log" 2>&1 &
   echo "study: pid $! (log $LOGS/study.log)"
 fi
 TQC=behavior/halfcheetah-tqc
-tqc_left() {  # the TQC run exists and has not reached its --steps
+tqc_left() {  # the TQC run exists, has not reached its --steps, and its expert is not shipped
   [ -f "$TQC/run.json" ] && "$BIN/python" - "$TQC" <<'PY'
 import json, sys
 from pathlib import Path
 run = Path(sys.argv[1])
+shipped = Path("bearl/data/policies/policies.json")
+expert = json.loads(shipped.read_text()).get("halfcheetah", {}).get("expert", {})
+if expert.get("algo") == "TQC":  # exported once it reached the target (docs/datasets.md)
+    sys.exit(1)
 state = run / "checkpoint" / "state.json"
 if not state.exists():  # interrupted before its first checkpoint: nothing to resume
     print(f"{run}: no checkpoint yet; remove the folder to start it again", file=sys.stderr)
@@ -43,13 +51,17 @@ done = json.loads(state.read_text())["step"]
 sys.exit(0 if done < json.loads((run / "run.json").read_text())["config"]["steps"] else 1)
 PY
 }
-if [ "$what" = all ] && tqc_left; then
-  OMP_NUM_THREADS=1 nohup "$BIN/bearl" data train-behavior --resume --out "$TQC" \
-    >> "$LOGS/tqc.log" 2>&1 &
-  echo "halfcheetah TQC behaviour run: pid $! (log $LOGS/tqc.log)"
-elif [ "$what" = all ] || [ "$what" = parity ]; then
-  BEARL="$BIN/bearl" nohup experiments/parity_20k.sh >> "$LOGS/parity.log" 2>&1 &
-  echo "parity: pid $! (log $LOGS/parity.log)"
+if [ "$what" = all ] || [ "$what" = parity ]; then
+  first=true
+  if [ "$what" = all ] && tqc_left; then  # stopping it (kill) moves the chain on
+    first="OMP_NUM_THREADS=1 '$BIN/bearl' data train-behavior --resume --out '$TQC' >> '$LOGS/tqc.log' 2>&1"
+    echo "core B: the halfcheetah TQC behaviour run first (log $LOGS/tqc.log)"
+  fi
+  nohup sh -c "$first; BEARL='$BIN/bearl' experiments/parity_20k.sh >> '$LOGS/parity.log' 2>&1 &&
+    OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/study_200k_stage2.yaml --local &&
+    OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/hopper_suite_modern.yaml --local" \
+    >> "$LOGS/core_b.log" 2>&1 &
+  echo "core B: pid $! (then parity: $LOGS/parity.log; then stage 2 and the modern suite: $LOGS/core_b.log)"
 fi
 if ! pgrep -f "carry_checkpoints.py watch" > /dev/null; then
   nohup nice "$BIN/python" experiments/carry_checkpoints.py watch --every 300 \
