@@ -37,7 +37,13 @@ from bearl.experiments.plot import read_progress
 from bearl.experiments.report import difference
 from bearl.experiments.runs import cost_settings, find_runs, run_info
 from bearl.files import read_json
-from bearl.training.curve import data_level, format_steps, mark_data_level
+from bearl.training.curve import (
+    data_level,
+    format_steps,
+    mark_data_level,
+    mark_warm_start,
+    warm_start_end,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 200_000
@@ -55,7 +61,9 @@ def load(paths):
             last = int(d["Step"][-1]) if len(d.get("Step", [])) else 0
             running.append(f"{path.name} (at step {last:,})")
             continue
-        level = data_level(read_json(path / "params.json") or {}, "NormalizedScore")
+        params = read_json(path / "params.json") or {}
+        level = data_level(params, "NormalizedScore")
+        d["_warm"] = warm_start_end(params)
         if level is None:  # (result.json names it too)
             level = (read_json(path / "result.json") or {}).get("data_score")
         d["_level"] = None if level is None else round(float(level), 6)
@@ -226,6 +234,9 @@ def figure(done, out: Path) -> None:
                 if len(runs) > 1:
                     sd = np.nanstd(ys, 0)
                     ax.fill_between(x, m - sd, m + sd, color=palette[i], alpha=0.15, lw=0)
+            warm = {d["_warm"] for d in runs}
+            if len(warm) == 1 and runs:  # one line per algorithm, where its runs agree
+                mark_warm_start(ax, warm.pop(), runs[0]["Step"], palette[i], f"{algo}: ")
         levels = {d["_level"] for a in algos for d in done.get((ds, a), []) if d["_level"]}
         mark_data_level(ax, levels.pop() if len(levels) == 1 else None)
         ax.set_title(ds, fontsize=10)

@@ -952,6 +952,38 @@ def test_study_table_reads_each_step_of_the_runs(tmp_path):
     assert "| a | BEAR | own rule | 2 | bf16 + pretrained x1, fp32 x1 |" in mod.table(done)
 
 
+def test_study_figure_marks_the_warm_start_where_the_runs_agree(tmp_path, monkeypatch):
+    """experiments/study_results.py's figure: a line where BEAR's warm start ends (from
+    params.json), one per algorithm, only when its runs agree and it ends inside the curve."""
+    mod = _experiment_script("study_results")
+    mod.STEPS = 60
+    scores = [1.0, 5.0, 2.0, 3.0, 4.0, 6.0]
+    for seed in (0, 1):
+        write_run(
+            tmp_path,
+            f"BEAR_a_seed{seed}",
+            "BEAR",
+            "a",
+            seed,
+            scores,
+            algo_cfg={"warm_start_steps": 20},
+        )
+    write_run(tmp_path, "BC_a_seed0", "BC", "a", 0, scores)
+    marks = []
+    monkeypatch.setattr(
+        mod,
+        "mark_warm_start",
+        lambda ax, step, steps, color, who: marks.append((who, step)) if step is not None else None,
+    )
+    done, _ = mod.load([tmp_path])
+    mod.figure(done, tmp_path / "fig.png")
+    assert marks == [("BEAR: ", 20)] and (tmp_path / "fig.png").stat().st_size > 0
+    write_run(tmp_path, "BEAR_a_seed2", "BEAR", "a", 2, scores, algo_cfg={"warm_start_steps": 40})
+    marks.clear()
+    mod.figure(mod.load([tmp_path])[0], tmp_path / "fig.png")
+    assert marks == []  # seeds that disagree get no line
+
+
 def test_carried_checkpoints_come_back_to_the_runs_that_lost_them(tmp_path):
     """experiments/carry_checkpoints.py: save copies unfinished runs' checkpoints only, restore
     puts them back where they were lost and nowhere else, save drops them once a run finishes."""
