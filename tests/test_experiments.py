@@ -1139,3 +1139,25 @@ def test_home_relative_paths():
     assert home_relative(home / ".cache" / "bearl" / "vae-1.pt") == "~/.cache/bearl/vae-1.pt"
     assert home_relative("/elsewhere/x.pt") == "/elsewhere/x.pt"
     assert home_relative("runs/x") == "runs/x"
+
+
+def test_ledger_sums_finished_runs_fits_and_unfinished_ones(tmp_path):
+    """experiments/ledger.py: finished runs count their result.json wall time, pretrained runs
+    add the VAE fit their debug.log reports, unfinished ones the wall time of their last row."""
+    mod = _experiment_script("ledger")
+    done = write_run(tmp_path, "BEAR_a_seed0", "BEAR", "a", 0, [1.0, 2.0])
+    result = json.loads((done / "result.json").read_text())
+    (done / "result.json").write_text(json.dumps({**result, "wall_time": 3600.0}))
+    (done / "debug.log").write_text(
+        "2026-12-02 01:31:12,805 behaviour model: VAE fitted alone for 50000 steps in 931 s "
+        "(final loss 0.0294), cached at ~/.cache/bearl/behavior/vae-x.pt\n"
+    )
+    running = write_run(tmp_path, "BEAR_a_seed1", "BEAR", "a", 1, [1.0], result=False)
+    rows = (running / "progress.csv").read_text().splitlines()  # give its row a wall time
+    (running / "progress.csv").write_text(
+        rows[0] + ",WallTime\n" + "\n".join(r + ",1800.0" for r in rows[1:]) + "\n"
+    )
+    lines, finished, fits, unfinished = mod.ledger(tmp_path)
+    assert (finished, fits, unfinished) == (3600.0, 931.0, 1800.0)
+    assert "done       1.00 h + 931 s VAE fit" in lines[0]
+    assert "at      10   0.50 h so far" in lines[1]
