@@ -265,7 +265,7 @@ def test_report_numbers_match_a_direct_computation(runs):
     assert bear.best_std == pytest.approx(np.std(bests))
     # one run of hopper-medium has no result.json: read from its progress.csv
     b = rows["BEAR", "hopper-medium"]
-    assert b.seeds == 2
+    assert b.seeds == 2 and b.running == 1 and rows["BC", "a.hdf5"].running == 0
     assert b.final_mean == pytest.approx(np.mean([3.0, 3.0])) and b.final_std == 0
     assert b.best_mean == pytest.approx(np.mean([3.0, 5.0]))
 
@@ -276,6 +276,9 @@ def test_report_markdown_and_csv(runs):
     assert lines[0].startswith("| algorithm | dataset | seeds | steps | final score")
     bear = next(line for line in lines if line.startswith("| BEAR | a.hdf5"))
     assert f"{np.mean([20, 40, 60]):.1f} ± {np.std([20, 40, 60]):.1f}" in bear
+    # a seed without result.json is counted with its numbers so far, and said to be running
+    assert any(line.startswith("| BEAR | hopper-medium | 2 (1 running) |") for line in lines)
+    assert "| BEAR | a.hdf5 | 3 |" in md and any(line.startswith("Running: ") for line in lines)
     write_run(runs, "td3_a_0", "TD3", "data/a.hdf5", 0, [1.0, 3.0, 2.0])
     one_seed = next(line for line in report([runs]).splitlines() if line.startswith("| TD3"))
     assert one_seed.endswith("| 2.0 | 3.0 |")  # a single seed: its value, no "± 0.0"
@@ -284,7 +287,7 @@ def test_report_markdown_and_csv(runs):
     bc = next(r for r in table if r["algorithm"] == "BC")
     assert float(bc["final_mean"]) == pytest.approx(6.0)
     assert float(bc["best_std"]) == pytest.approx(np.std([7.0, 7.0]))
-    assert bc["seeds"] == "2" and bc["measure"] == "normalized"
+    assert bc["seeds"] == "2" and bc["measure"] == "normalized" and bc["running"] == "0"
 
 
 def test_report_uses_returns_without_reference_scores(tmp_path):

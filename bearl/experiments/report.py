@@ -5,7 +5,8 @@ progress.csv column, e.g. ``Overestimation``).
 ``bearl report RUN_DIR... [--format markdown|csv] [--metric COLUMN]``. Each run's numbers
 come from its ``result.json`` (``final_score``, ``best_score``, ``steps``), or from
 ``progress.csv`` for a run that has not finished (last row's ``NormalizedScore``, the max over
-rows, the last ``Step``).
+rows, the last ``Step``); such runs are counted in the row's ``running`` and marked in the
+Markdown table, so that a number still moving is not read as a result.
 Where a run has no normalized score (no reference scores), the group uses raw returns and the
 table says so. The std is the population std over seeds (numpy's default, ddof=0), the same as
 the band of ``bearl plot``. Any other metric is read from ``progress.csv`` (its last value and
@@ -51,6 +52,8 @@ class RunScores:
     best_score: float | None
     final_return: float | None
     best_return: float | None
+    finished: bool = True
+    """Whether the run has its result.json (else: its numbers so far, from progress.csv)."""
 
 
 @dataclass
@@ -67,6 +70,8 @@ class ReportRow:
     final_std: float | None
     best_mean: float | None
     best_std: float | None
+    running: int = 0
+    """How many of the seeds have not finished (their numbers so far)."""
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,11 @@ def run_scores(run_dir: str | Path, metric: str = SCORE) -> RunScores:
         v = d.get(col)
         return _num(np.nanmax(v)) if v is not None and np.isfinite(v).any() else None
 
+    finished = path.exists()
     if metric != SCORE:
-        return RunScores(info, as_int(last("Step")), last(metric), best(metric), None, None)
+        return RunScores(
+            info, as_int(last("Step")), last(metric), best(metric), None, None, finished
+        )
     return RunScores(
         info,
         as_int(last("Step")),
@@ -137,6 +145,7 @@ def run_scores(run_dir: str | Path, metric: str = SCORE) -> RunScores:
         best("NormalizedScore"),
         last("AverageReturn"),
         best("AverageReturn"),
+        finished,
     )
 
 
@@ -177,6 +186,7 @@ def summarize(
                 metric if metric != SCORE else "normalized" if normalized else "return",
                 *_mean_std(finals),
                 *_mean_std(bests),
+                sum(not s.finished for s in group),
             )
         )
     return rows
@@ -210,13 +220,19 @@ def format_markdown(rows: Sequence[ReportRow], by: Sequence[str] = (), metric: s
             r.algorithm,
             r.dataset,
             *(r.by[k] for k in by),
-            str(r.seeds),
+            str(r.seeds) + (f" ({r.running} running)" if r.running else ""),
             r.steps,
             _pm(r.final_mean, r.final_std, r.seeds, places) + mark,
             _pm(r.best_mean, r.best_std, r.seeds, places) + mark,
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines.append("")
+    if any(r.running for r in rows):
+        lines.append(
+            "Running: seeds without a result.json yet, counted with the numbers of their last "
+            "evaluation so far (steps: the range over the group's runs)."
+        )
+        lines.append("")
     if metric == SCORE:
         lines.append(
             "Scores: D4RL normalized score (0 = random, 100 = expert; raw return where marked), "
@@ -236,13 +252,14 @@ def format_csv(rows: Sequence[ReportRow], by: Sequence[str] = ()) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(
         ["algorithm", "dataset", *by, "seeds", "steps", "measure"]
-        + ["final_mean", "final_std", "best_mean", "best_std"]
+        + ["final_mean", "final_std", "best_mean", "best_std", "running"]
     )
     for r in rows:
         w.writerow(
             [r.algorithm, r.dataset, *(r.by[k] for k in by), r.seeds, r.steps, r.measure]
             + ["" if v is None else repr(v) for v in (r.final_mean, r.final_std)]
             + ["" if v is None else repr(v) for v in (r.best_mean, r.best_std)]
+            + [r.running]
         )
     return buf.getvalue()
 
