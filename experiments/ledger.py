@@ -20,7 +20,9 @@ import csv
 import re
 from pathlib import Path
 
+from bearl.errors import BearlError
 from bearl.files import read_json
+from bearl.training.curve import read_progress
 
 FIT = re.compile(r"behaviour model: VAE fitted alone for \d+ steps in ([\d.]+) s")
 
@@ -35,14 +37,11 @@ def vae_fit_seconds(run: Path) -> float:
 
 def last_progress(run: Path) -> tuple[int, float] | None:
     """(step, wall time in s) of the last row of ``run``'s progress.csv, or None."""
-    path = run / "progress.csv"
-    if not path.exists():
+    try:
+        d = read_progress(run)
+    except BearlError:  # no progress.csv or no rows yet
         return None
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return None
-    return int(float(rows[-1]["Step"])), float(rows[-1]["WallTime"])
+    return int(d["Step"][-1]), float(d["WallTime"][-1])
 
 
 def ledger(folder: Path) -> tuple[list[str], float, float, float]:
