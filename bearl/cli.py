@@ -441,6 +441,15 @@ def _sweep_parser(sub) -> None:
         help="run the trials without Ray, one after another, each in a fresh process; "
         "start the same command again in another terminal to use another core",
     )
+    p.add_argument(
+        "--converted-bf16",
+        "--converted_bf16",
+        dest="converted_bf16",
+        action="store_true",
+        help="also run the trials with precision bf16 on a CPU without native bf16 "
+        "(no avx512_bf16 / amx_bf16 flag), where they run several times slower than fp32; "
+        "by default they are deferred, and the sweep exits with status 3 once the rest is done",
+    )
     p.set_defaults(func=cmd_sweep)
 
 
@@ -448,10 +457,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from bearl.experiments.sweep import run_sweep
 
     summary = run_sweep(
-        args.spec, args.address, args.max_concurrent, local=args.local, dry_run=args.dry_run
+        args.spec,
+        args.address,
+        args.max_concurrent,
+        local=args.local,
+        dry_run=args.dry_run,
+        converted_bf16=args.converted_bf16,
     )
     counts = summary["counts"]
-    return 1 if counts.get("failed") or counts.get("conflict") else 0
+    if counts.get("failed") or counts.get("conflict"):
+        return 1
+    return 3 if counts.get("deferred") and not args.dry_run else 0
 
 
 # -- using a trained policy: eval, export, record (bearl/policy/) --------

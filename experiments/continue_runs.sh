@@ -10,7 +10,10 @@
 #           of one spec share its trials through the run-folder locks);
 # and the watcher that keeps the study's and the parity runs' checkpoints for the next session
 # (behavior/ is untracked and not ignored, so it stays by itself). Finished trials are skipped,
-# interrupted ones resume. Logs: $LOGS (default ../logs beside the checkout, never inside it).
+# interrupted ones resume. On a CPU without native bf16 (AMD Zen 3) the sweeps defer their bf16
+# trials (exit status 3) and run the rest, so each chain goes on to its next sweep after one
+# that deferred or failed; only stage 2 waits for stage 1 to be complete.
+# Logs: $LOGS (default ../logs beside the checkout, never inside it).
 #
 #   experiments/continue_runs.sh              # all of it
 #   experiments/continue_runs.sh study        # only core A's chain (and the watcher)
@@ -29,7 +32,7 @@ what=${1:-all}
 if [ "$what" = all ] || [ "$what" = study ]; then
   # stage 2 starts only once stage 1 has finished every trial (a sweep exits 0 only then)
   OMP_NUM_THREADS=1 nohup sh -c "'$BIN/bearl' sweep experiments/study_200k.yaml --local &&
-    '$BIN/bearl' sweep experiments/study_200k_stage2.yaml --local &&
+    '$BIN/bearl' sweep experiments/study_200k_stage2.yaml --local;
     '$BIN/bearl' sweep experiments/hopper_suite_modern.yaml --local" >> "$LOGS/study.log" 2>&1 &
   echo "study: pid $! (log $LOGS/study.log)"
 fi
@@ -57,8 +60,8 @@ if [ "$what" = all ] || [ "$what" = parity ]; then
     first="OMP_NUM_THREADS=1 '$BIN/bearl' data train-behavior --resume --out '$TQC' >> '$LOGS/tqc.log' 2>&1"
     echo "core B: the halfcheetah TQC behaviour run first (log $LOGS/tqc.log)"
   fi
-  nohup sh -c "$first; BEARL='$BIN/bearl' experiments/parity_20k.sh >> '$LOGS/parity.log' 2>&1 &&
-    OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/study_200k_stage2.yaml --local &&
+  nohup sh -c "$first; BEARL='$BIN/bearl' experiments/parity_20k.sh >> '$LOGS/parity.log' 2>&1;
+    OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/study_200k_stage2.yaml --local;
     OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/hopper_suite_modern.yaml --local" \
     >> "$LOGS/core_b.log" 2>&1 &
   echo "core B: pid $! (then parity: $LOGS/parity.log; then stage 2 and the modern suite: $LOGS/core_b.log)"

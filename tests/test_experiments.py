@@ -693,6 +693,42 @@ def test_local_sweep_runs_skips_and_resumes(tmp_path):
     assert "batch_size" in next(iter(summary["errors"].values()))
 
 
+def test_bf16_trials_wait_for_a_cpu_with_native_bf16(tmp_path, monkeypatch, capsys):
+    """Where bf16 matmuls are converted (several times slower than fp32), a sweep defers its
+    bf16 trials, runs the rest, and exits 3; --converted-bf16 runs them all the same."""
+    import bearl.perf
+
+    spec = _tiny_spec(tmp_path, seeds=(0,))
+    data = spec.pop("datasets")
+    spec.pop("algos")
+    spec["datasets"] = data
+    spec["parts"] = [
+        {"algos": ["BEAR"], "base": {"precision": "bf16"}},
+        {"algos": ["TD3"]},
+    ]
+    path = tmp_path / "spec.yaml"
+    path.write_text(json.dumps(spec))  # JSON is YAML
+    monkeypatch.setattr(bearl.perf, "native_bf16", lambda device="cpu": False)
+    assert main(["sweep", str(path), "--dry-run"]) == 0
+    assert re.search(
+        r"deferred +BEAR_pendulum_seed0 +this cpu has no native", capsys.readouterr().out
+    )
+    assert main(["sweep", str(path), "--local"]) == 3
+    text = capsys.readouterr().out
+    assert "1 bf16 trials deferred" in text and "1 deferred (bf16)" in text
+    sweep = tmp_path / "sweep"
+    assert (sweep / "TD3_pendulum_seed0" / "result.json").exists()
+    assert not (sweep / "BEAR_pendulum_seed0").exists()
+    assert main(["sweep", str(path), "--local", "--converted-bf16"]) == 0
+    saved = json.loads((sweep / "BEAR_pendulum_seed0" / "params.json").read_text())
+    assert saved["train"]["precision"] == "bf16"
+    # on a CPU that has it, nothing waits
+    monkeypatch.setattr(bearl.perf, "native_bf16", lambda device="cpu": True)
+    (sweep / "BEAR_pendulum_seed0" / "result.json").unlink()
+    summary = run_sweep(path, local=True, out=io.StringIO())
+    assert summary["counts"]["deferred"] == 0 and summary["counts"]["done"] == 2
+
+
 def test_a_trial_training_in_another_process_is_left_to_it(tmp_path):
     """The same sweep started twice: a trial whose folder another process holds is not a
     failure; this sweep runs the others and says which it left."""

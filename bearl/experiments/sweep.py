@@ -307,6 +307,18 @@ def trial_status(trial: Trial) -> tuple[str, str]:
     return "new", ""
 
 
+def _deferred(trial: Trial) -> str:
+    """Why the trial waits for another machine (empty: it does not): a bf16 trial where the
+    device converts bf16 matmuls instead of computing them."""
+    from bearl.config import resolve
+    from bearl.perf import native_bf16
+
+    cfg, _ = resolve(dict(trial.values))
+    if cfg.precision != "bf16" or native_bf16(cfg.device):
+        return ""
+    return f"this {cfg.device} has no native bf16 matmuls (no avx512_bf16 / amx_bf16 flag)"
+
+
 def _differences(
     now: dict[str, Any], saved: dict[str, Any], defaults: dict[str, Any] | None = None
 ) -> list[str]:
@@ -406,7 +418,8 @@ class SweepProgress:
         return float(col[-1]) if col is not None and np.isfinite(col[-1]) else None
 
     def counts(self) -> dict[str, int]:
-        out = {"done": 0, "running": 0, "pending": 0, "failed": 0, "conflict": 0, "elsewhere": 0}
+        out = {"done": 0, "running": 0, "pending": 0, "failed": 0, "conflict": 0}
+        out |= {"elsewhere": 0, "deferred": 0}
         for s in self.state.values():
             out[s] = out.get(s, 0) + 1
         return out
@@ -419,6 +432,7 @@ class SweepProgress:
             f"{c['pending']} pending, {c['failed']} failed"
             + (f", {c['conflict']} conflicts" if c["conflict"] else "")
             + (f", {c['elsewhere']} training in another process" if c["elsewhere"] else "")
+            + (f", {c['deferred']} deferred (bf16)" if c["deferred"] else "")
         )
         best: dict[str, tuple[float, str]] = {}
         for name, t in self.trials.items():
@@ -445,6 +459,7 @@ def run_sweep(
     local: bool = False,
     dry_run: bool = False,
     out: TextIO | None = None,
+    converted_bf16: bool = False,
 ) -> dict[str, Any]:
     """Run every unfinished trial of ``spec``; returns ``{"trials", "counts", "errors"}``.
 
@@ -455,11 +470,21 @@ def run_sweep(
         local: run the trials one after another without Ray, each in a fresh process (two
             such sweeps of one spec share the trials through the run-folder locks).
         dry_run: only print the trials and their state.
+        converted_bf16: also run the bf16 trials where the device has no native bf16 matmuls
+            (a CPU without ``avx512_bf16`` / ``amx_bf16``). By default they are deferred: there
+            torch converts every bf16 matmul to fp32 and back, several times slower than fp32
+            itself (docs/performance.md), so the sweep leaves them, with their checkpoints, for
+            a machine that has it, and runs the rest.
     """
     out = out or sys.stdout
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     trials = expand(spec)
     status = {t.name: trial_status(t) for t in trials}
+    if not converted_bf16:
+        for t in trials:
+            why = _deferred(t)
+            if why and status[t.name][0] in ("new", "resume"):
+                status[t.name] = ("deferred", why)
     if dry_run:
         _print_plan(trials, status, spec, out)
         return {"trials": [t.name for t in trials], "counts": _plan_counts(status), "errors": {}}
@@ -475,11 +500,21 @@ def run_sweep(
             )
         elif s == "conflict":
             progress.finish(t, {"status": "conflict", "error": detail})
+        elif s == "deferred":
+            progress.finish(t, {"status": "deferred"})
         else:
             todo.append(t)
+    deferred = [t.name for t in trials if status[t.name][0] == "deferred"]
+    if deferred:
+        progress.print(
+            f"sweep: {len(deferred)} bf16 trials deferred: {status[deferred[0]][1]}; "
+            "run them on a machine with native bf16, or pass --converted-bf16 to run them here"
+        )
     progress.print(
-        f"sweep: {len(trials)} trials in {spec.log_dir}: {len(trials) - len(todo)} finished or "
-        f"in conflict, {len(todo)} to run"
+        f"sweep: {len(trials)} trials in {spec.log_dir}: "
+        f"{len(trials) - len(todo) - len(deferred)} finished or in conflict, "
+        + (f"{len(deferred)} deferred, " if deferred else "")
+        + f"{len(todo)} to run"
         + ("" if local else (f" on Ray ({address})" if address else " on a local Ray instance"))
     )
     if local:
