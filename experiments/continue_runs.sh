@@ -5,7 +5,7 @@
 #   core A: the 200k-step study (issue #20): stage 1, then stage 2, then the modern references'
 #           hopper suite (issue #23);
 #   core B: the stronger HalfCheetah behaviour policy of issue #22 while its run in
-#           behavior/halfcheetah-tqc is unfinished (and its expert not shipped yet), then the
+#           behavior/halfcheetah-tqc is unfinished, then the
 #           parity runs (issue #19), then stage 2 and the modern suite beside core A (two sweeps
 #           of one spec share its trials through the run-folder locks);
 # and the watcher that keeps the study's and the parity runs' checkpoints for the next session
@@ -37,15 +37,13 @@ if [ "$what" = all ] || [ "$what" = study ]; then
   echo "study: pid $! (log $LOGS/study.log)"
 fi
 TQC=behavior/halfcheetah-tqc
-tqc_left() {  # the TQC run exists, has not reached its --steps, and its expert is not shipped
+tqc_left() {  # the TQC run exists and has not reached its --steps
   [ -f "$TQC/run.json" ] && "$BIN/python" - "$TQC" <<'PY'
 import json, sys
 from pathlib import Path
 run = Path(sys.argv[1])
-shipped = Path("bearl/data/policies/policies.json")
-expert = json.loads(shipped.read_text()).get("halfcheetah", {}).get("expert", {})
-if expert.get("algo") == "TQC":  # exported once it reached the target (docs/datasets.md)
-    sys.exit(1)
+# its 630k-step expert was shipped, but the dataset it makes is 84.3 normalized, short of
+# issue #22's 85 (docs/datasets.md): the run goes on to its --steps
 state = run / "checkpoint" / "state.json"
 if not state.exists():  # interrupted before its first checkpoint: nothing to resume
     print(f"{run}: no checkpoint yet; remove the folder to start it again", file=sys.stderr)
