@@ -545,6 +545,31 @@ def test_spec_expansion_and_names(tmp_path):
     assert [t.name for t in expand(spec)] == names  # deterministic
 
 
+def test_spec_order_parts_runs_each_part_before_the_next(tmp_path):
+    """``order: parts``: the first part's whole table (seed by seed) before the second's first
+    trial; the default interleaves the parts seed by seed."""
+    spec = {
+        "log_dir": str(tmp_path / "sw"),
+        "datasets": ["hopper-medium"],
+        "num_seeds": 2,
+        "parts": [{"algos": ["TD3", "BC"]}, {"algos": ["CQL"]}],
+    }
+    by_seed = [t.name for t in expand(load_spec(spec))]
+    assert by_seed == [
+        "TD3_hopper-medium_seed0", "BC_hopper-medium_seed0", "CQL_hopper-medium_seed0",
+        "TD3_hopper-medium_seed1", "BC_hopper-medium_seed1", "CQL_hopper-medium_seed1",
+    ]  # fmt: skip
+    by_part = [t.name for t in expand(load_spec({**spec, "order": "parts"}))]
+    assert by_part == [
+        "TD3_hopper-medium_seed0", "BC_hopper-medium_seed0", "TD3_hopper-medium_seed1",
+        "BC_hopper-medium_seed1", "CQL_hopper-medium_seed0", "CQL_hopper-medium_seed1",
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match="order must be one of seeds, parts, got 'algos'"):
+        load_spec({**spec, "order": "algos"})
+    with pytest.raises(ConfigError, match="'order' orders the trials of parts"):
+        load_spec({"datasets": ["d"], "algos": ["BC"], "order": "parts"})
+
+
 def test_spec_parts_set_their_own_seeds_and_settings_over_the_top(tmp_path):
     """A spec's parts: each takes what it does not set from the top (base and grid merged over
     it); the trials are their union, seed by seed; a part cannot remake another's trial with

@@ -29,6 +29,10 @@ and ``grid`` on top of the top's)::
     parts:
       - {algos: [BEAR], seeds: [1, 2], base: {precision: bf16}}
       - {algos: [BC], seeds: [1, 2]}
+
+The trials of a spec with parts run seed by seed across the parts (``order: seeds``, the
+default), or part by part, each seed by seed (``order: parts``: cheap algorithms' whole table
+before an expensive one's first seed).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from bearl.files import dataset_label, dataset_slug, read_json, slug
 
 SPEC_KEYS = {"log_dir", "algos", "datasets", "seeds", "num_seeds", "grid", "base", "parts"}
 PART_KEYS = SPEC_KEYS - {"log_dir", "parts"}
+ORDERS = ("seeds", "parts")
 RESERVED = {"algo", "dataset", "seed", "run_name"}  # set by the sweep itself
 REPORT_EVERY = 30.0  # seconds between progress summaries while trials run
 # settings that may differ between a trial and its existing run folder: those a resume may
@@ -77,6 +82,9 @@ class SweepSpec:
     parts: list[SweepSpec] = field(default_factory=list)
     """Specs of their own, expanded instead of this one's product (see the module docstring);
     this spec's algos, datasets and seeds are then their union."""
+    order: str = "seeds"
+    """With parts: ``seeds`` runs the trials seed by seed across the parts, ``parts`` runs each
+    part's trials (seed by seed) before the next part's."""
 
 
 @dataclass
@@ -109,6 +117,8 @@ def load_spec(source: str | Path | dict[str, Any], where: str | None = None) -> 
     data = dict(source) if isinstance(source, dict) else load_yaml(source)
     if "parts" in data:
         return _load_parts(data, where)
+    if "order" in data:
+        raise ConfigError(f"{where}: 'order' orders the trials of parts; this spec has no parts")
     unknown = set(data) - SPEC_KEYS
     if unknown:
         raise ConfigError(
@@ -170,7 +180,10 @@ def _load_parts(data: dict[str, Any], where: str) -> SweepSpec:
     parts = data.get("parts")
     if not isinstance(parts, list) or not parts:
         raise ConfigError(f"{where}: 'parts' must be a non-empty list of specs")
-    top = {k: v for k, v in data.items() if k != "parts"}
+    order = data.get("order", "seeds")
+    if order not in ORDERS:
+        raise ConfigError(f"{where}: order must be one of {', '.join(ORDERS)}, got {order!r}")
+    top = {k: v for k, v in data.items() if k not in ("parts", "order")}
     specs = []
     for i, part in enumerate(parts):
         here = f"{where}: parts[{i}]"
@@ -198,7 +211,7 @@ def _load_parts(data: dict[str, Any], where: str) -> SweepSpec:
 
     return SweepSpec(
         union("algos"), union("datasets"), sorted(union("seeds")), {}, dict(top.get("base") or {}),
-        specs[0].log_dir, where, specs,
+        specs[0].log_dir, where, specs, order,
     )  # fmt: skip
 
 
@@ -215,6 +228,8 @@ def expand(spec: SweepSpec) -> list[Trial]:
                     f"{part.source}: its trial {t.name} is also another part's, with other settings"
                 )
             trials.setdefault(t.name, t)
+    if spec.order == "parts":
+        return list(trials.values())
     return sorted(trials.values(), key=lambda t: spec.seeds.index(t.values["seed"]))
 
 
