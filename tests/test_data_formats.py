@@ -169,6 +169,7 @@ def test_d4rl_write_read_round_trip_is_exact(tmp_path):
     path = write_d4rl(ds, tmp_path / "out.hdf5")
     back = read_d4rl(path)
     _assert_same_arrays(ds, back)
+    assert back.digest() == ds.digest()  # the same transitions: the same params.json sha1
     assert back.info.env_name == ds.info.env_name
     assert (back.info.ref_min_score, back.info.ref_max_score) == (-1000.0, -100.0)
     assert back.info.metadata["algorithm_name"] == "SAC"
@@ -177,6 +178,21 @@ def test_d4rl_write_read_round_trip_is_exact(tmp_path):
         assert f["observations"].dtype == np.float32
         assert f["terminals"].dtype == bool
         assert f["observations"].compression == "gzip"
+
+
+def test_the_digest_changes_with_any_field_and_only_with_the_data():
+    ds = _random_dataset()
+    assert ds.digest() == _random_dataset().digest() and len(ds.digest()) == 40
+    for name in Dataset.FIELDS:
+        arrays = {k: np.array(getattr(ds, k)) for k in Dataset.FIELDS}
+        a = arrays[name]
+        if a.dtype == bool:
+            a[3] = not a[3]
+        else:
+            a.flat[3] += 1e-3
+        other = Dataset(**arrays, info=ds.info)
+        assert other.digest() != ds.digest(), name
+    assert ds.digest(("observations", "actions")) != ds.digest()
 
 
 # -- Minari -------------------------------------------------------------------------------------
@@ -267,6 +283,7 @@ def test_write_minari_round_trip_and_minari_can_read_it(minari_root):
     assert folder == minari_root / "bearl/pendulum/test-v0"
     back = read_minari("bearl/pendulum/test-v0")
     _assert_same_arrays(ds, back)
+    assert back.digest() == ds.digest()
     assert back.info.env_name == "Pendulum-v1"
     assert (back.info.ref_min_score, back.info.ref_max_score) == (-1000.0, -100.0)
     assert back.info.metadata["description"] == "round trip"

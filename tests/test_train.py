@@ -70,6 +70,7 @@ def test_short_run_writes_every_log_file(tmp_path):
     variant = json.loads((d / "variant.json").read_text())
     assert variant["algorithm"] == "BEAR" and variant["algo"]["batch_size"] == 32
     assert variant["dataset"]["transitions"] == 600
+    assert variant["dataset"]["sha1"] == make_random_dataset().digest()
     saved = json.loads((d / "result.json").read_text())
     assert saved == result
     assert result["final_score"] == pytest.approx(float(rows[-1]["NormalizedScore"]), abs=1e-4)

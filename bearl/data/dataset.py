@@ -13,6 +13,7 @@ matrix with ``torch.from_numpy`` (no copy) and a minibatch is one row gather.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -217,6 +218,17 @@ class Dataset:
         """Undiscounted return of each episode."""
         sums = np.add.reduceat(self.rewards.astype(np.float64), self.episode_starts)
         return sums
+
+    def digest(self, names: tuple[str, ...] = FIELDS) -> str:
+        """SHA-1 of the named arrays (default: all of them), their shapes and dtypes: equal for
+        the same data wherever and however it was made or stored, so a run's ``params.json``
+        shows whether two runs learned from the same transitions."""
+        h = hashlib.sha1()
+        for name in names:
+            a = np.ascontiguousarray(getattr(self, name))
+            h.update(f"{name}{a.shape}{a.dtype}".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
 
     def normalized(self, returns: np.ndarray | float) -> np.ndarray | None:
         """D4RL normalized score of ``returns`` with this dataset's reference scores, or None."""

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from bearl.algos.base import adam
@@ -37,12 +36,7 @@ def cache_dir() -> Path:
 
 def fingerprint(dataset: Any) -> str:
     """SHA-1 of the dataset's observations and actions (what the VAE is fitted to)."""
-    h = hashlib.sha1()
-    for name in ("observations", "actions"):
-        a = np.ascontiguousarray(getattr(dataset, name))
-        h.update(f"{name}{a.shape}{a.dtype}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    return dataset.digest(("observations", "actions"))
 
 
 def cache_key(dataset: Any, algo_cfg: Any, seed: int, precision: str, scale: Any) -> dict:

@@ -719,6 +719,7 @@ def _dataset_identity(dataset) -> dict[str, Any]:
         "env_name": dataset.info.env_name,
         "transitions": len(dataset),
         "episodes": dataset.num_episodes,
+        "sha1": dataset.digest(),  # the same transitions wherever the dataset was made
         "ref_min_score": dataset.info.ref_min_score,
         "ref_max_score": dataset.info.ref_max_score,
         "metadata": {
