@@ -499,7 +499,8 @@ def run_sweep(
         for t in trials:
             why = _deferred(t)
             if why and status[t.name][0] in ("new", "resume"):
-                status[t.name] = ("deferred", why)
+                kept = "; its checkpoint is kept" if status[t.name][0] == "resume" else ""
+                status[t.name] = ("deferred", why + kept)
     if dry_run:
         _print_plan(trials, status, spec, out)
         return {"trials": [t.name for t in trials], "counts": _plan_counts(status), "errors": {}}
