@@ -84,6 +84,40 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def machine() -> dict[str, object]:
+    """The CPU a run or benchmark ran on, as written beside its figures: its model name,
+    family and model numbers (Zen 3 and Zen 5 EPYCs share a name), the CPUs this process may
+    use, and whether bf16 matmuls are native."""
+    info: dict[str, object] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key in ("model name", "cpu family", "model") and key not in info:
+                    info[key] = value
+                if not line.strip() and info:  # the first processor's block is enough
+                    break
+    except OSError:
+        pass
+    import platform
+
+    return {
+        "cpu": str(info.get("model name") or platform.processor() or platform.machine()),
+        "family": int(info["cpu family"]) if str(info.get("cpu family", "")).isdigit() else None,
+        "model": int(info["model"]) if str(info.get("model", "")).isdigit() else None,
+        "cpus": usable_cores(),
+        "native_bf16": native_bf16(),
+    }
+
+
+def machine_line(m: dict[str, object] | None = None) -> str:
+    """``machine()`` in one line: ``AMD EPYC (family 25 model 1), 2 CPUs, native bf16: no``."""
+    m = m or machine()
+    fam = f" (family {m['family']} model {m['model']})" if m.get("family") is not None else ""
+    return f"{m['cpu']}{fam}, {m['cpus']} CPUs, native bf16: {'yes' if m['native_bf16'] else 'no'}"
+
+
 # -- other processes on the machine ----------------------------------------------------------------
 class CpuWatch:
     """How many cores other processes kept busy from its start to :meth:`others`: the machine's

@@ -71,6 +71,10 @@ def test_short_run_writes_every_log_file(tmp_path):
     assert variant["algorithm"] == "BEAR" and variant["algo"]["batch_size"] == 32
     assert variant["dataset"]["transitions"] == 600
     assert variant["dataset"]["sha1"] == make_random_dataset().digest()
+    from bearl.perf import machine, machine_line
+
+    assert variant["machine"] == machine() and result["machine"] == machine()
+    assert f"machine: {machine_line()}" in (d / "debug.log").read_text()
     saved = json.loads((d / "result.json").read_text())
     assert saved == result
     assert result["final_score"] == pytest.approx(float(rows[-1]["NormalizedScore"]), abs=1e-4)
@@ -138,6 +142,10 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     full = strip(read_rows(tmp_path / "full" / "progress.csv"))
     part = strip(read_rows(tmp_path / "part" / "progress.csv"))
     assert len(full) == 3 and full == part
+    from bearl.perf import machine_line
+
+    log = (tmp_path / "part" / "debug.log").read_text()
+    assert f"resumed at step 40 on {machine_line()}" in log  # each start names its machine
 
 
 def test_resume_after_crash_drops_rows_past_the_checkpoint(tmp_path):

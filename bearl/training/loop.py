@@ -38,7 +38,7 @@ from bearl.data.dataset import Dataset
 from bearl.envs import normalized_score, references_or_d4rl, resolve_env_id
 from bearl.errors import BearlError, ConfigError, DiskFull, RunInterrupted
 from bearl.files import dataset_label, dataset_slug, read_json, write_atomic
-from bearl.perf import resident_mib, thread_warning, tune_allocator
+from bearl.perf import machine, machine_line, resident_mib, thread_warning, tune_allocator
 from bearl.progress import SETTLE_STEPS, StepBar
 from bearl.training.behavior import load_or_fit
 from bearl.training.checkpoint import (
@@ -199,7 +199,7 @@ def _open_logs(run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data, state,
         resume=resume is not None,
     )
     if resume is not None:
-        logger.info(f"resumed at step {state.step}")
+        logger.info(f"resumed at step {state.step} on {machine_line()}")
         note = warm_start_note(_saved_configs(run_dir)[0], algo_cfg, cfg.steps)
         if note:  # extending a run whose warm start was capped for its first length
             logger.info(note)
@@ -357,12 +357,14 @@ def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, dat
             "env_id": _env_id(env_name),  # the environment evaluated in
             "dataset": {**_dataset_identity(dataset), **data},
             "versions": _versions(),
+            "machine": machine(),  # where it started; debug.log names each resume's
             "seed": cfg.seed,
         }
     )
     env_id = _env_id(env_name)
     env = env_name if env_id == env_name else f"{env_name} (evaluated in {env_id})"
     logger.info(f"run {run_dir.name}: {algo_cls.name} on {dataset!r}, env {env}")
+    logger.info(f"machine: {machine_line()}")
 
 
 def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: RunState, data):
@@ -385,6 +387,7 @@ def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: 
         "data_score": data["normalized_return_mean"],  # the dataset's episodes, normalized
         "data_return": data["return_mean"],
         "run_dir": run_dir.name,  # relative to the run's parent: no machine path in results
+        "machine": machine(),  # the one that finished it (params.json: the one that started)
     }
     write_atomic(run_dir / "result.json", json.dumps(result, indent=2).encode())
     logger.info(f"done: {json.dumps(result)}")
