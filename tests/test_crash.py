@@ -152,7 +152,7 @@ def uninterrupted(tmp_path_factory):
         ("checkpoint.pt", 3, 20),  # the checkpoint of step 30
         ("best.pt", 2, None),  # the second best score's
         ("progress.csv", 2, 10),  # the row of step 20 (the first row made the file)
-        ("debug.log", 4, 20),  # the line of step 20, after its checkpoint (first: the run, preset)
+        ("debug.log", 5, 20),  # step 20's line, after its checkpoint (first: run, machine, preset)
         ("variant.json", 1, 0),  # before any checkpoint
     ],
 )
