@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import sys
 import time
 
@@ -100,8 +101,6 @@ def machine() -> dict[str, object]:
                     break
     except OSError:
         pass
-    import platform
-
     return {
         "cpu": str(info.get("model name") or platform.processor() or platform.machine()),
         "family": int(info["cpu family"]) if str(info.get("cpu family", "")).isdigit() else None,

@@ -433,8 +433,8 @@ class SweepProgress:
         return float(col[-1]) if col is not None and np.isfinite(col[-1]) else None
 
     def counts(self) -> dict[str, int]:
-        out = {"done": 0, "running": 0, "pending": 0, "failed": 0, "conflict": 0}
-        out |= {"elsewhere": 0, "deferred": 0}
+        states = ("done", "running", "pending", "failed", "conflict", "elsewhere", "deferred")
+        out = dict.fromkeys(states, 0)
         for s in self.state.values():
             out[s] = out.get(s, 0) + 1
         return out

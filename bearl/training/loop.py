@@ -348,6 +348,7 @@ def _full_precision(row: dict[str, Any], run_dir: Path, step: int) -> dict[str, 
 
 
 def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data) -> None:
+    here = machine()
     logger.write_variant(
         {
             "algorithm": algo_cls.name,
@@ -357,14 +358,14 @@ def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, dat
             "env_id": _env_id(env_name),  # the environment evaluated in
             "dataset": {**_dataset_identity(dataset), **data},
             "versions": _versions(),
-            "machine": machine(),  # where it started; debug.log names each resume's
+            "machine": here,  # where it started; debug.log names each resume's
             "seed": cfg.seed,
         }
     )
     env_id = _env_id(env_name)
     env = env_name if env_id == env_name else f"{env_name} (evaluated in {env_id})"
     logger.info(f"run {run_dir.name}: {algo_cls.name} on {dataset!r}, env {env}")
-    logger.info(f"machine: {machine_line()}")
+    logger.info(f"machine: {machine_line(here)}")
 
 
 def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: RunState, data):
