@@ -176,6 +176,13 @@ def _data_parser(sub) -> None:
     ex.add_argument("--expert-step", type=int, default=None)
     ex.add_argument("--episodes", type=int, default=50, help="episodes to measure each policy")
     ex.add_argument(
+        "--candidates",
+        type=int,
+        default=1,
+        help="measure the N snapshots with the best 10-episode returns over --episodes "
+        "episodes each and ship the best as the expert (default 1: the best 10-episode one)",
+    )
+    ex.add_argument(
         "--levels",
         default="medium,expert,medium-replay",
         help="which policy files to write, comma-separated (e.g. expert: a stronger expert "
@@ -292,7 +299,13 @@ def cmd_export_policies(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(__file__).parent / "data" / "policies"
     levels = [v.strip() for v in args.levels.split(",") if v.strip()]
     entry = export_policies(
-        args.run, out, args.medium_step, args.expert_step, args.episodes, levels=levels
+        args.run,
+        out,
+        args.medium_step,
+        args.expert_step,
+        args.episodes,
+        levels=levels,
+        candidates=args.candidates,
     )
     print(json.dumps(entry, indent=2))
     return 0

@@ -4,12 +4,12 @@
 # the last session, then two chains of work, one per core, each one torch thread:
 #   core A: the 200k-step study (issue #20): stage 1, then stage 2, then the modern references'
 #           hopper suite (issue #23);
-#   core B: the stronger HalfCheetah behaviour policy of issue #22 while its run in
-#           behavior/halfcheetah-tqc is unfinished, then the
-#           parity runs (issue #19), then stage 2 and the modern suite beside core A (two sweeps
-#           of one spec share its trials through the run-folder locks);
-# and the watcher that keeps the study's and the parity runs' checkpoints for the next session
-# (behavior/ is untracked and not ignored, so it stays by itself). Finished trials are skipped,
+#   core B: the parity runs (issue #19), then stage 2 and the modern suite beside core A (two
+#           sweeps of one spec share its trials through the run-folder locks);
+# and the watcher that keeps the study's and the parity runs' checkpoints for the next session.
+# The HalfCheetah TQC behaviour run of issue #22 is no longer in the chains: its expert is
+# shipped (docs/datasets.md); `bearl data train-behavior --resume --out behavior/halfcheetah-tqc`
+# continues it by hand (behavior/ is untracked and not ignored, so it stays by itself). Finished trials are skipped,
 # interrupted ones resume. On a CPU without native bf16 (AMD Zen 3) the sweeps defer their bf16
 # trials (exit status 3) and run the rest, so each chain goes on to its next sweep after one
 # that deferred or failed; only stage 2 waits for stage 1 to be complete.
@@ -17,7 +17,7 @@
 #
 #   experiments/continue_runs.sh              # all of it
 #   experiments/continue_runs.sh study        # only core A's chain (and the watcher)
-#   experiments/continue_runs.sh parity       # only core B's chain without the TQC run
+#   experiments/continue_runs.sh parity       # only core B's chain
 #
 # Before a session stops: python experiments/carry_checkpoints.py save (the watcher saves
 # every five minutes too).
@@ -36,29 +36,8 @@ if [ "$what" = all ] || [ "$what" = study ]; then
     '$BIN/bearl' sweep experiments/hopper_suite_modern.yaml --local" >> "$LOGS/study.log" 2>&1 &
   echo "study: pid $! (log $LOGS/study.log)"
 fi
-TQC=behavior/halfcheetah-tqc
-tqc_left() {  # the TQC run exists and has not reached its --steps
-  [ -f "$TQC/run.json" ] && "$BIN/python" - "$TQC" <<'PY'
-import json, sys
-from pathlib import Path
-run = Path(sys.argv[1])
-# its 630k-step expert was shipped, but the dataset it makes is 84.3 normalized, short of
-# issue #22's 85 (docs/datasets.md): the run goes on to its --steps
-state = run / "checkpoint" / "state.json"
-if not state.exists():  # interrupted before its first checkpoint: nothing to resume
-    print(f"{run}: no checkpoint yet; remove the folder to start it again", file=sys.stderr)
-    sys.exit(1)
-done = json.loads(state.read_text())["step"]
-sys.exit(0 if done < json.loads((run / "run.json").read_text())["config"]["steps"] else 1)
-PY
-}
 if [ "$what" = all ] || [ "$what" = parity ]; then
-  first=true
-  if [ "$what" = all ] && tqc_left; then  # stopping it (kill) moves the chain on
-    first="OMP_NUM_THREADS=1 '$BIN/bearl' data train-behavior --resume --out '$TQC' >> '$LOGS/tqc.log' 2>&1"
-    echo "core B: the halfcheetah TQC behaviour run first (log $LOGS/tqc.log)"
-  fi
-  nohup sh -c "$first; BEARL='$BIN/bearl' experiments/parity_20k.sh >> '$LOGS/parity.log' 2>&1;
+  nohup sh -c "BEARL='$BIN/bearl' experiments/parity_20k.sh >> '$LOGS/parity.log' 2>&1;
     OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/study_200k_stage2.yaml --local;
     OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/hopper_suite_modern.yaml --local" \
     >> "$LOGS/core_b.log" 2>&1 &

@@ -168,3 +168,31 @@ def test_an_unknown_behaviour_algorithm_is_one_line(capsys):
     assert capsys.readouterr().err.strip() == (
         "bearl: error: --algo PPO: behaviour policies are trained with SAC or TQC"
     )
+
+
+def test_candidates_screens_the_best_snapshots_over_more_episodes(tmp_path, capsys):
+    """--candidates N measures the N snapshots with the best 10-episode returns over --episodes
+    episodes each (the same starts for each) and ships the best of those as the expert."""
+    import csv
+
+    out, pols = tmp_path / "run", tmp_path / "policies"
+    assert main(["data", "train-behavior", *TINY, "--steps", "600", "--out", str(out)]) == 0
+    with open(out / "evaluations.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    top2 = [int(r["step"]) for r in sorted(rows, key=lambda r: -float(r["stoch_mean"]))[:2]]
+    args = ["data", "export-policies", str(out), "--out", str(pols), "--episodes", "3"]
+    assert main([*args, "--levels", "expert", "--candidates", "2"]) == 0
+    expert = json.loads((pols / "policies.json").read_text())["pendulum"]["expert"]
+    screened = expert["screened"]
+    assert [r["train_step"] for r in screened] == top2
+    best = max(screened, key=lambda r: r["return_mean"])
+    assert expert["train_step"] == best["train_step"]
+    # the shipped numbers are the screen's own: the same episodes, measured once more
+    assert (
+        expert["return_mean"] == best["return_mean"] and expert["return_min"] <= best["return_mean"]
+    )
+    assert f"step {top2[0]:>8}" in capsys.readouterr().out
+    # without --candidates the expert is the best 10-episode snapshot, not screened
+    assert main([*args, "--levels", "expert"]) == 0
+    expert = json.loads((pols / "policies.json").read_text())["pendulum"]["expert"]
+    assert expert["train_step"] == top2[0] and "screened" not in expert

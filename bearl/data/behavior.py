@@ -344,6 +344,7 @@ def export_policies(
     seed: int = 0,
     max_chain: int = 24,
     levels: Sequence[str] = LEVELS,
+    candidates: int = 1,
 ) -> dict[str, dict]:
     """Write ``<env>-medium.pt``, ``<env>-expert.pt`` and ``<env>-replay.pt`` into ``out_dir``.
 
@@ -356,8 +357,12 @@ def export_policies(
     again over ``episodes`` stochastic episodes; the numbers go into ``policies.json``. The chain
     keeps every k-th snapshot, k the smallest that leaves at most ``max_chain`` of them (each
     ~140 KB), and each one then stands for the k x ``eval_every`` env steps that follow it.
+
+    ``candidates`` > 1 (without ``expert_step``): the expert is the best of the ``candidates``
+    snapshots with the highest 10-episode returns, each measured over the same ``episodes``
+    stochastic episodes (:func:`screen_experts`). A 10-episode evaluation cannot see a policy
+    that falls in one episode of fifty, and a dataset of 1,000 episodes does.
     """
-    from bearl.data.policy_io import load_policy_file
     from bearl.envs import env_family
 
     unknown = sorted(set(levels) - set(LEVELS))
@@ -368,29 +373,20 @@ def export_policies(
     env_id = run["env_id"]
     family = env_family(env_id)
     rows = read_evaluations(run_dir)
+    screened: list[dict] = []
+    if expert_step is None and candidates > 1:
+        screened = screen_experts(run_dir, rows, candidates, episodes, seed)
+        expert_step = max(screened, key=lambda r: r["return_mean"])["train_step"]
     m_step, e_step = choose_snapshots(rows, medium_step, expert_step)
-    refs = reference_scores(env_id)
     index_path = out_dir / "policies.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     entry: dict[str, dict] = {}
     for level, step in (("medium", m_step), ("expert", e_step)):
         if level not in levels:
             continue
-        actor, meta = load_policy_file(run_dir / "snapshots" / f"step_{step:07d}.pt")
-        res = run_episodes(policy_act(actor, False, seed), env_id, episodes, seed=20_000 + seed)
-        stats = {
-            "env_id": env_id,
-            "train_step": step,
-            "episodes": episodes,
-            "return_mean": round(float(res.returns.mean()), 1),
-            "return_std": round(float(res.returns.std()), 1),
-            "normalized": round(float(normalized_score(res.returns.mean(), *refs)), 1)
-            if refs
-            else None,
-            "mujoco": run.get("mujoco"),
-            "gymnasium": run.get("gymnasium"),
-            "algo": run["config"].get("algo", "SAC"),  # runs from before --algo are SAC
-        }
+        actor, stats = measure_snapshot(run_dir, step, episodes, seed)
+        if level == "expert" and screened:
+            stats["screened"] = screened
         save_policy(actor, out_dir / f"{family}-{level}.pt", **stats)
         entry[level] = stats
     if "medium-replay" in levels:
@@ -400,6 +396,57 @@ def export_policies(
     index[family] = {**index.get(family, {}), **entry}
     index_path.write_text(json.dumps(index, indent=2, sort_keys=True))
     return entry
+
+
+def measure_snapshot(
+    run_dir: Path, step: int, episodes: int, seed: int = 0
+) -> tuple[TanhGaussianActor, dict]:
+    """A behaviour run's snapshot at ``step`` and its returns over ``episodes`` stochastic
+    episodes (reset seeds 20,000 + seed onwards: every snapshot meets the same starts)."""
+    from bearl.data.policy_io import load_policy_file
+
+    run = json.loads((Path(run_dir) / "run.json").read_text())
+    env_id = run["env_id"]
+    refs = reference_scores(env_id)
+    actor, _ = load_policy_file(Path(run_dir) / "snapshots" / f"step_{step:07d}.pt")
+    returns = run_episodes(
+        policy_act(actor, False, seed), env_id, episodes, seed=20_000 + seed
+    ).returns
+    stats = {
+        "env_id": env_id,
+        "train_step": step,
+        "episodes": episodes,
+        "return_mean": round(float(returns.mean()), 1),
+        "return_std": round(float(returns.std()), 1),
+        "return_min": round(float(returns.min()), 1),
+        "normalized": round(float(normalized_score(returns.mean(), *refs)), 1) if refs else None,
+        "mujoco": run.get("mujoco"),
+        "gymnasium": run.get("gymnasium"),
+        "algo": run["config"].get("algo", "SAC"),  # runs from before --algo are SAC
+    }
+    return actor, stats
+
+
+def screen_experts(
+    run_dir: Path, rows: list[dict[str, float]], candidates: int, episodes: int, seed: int = 0
+) -> list[dict]:
+    """Measure the ``candidates`` snapshots with the highest 10-episode stochastic returns over
+    ``episodes`` episodes each; one row per snapshot (step, mean, std, min, normalized), printed
+    as it is measured. The best mean of several is biased upwards (by about its standard error
+    for a handful of candidates): the dataset made from it is the independent check."""
+    best = sorted(rows, key=lambda r: r["stoch_mean"], reverse=True)[:candidates]
+    out = []
+    for r in best:
+        _, stats = measure_snapshot(run_dir, int(r["step"]), episodes, seed)
+        keep = ("train_step", "return_mean", "return_std", "return_min", "normalized")
+        out.append({k: stats[k] for k in keep})
+        print(
+            f"step {stats['train_step']:>8}: 10 episodes {r['stoch_mean']:9.1f}, "
+            f"{episodes} episodes {stats['return_mean']:9.1f} ± {stats['return_std']:.1f} "
+            f"(min {stats['return_min']:.1f}), normalized {stats['normalized']}",
+            flush=True,
+        )
+    return out
 
 
 def _export_replay_chain(run_dir: Path, run: dict, m_step: int, max_chain: int, path: Path) -> dict:
