@@ -42,14 +42,16 @@ class TrainConfig:
     """What to train on and how the run is driven (algorithm-independent)."""
 
     algo: str = "BEAR"
-    """Algorithm: BEAR, BCQ, TD3, BC, KLControl or DQfD (case-insensitive)."""
+    """Algorithm: BEAR, BCQ, TD3, BC, KLControl, DQfD, TD3BC, IQL or CQL (case-insensitive)."""
     dataset: str = "hopper-medium"
     """Dataset: a file (D4RL HDF5, original pickle, npy/npz), a Minari id (``minari:ID``) or
     folder, a D4RL name from the local cache (``hopper-medium-v2``) or a bearl suite name."""
     env: str | None = None
     """Evaluation environment; inferred from the dataset's metadata when not given."""
     preset: str = "paper"
-    """Hyperparameter preset: ``paper`` (rlkit / D4RL paper) or ``original`` (NeurIPS code)."""
+    """Hyperparameter preset: ``paper`` (the algorithm's paper; for BEAR rlkit's settings of the
+    D4RL paper) or ``original`` (its authors' code; for BEAR the NeurIPS 2019 code). A run's
+    first line says what each is for the algorithm chosen."""
     steps: int = 15_000
     """Gradient steps in total. The default is sized for the quick start (about 10 minutes of
     training on 2 CPU cores); the BEAR papers trained for 1M (original) to 3M (rlkit) steps."""
@@ -152,11 +154,9 @@ def _true(value: Any) -> bool:
 WARM_START_MAX_FRACTION = 5  # presets' warm starts take at most 1/5 of a run's steps
 
 
-# The presets, in words (each algorithm's file holds their values).
-PRESETS: dict[str, str] = {
-    "paper": "the D4RL paper's settings (rlkit's re-implementation)",
-    "original": "the NeurIPS 2019 code's settings",
-}
+# The presets' names; each algorithm's file holds their values (``presets``) and what they are
+# in words (``preset_docs``).
+PRESETS: tuple[str, ...] = ("paper", "original")
 
 
 def warm_start_note(train: TrainConfig, algo_cfg: Any, steps: int) -> str | None:
@@ -193,11 +193,12 @@ def preset_line(algo: str, preset: str, env: str | None) -> str:
     """The preset a run uses, and how to get the other one, in one line."""
     from bearl.algos import algorithm_class
 
-    name = algorithm_class(algo).name
+    cls = algorithm_class(algo)
+    name, words = cls.name, cls.preset_docs
     other = next(p for p in PRESETS if p != preset)
     if preset_overrides(name, preset, env) == preset_overrides(name, other, env):
         return f"{name}, {preset} preset (for {name} the same as --preset {other})"
-    return f"{name}, {preset} preset: {PRESETS[preset]}; --preset {other} for {PRESETS[other]}"
+    return f"{name}, {preset} preset: {words[preset]}; --preset {other} for {words[other]}"
 
 
 # -- field docs and parsing ---------------------------------------------------------------------

@@ -8,6 +8,7 @@ import ast
 from pathlib import Path
 
 import bearl.algos
+from bearl.algos.base import Algorithm
 
 PACKAGE = Path(bearl.algos.__file__).resolve().parents[1]
 LAYERS = [
@@ -81,6 +82,28 @@ def test_algorithms_are_registered_by_real_imports():
         assert cls.name == name and cls.__module__.startswith("bearl.algos.")
         assert cls.config_cls.__module__ == cls.__module__
         assert set(cls.presets) <= {"paper", "original"}
+
+
+def test_every_algorithm_is_named_in_the_cli_and_says_its_own_presets():
+    """An algorithm added to the registry shows in ``--algo``'s help, and the start line of its
+    runs describes its own presets, not BEAR's (they once said "the D4RL paper's settings" for
+    IQL). A preset that differs from the other is described, and no two algorithms with
+    presets of their own share a description."""
+    from bearl.algos import ALGORITHMS
+    from bearl.config import PRESETS, TrainConfig, field_docs, preset_line, preset_overrides
+
+    algo_help = field_docs(TrainConfig)["algo"]
+    seen: dict[str, str] = {}
+    for name, cls in ALGORITHMS.items():
+        assert name in algo_help, f"--algo's help does not name {name}"
+        if preset_overrides(name, "paper", None) == preset_overrides(name, "original", None):
+            assert "the same as --preset" in preset_line(name, "paper", None)
+            continue
+        for preset in PRESETS:
+            words = cls.preset_docs[preset]
+            assert words != Algorithm.preset_docs[preset], f"{name} keeps the default {preset}"
+            assert words in preset_line(name, preset, None)
+            assert seen.setdefault(words, name) == name, f"{name} and {seen[words]}: {words}"
 
 
 def test_the_readme_layout_names_every_module():

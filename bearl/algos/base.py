@@ -16,7 +16,8 @@ An algorithm knows nothing about files, loggers or environments:
   a ``critic`` EnsembleCritic; None without a critic), used by the diagnostics.
 
 And as data, on the class: ``config_cls`` (a dataclass of its settings, see settings.py),
-``presets`` (``paper`` / ``original`` overrides of the config's defaults), ``env_presets``
+``presets`` (``paper`` / ``original`` overrides of the config's defaults), ``preset_docs`` (what
+each preset is, in words: the start line of a run says it), ``env_presets``
 (per preset, per env family), ``bench_settings`` (what ``bearl bench`` runs, matched to the
 d3rlpy peer) and ``bench_peer_flags`` (how those settings are spelled for the peer).
 
@@ -41,6 +42,10 @@ class Algorithm:
     name: ClassVar[str] = "?"
     config_cls: ClassVar[type]
     presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}, "original": {}}
+    preset_docs: ClassVar[dict[str, str]] = {
+        "paper": "the settings of its paper",
+        "original": "the settings of its authors' code",
+    }
     env_presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
     bench_settings: ClassVar[dict[str, Any]] = {}
     bench_peer_flags: ClassVar[dict[str, str]] = {}

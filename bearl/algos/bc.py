@@ -89,6 +89,10 @@ class BC(Algorithm):
 
     name: ClassVar[str] = "BC"
     config_cls: ClassVar[type] = BCConfig
+    preset_docs: ClassVar[dict] = {
+        "paper": "tanh-Gaussian maximum likelihood, the D4RL paper's BC",
+        "original": "the BEAR code's BC: BCQ's VAE cloning",
+    }
     presets: ClassVar[dict] = {
         "paper": {},  # tanh-Gaussian maximum likelihood: the defaults
         "original": {  # BCQ(cloning=True): VAE cloning

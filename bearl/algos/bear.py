@@ -186,6 +186,10 @@ class BEAR(Algorithm):
 
     name: ClassVar[str] = "BEAR"
     config_cls: ClassVar[type] = BEARConfig
+    preset_docs: ClassVar[dict] = {
+        "paper": "the D4RL paper's settings (rlkit's re-implementation)",
+        "original": "the NeurIPS 2019 code's settings",
+    }
     presets: ClassVar[dict] = PRESETS
     env_presets: ClassVar[dict] = ENV_PRESETS
     bench_settings: ClassVar[dict] = BENCH_SETTINGS

@@ -179,6 +179,10 @@ class CQL(Algorithm):
 
     name: ClassVar[str] = "CQL"
     config_cls: ClassVar[type] = CQLConfig
+    preset_docs: ClassVar[dict] = {
+        "paper": "the CQL paper's settings (CQL(H), alpha 5.0; its code where the paper is silent)",
+        "original": "the authors' README command for MuJoCo (actor lr 1e-4)",
+    }
     presets: ClassVar[dict] = PRESETS
     bench_settings: ClassVar[dict] = BENCH_SETTINGS
     bench_peer_flags: ClassVar[dict] = {"n_action_samples": "--n-action-samples"}

@@ -78,6 +78,10 @@ class DQfD(TD3):
 
     name: ClassVar[str] = "DQfD"
     config_cls: ClassVar[type] = DQfDConfig
+    preset_docs: ClassVar[dict] = {
+        "paper": "TD3's paper settings with the margin loss on dataset actions",
+        "original": "the BEAR repository's settings (VAE demo actions)",
+    }
     presets: ClassVar[dict] = {
         "paper": {},  # TD3's paper settings plus the margin loss on dataset actions: the defaults
         "original": {

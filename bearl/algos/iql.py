@@ -147,6 +147,10 @@ class IQL(Algorithm):
 
     name: ClassVar[str] = "IQL"
     config_cls: ClassVar[type] = IQLConfig
+    preset_docs: ClassVar[dict] = {
+        "paper": "the IQL paper's locomotion settings (expectile 0.7, temperature 3.0)",
+        "original": "the authors' code (ikostrikov/implicit_q_learning: cosine actor-lr decay)",
+    }
     presets: ClassVar[dict] = PRESETS
     bench_settings: ClassVar[dict] = BENCH_SETTINGS
 

@@ -85,6 +85,10 @@ class KLControl(Algorithm):
 
     name: ClassVar[str] = "KLControl"
     config_cls: ClassVar[type] = KLControlConfig
+    preset_docs: ClassVar[dict] = {
+        "paper": "bearl's defaults (no published continuous-action setup)",
+        "original": "the BEAR repository's settings",
+    }
     presets: ClassVar[dict] = {
         "paper": {},  # no published continuous setup: bearl's defaults
         "original": {  # the BEAR repository's

@@ -62,6 +62,10 @@ class TD3(Algorithm):
 
     name: ClassVar[str] = "TD3"
     config_cls: ClassVar[type] = TD3Config
+    preset_docs: ClassVar[dict] = {
+        "paper": "the TD3 author's current settings",
+        "original": "the BEAR code's copy of TD3",
+    }
     presets: ClassVar[dict] = {
         "paper": {},  # the TD3 author's current settings: the defaults
         "original": ORIGINAL_CODE,  # the BEAR code's copy of TD3

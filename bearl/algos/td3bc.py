@@ -72,6 +72,10 @@ class TD3BC(TD3):
 
     name: ClassVar[str] = "TD3BC"
     config_cls: ClassVar[type] = TD3BCConfig
+    preset_docs: ClassVar[dict] = {
+        "paper": "the TD3+BC paper's settings (alpha 2.5, state normalisation)",
+        "original": "the authors' code (sfujim/TD3_BC)",
+    }
     presets: ClassVar[dict] = {
         "paper": {},  # TD3's defaults with alpha 2.5 (paper, Sec. 5 and Table 5)
         "original": {},  # the authors' code (sfujim/TD3_BC main.py): the same values
