@@ -4,9 +4,10 @@ folders of ``results/study_200k``:
     python experiments/study_results.py                  # table to stdout, figure to docs/figures
 
 Figure ``docs/figures/study_200k.png``: one panel per dataset, the normalized score of every
-algorithm against gradient steps (mean ± std over seeds when there are several), BEAR's
-deterministic rule (the mean action tanh(mu(s)), ``--eval_deterministic``) dashed beside its own
-rule, and the data's own level as a grey line. Only runs that have reached the last step of the
+algorithm against gradient steps (mean ± std over seeds when there are several), the mean
+action (``--eval_deterministic``) dashed beside the own rule of the algorithms that sample
+(``SAMPLING``: BEAR's best of sampled actions by Q, IQL's and CQL's policy samples), and the
+data's own level as a grey line. Only runs that have reached the last step of the
 study are drawn; runs in progress are listed as such.
 
 Table: per algorithm, dataset and action rule, at 50k, 100k and 200k steps: the score of that
@@ -49,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS = 200_000
 AT = (50_000, 100_000, 200_000)
 RULES = {"NormalizedScore": "own rule", "DeterministicNormalizedScore": "mean action"}
+SAMPLING = ("BEAR", "IQL", "CQL")  # their own rule samples: the mean action is drawn too
 
 
 def load(paths):
@@ -222,7 +224,7 @@ def figure(done, out: Path) -> None:
                 if (
                     not runs
                     or not all(col in d for d in runs)
-                    or (algo != "BEAR" and style == "--")
+                    or (algo not in SAMPLING and style == "--")
                 ):
                     continue
                 ys = np.stack([d[col] for d in runs])

@@ -378,6 +378,24 @@ def test_results_page_runs_table_counts_the_plan_and_the_repaired_peer_apart(tmp
     assert "repaired" not in plain
 
 
+def test_results_page_score_matrix_of_both_suites(tmp_path):
+    """experiments/update_results.py --modern: a spec's algorithms come from ``algos`` or its
+    ``parts`` in order; the matrix holds each cell's mean ± std over seeds (population std, as
+    ``bearl report``), the seed count
+    where it is not the planned 3, and a dash where nothing finished."""
+    mod = _experiment_script("update_results")
+    spec = {"algos": ["BEAR"], "parts": [{"algos": ["TD3BC", "IQL"]}, {"algos": ["CQL", "IQL"]}]}
+    assert mod.spec_algos(spec) == ["BEAR", "TD3BC", "IQL", "CQL"]
+    root = tmp_path / "suite"
+    for seed, final in enumerate([1.0, 2.0, 6.0]):
+        write_run(root, f"IQL_a_seed{seed}", "IQL", "a", seed, [0.0, final])
+    write_run(root, "CQL_b_seed0", "CQL", "b", 0, [5.0, 4.0])
+    write_run(root, "CQL_b_seed1", "CQL", "b", 1, [9.0], result=False)  # unfinished: left out
+    table = mod.score_matrix(mod.finished(root), ["IQL", "CQL"], ["a", "b"])
+    assert "| IQL | 3.0 ± 2.2 | – |" in table  # np.std([1, 2, 6]) = 2.16; ddof=1 gives 2.6
+    assert "| CQL | – | 4.0 (n=1) |" in table
+
+
 def test_overestimation_and_distances_against_direct_computations():
     q = torch.tensor([1.0, 3.0, 8.0])
     g = np.array([0.5, 1.5, 1.0])
