@@ -56,6 +56,11 @@ VARIANTS: dict[str, dict] = {
         "backup": "soft",
     },
     "CQL-max": {"algo": "CQL", "warm_start_steps": 100, "backup": "max", "auto_alpha": False},
+    # bf16 (a CPU without native bf16 converts: slower, the same comparison)
+    "BEAR-bf16": {"algo": "BEAR", "precision": "bf16"},
+    "BCQ-bf16": {"algo": "BCQ", "precision": "bf16"},
+    "TD3-bf16": {"algo": "TD3", "precision": "bf16"},
+    "CQL-bf16": {"algo": "CQL", "warm_start_steps": 100, "precision": "bf16"},
 }
 MACHINE_COLUMNS = {"WallTime", "UpdatesPerSecond", "MemoryMiB"}
 
