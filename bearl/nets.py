@@ -124,11 +124,16 @@ class EnsembleCritic(nn.Module):
         h_obs = torch.matmul(o, w[:, : self.obs_dim]) + bias  # [n, Bo, h]
         h = torch.matmul(a, w[:, self.obs_dim :])  # [n, Ba, h]
         if o.shape[0] == a.shape[0]:
-            h = h.add_(h_obs)
+            x = h.add_(h_obs).relu_()
         else:  # each state is shared by Ba / Bo consecutive actions
             n, bo, width = h_obs.shape
-            h = h.view(n, bo, -1, width).add_(h_obs.unsqueeze(2)).view(n, -1, width)
-        x = h.relu_()
+            shared = h_obs.unsqueeze(2)
+            if h.dtype == h_obs.dtype:
+                # out of place, then viewed: in place on a view, autograd would clone the whole
+                # [n, Ba, h] gradient (CopySlices) in every backward; the same numbers either way
+                x = (h.view(n, bo, -1, width) + shared).relu_().view(n, -1, width)
+            else:  # bf16 matmul + float32 bias: in place keeps the sum in h's dtype (its rounding)
+                x = h.view(n, bo, -1, width).add_(shared).view(n, -1, width).relu_()
         for layer in self.hidden[1:]:
             x = layer(x, sl).relu_()
         return x

@@ -126,6 +126,27 @@ def test_critic_member_matches_the_full_ensemble():
     torch.testing.assert_close(critic(obs, act[:, 0], member=1), critic(obs, act[:, 0])[1])
 
 
+@pytest.mark.parametrize("dtype", [None, torch.bfloat16])
+def test_critic_with_shared_states_matches_repeated_states(dtype):
+    """A state given once for K actions (the backups' and CQL's sampled actions) gives the same
+    Q values and gradients as the state repeated K times (the plain path)."""
+    from bearl.nets import EnsembleCritic
+
+    torch.manual_seed(0)
+    critic = EnsembleCritic(OBS, ACT, (16, 16), n=2)
+    critic.matmul_dtype = dtype
+    obs, act = torch.randn(5, 1, OBS, requires_grad=True), torch.randn(5, 4, ACT)
+    shared = critic(obs, act)
+    g = torch.randn_like(shared)
+    got = torch.autograd.grad(shared, [obs, *critic.parameters()], g)
+    repeated = critic(obs.expand(5, 4, OBS), act)
+    want = torch.autograd.grad(repeated, [obs, *critic.parameters()], g)
+    tol = {} if dtype is None else {"rtol": 2e-2, "atol": 2e-2}
+    torch.testing.assert_close(shared, repeated, **tol)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, **tol)
+
+
 @pytest.mark.parametrize("out", [1, 7])
 @pytest.mark.parametrize("shared_input", [True, False])
 def test_ensemble_linear_is_n_independent_layers(out, shared_input):
