@@ -446,7 +446,7 @@ def _sweep_parser(sub) -> None:
         "--dry_run",
         dest="dry_run",
         action="store_true",
-        help="print the trials and their state, run nothing",
+        help="print the trials, their state and the core-hours left at measured paces; run nothing",
     )
     p.add_argument(
         "--local",

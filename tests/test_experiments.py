@@ -25,6 +25,7 @@ from bearl.experiments.plot import curves, plot_runs
 from bearl.experiments.report import report, summarize
 from bearl.experiments.sweep import (
     SweepProgress,
+    estimate_left,
     expand,
     load_spec,
     run_in_subprocess,
@@ -673,6 +674,60 @@ def test_finished_trials_are_skipped(tmp_path):
     out = io.StringIO()
     run_sweep(spec, dry_run=True, out=out)
     assert "done     TD3_d_seed0" in out.getvalue() and "new      TD3_d_seed1" in out.getvalue()
+
+
+def test_dry_run_estimates_what_is_left_from_measured_paces(tmp_path):
+    """bearl sweep --dry-run: each unfinished trial's core-hours left, at its own pace once it
+    has run, else at the pace of finished trials of its algorithm and precision (those on this
+    CPU first), else at that of such trials in progress, else none."""
+    from bearl.perf import machine
+
+    spec = load_spec(
+        {"log_dir": str(tmp_path), "algos": ["TD3", "BC", "BEAR"], "datasets": ["d"]}
+        | {"seeds": [0, 1, 2, 3], "base": {"steps": 7200}}
+    )
+    trials = {t.name: t for t in expand(spec)}
+    here = machine()
+
+    def finish(name: str, wall: float, cpu: dict) -> None:
+        d = trials[name].run_dir
+        d.mkdir()
+        (d / "result.json").write_text(
+            json.dumps({"steps": 7200, "wall_time": wall, "machine": cpu})
+        )
+
+    def in_progress(name: str, step: int, wall: float) -> None:
+        d = trials[name].run_dir
+        d.mkdir()
+        (d / "progress.csv").write_text(f"Step,WallTime\n{step // 2},{wall / 2}\n{step},{wall}\n")
+        (d / "checkpoint.pt").write_bytes(b"")
+
+    finish("TD3_d_seed0", 3600, here)  # 2 steps/s on this CPU
+    finish("TD3_d_seed1", 360, {**here, "model": -1})  # 20 steps/s on another CPU
+    in_progress("TD3_d_seed2", 1800, 1800)  # its own pace: 1 step/s, 5400 steps left
+    finish("BC_d_seed0", 720, {**here, "model": -1})  # only another CPU's: 10 steps/s
+    in_progress("BEAR_d_seed0", 3600, 900)  # 4 steps/s
+    status = {t.name: trial_status(t) for t in trials.values()}
+    left = estimate_left(list(trials.values()), status)
+
+    assert set(left) == set(trials) - {"TD3_d_seed0", "TD3_d_seed1", "BC_d_seed0"}
+    assert left["TD3_d_seed2"][0] == pytest.approx(1.5)
+    assert left["TD3_d_seed3"][0] == pytest.approx(1.0)  # this CPU's run, not the mean of both
+    assert "1 run finished on this CPU" in left["TD3_d_seed3"][1]
+    assert left["BC_d_seed1"][0] == pytest.approx(0.2)
+    assert "on other CPUs" in left["BC_d_seed1"][1]
+    assert left["BEAR_d_seed0"][0] == pytest.approx(0.25)
+    assert left["BEAR_d_seed1"][0] == pytest.approx(0.5)  # the run in progress: 7200 at 4/s
+    assert "1 run in progress" in left["BEAR_d_seed1"][1]
+
+    out = io.StringIO()
+    run_sweep(spec, dry_run=True, out=out)
+    text = out.getvalue()
+    assert re.search(r"resume +TD3_d_seed2 +from its checkpoint; ~1.50 core-h left \(its own", text)
+    assert re.search(r"new +BEAR_d_seed1 +~0.50 core-h left \(1 run in progress, 4.0 s", text)
+    total = sum(e[0] for e in left.values())
+    assert total == pytest.approx(1.5 + 1.0 + 3 * 0.2 + 0.25 + 3 * 0.5)
+    assert f"left: ~{total:.1f} core-hours in 9 unfinished trials" in text
 
 
 def test_sweep_dry_run_cli(tmp_path, capsys):

@@ -722,16 +722,108 @@ def _plan_counts(status: dict[str, tuple[str, str]]) -> dict[str, int]:
     return counts
 
 
+# -- what is left, in core-hours ------------------------------------------------------------------
+def _rate_key(trial: Trial) -> tuple[str, str, str]:
+    """What sets a trial's pace: its algorithm, precision and behaviour model."""
+    from bearl.config import resolve
+
+    cfg, algo_cfg = resolve(dict(trial.values))
+    return trial.algo, cfg.precision, str(getattr(algo_cfg, "behavior_model", "joint"))
+
+
+def _own_pace(trial: Trial) -> tuple[int, float] | None:
+    """(step, wall seconds) of the trial's last progress row, or None before its first."""
+    from bearl.training.curve import read_progress
+
+    try:
+        rows = read_progress(trial.run_dir)
+    except BearlError:
+        return None
+    step, wall = int(rows["Step"][-1]), float(rows["WallTime"][-1])
+    return (step, wall) if step > 0 and wall > 0 else None
+
+
+def _runs(n: int) -> str:
+    return f"{n} run{'s' * (n > 1)}"
+
+
+def _same_cpu(a: dict | None, b: dict) -> bool:
+    return bool(a) and all(a.get(k) == b.get(k) for k in ("cpu", "family", "model"))
+
+
+def estimate_left(
+    trials: list[Trial], status: dict[str, tuple[str, str]]
+) -> dict[str, tuple[float, str] | None]:
+    """Core-hours each unfinished trial has left (one core, evaluations included), and what
+    the estimate rests on; None where nothing measured applies.
+
+    The pace is the trial's own (its last progress row: steps over wall time) once it has run,
+    else the mean pace of the spec's finished trials of the same algorithm, precision and
+    behaviour model, those on this machine's CPU model when there are any (``result.json``'s
+    ``machine``), else that of such trials in progress. A core-hour buys other numbers of steps
+    on other CPUs (docs/performance.md), so an estimate from another CPU says so.
+    """
+    from bearl.config import resolve
+    from bearl.perf import machine
+
+    here = machine()
+    finished: dict[tuple[str, str, str], list[tuple[float, bool]]] = {}
+    for t in trials:
+        result = read_json(t.run_dir / "result.json") if status[t.name][0] == "done" else None
+        if result and float(result.get("wall_time") or 0) > 0 and result.get("steps"):
+            pace = float(result["steps"]) / float(result["wall_time"])
+            same = _same_cpu(result.get("machine"), here)
+            finished.setdefault(_rate_key(t), []).append((pace, same))
+    unfinished = [t for t in trials if status[t.name][0] not in ("done", "conflict")]
+    own_paces = {t.name: _own_pace(t) for t in unfinished}
+    running: dict[tuple[str, str, str], list[float]] = {}
+    for t in unfinished:
+        if own := own_paces[t.name]:
+            running.setdefault(_rate_key(t), []).append(own[0] / own[1])
+    out: dict[str, tuple[float, str] | None] = {}
+    for t in unfinished:
+        steps, key, own = resolve(dict(t.values))[0].steps, _rate_key(t), own_paces[t.name]
+        step = own[0] if own else 0
+        if own:
+            pace, basis = own[0] / own[1], "its own pace"
+        elif key in finished:
+            mine = [p for p, same in finished[key] if same]
+            pool = mine or [p for p, _ in finished[key]]
+            where = "on this CPU" if mine else "on other CPUs"
+            pace, basis = float(np.mean(pool)), f"{_runs(len(pool))} finished {where}"
+        elif key in running:
+            pace, basis = float(np.mean(running[key])), f"{_runs(len(running[key]))} in progress"
+        else:
+            out[t.name] = None
+            continue
+        out[t.name] = (max(steps - step, 0) / pace / 3600, f"{basis}, {pace:.1f} steps/s")
+    return out
+
+
 def _print_plan(
     trials: list[Trial], status: dict[str, tuple[str, str]], spec: SweepSpec, out: TextIO
 ) -> None:
     print(f"{len(trials)} trials in {spec.log_dir}:", file=out)
     width = max(len(t.name) for t in trials)
+    left = estimate_left(trials, status)
     for t in trials:
         s, detail = status[t.name]
+        if t.name in left:
+            est = left[t.name]
+            cost = f"~{est[0]:.2f} core-h left ({est[1]})" if est else "no pace measured yet"
+            detail = f"{detail}; {cost}" if detail else cost
         print(f"  {s:<8} {t.name:<{width}}  {detail}".rstrip(), file=out)
     counts = ", ".join(f"{n} {s}" for s, n in sorted(_plan_counts(status).items()))
     print(f"({counts}; common settings: {json.dumps(spec.base, default=str)})", file=out)
+    if left:
+        known = [e[0] for e in left.values() if e]
+        unknown = len(left) - len(known)
+        print(
+            f"left: ~{sum(known):.1f} core-hours in {len(known)} unfinished trials at their "
+            "measured pace (one core each, evaluations included)"
+            + (f"; {unknown} with no pace measured yet" if unknown else ""),
+            file=out,
+        )
 
 
 def _score_text(score: Any) -> str:
