@@ -6,8 +6,8 @@
 For each folder: the finished runs (``result.json``) with their wall time on one core, the
 behaviour-VAE fits their debug.log reports (``behavior_model=pretrained``: fitted once per
 dataset, VAE settings, seed and precision, before the run's own clock starts), and the
-unfinished runs with the step and wall time of their last progress row. Wall time counts what a
-run's clock saw: a run paused with SIGSTOP for a benchmark does not count the pause, a run
+unfinished runs with the step and wall time of their last progress row. Wall time is what a
+run's wall clock saw: a run paused with SIGSTOP for a benchmark counts the pause, a run
 restarted from step 0 counts only its last start. One line per run, then the totals. A folder
 of ``bearl data train-behavior`` (it has ``evaluations.csv``) gets one line: its env steps and
 wall time at the last evaluation.
