@@ -454,7 +454,8 @@ def _sweep_parser(sub) -> None:
         help="run the trials without Ray, one after another, each in a fresh process; "
         "start the same command again in another terminal to use another core",
     )
-    p.add_argument(
+    bf16 = p.add_mutually_exclusive_group()
+    bf16.add_argument(
         "--converted-bf16",
         "--converted_bf16",
         dest="converted_bf16",
@@ -462,6 +463,15 @@ def _sweep_parser(sub) -> None:
         help="also run the trials with precision bf16 on a CPU without native bf16 "
         "(no avx512_bf16 / amx_bf16 flag), where they run several times slower than fp32; "
         "by default they are deferred, and the sweep exits with status 3 once the rest is done",
+    )
+    bf16.add_argument(
+        "--fp32-fallback",
+        "--fp32_fallback",
+        dest="fp32_fallback",
+        action="store_true",
+        help="on a CPU without native bf16, run the bf16 trials not started yet in fp32 "
+        "instead (the reference precision), recorded as fp32 in their folders; every sweep "
+        "of the spec then counts and resumes them in fp32; started bf16 trials stay deferred",
     )
     p.set_defaults(func=cmd_sweep)
 
@@ -476,6 +486,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         local=args.local,
         dry_run=args.dry_run,
         converted_bf16=args.converted_bf16,
+        fp32_fallback=args.fp32_fallback,
     )
     counts = summary["counts"]
     if counts.get("failed") or counts.get("conflict"):

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -707,9 +708,25 @@ def test_dry_run_estimates_what_is_left_from_measured_paces(tmp_path):
     in_progress("TD3_d_seed2", 1800, 1800)  # its own pace: 1 step/s, 5400 steps left
     finish("BC_d_seed0", 720, {**here, "model": -1})  # only another CPU's: 10 steps/s
     in_progress("BEAR_d_seed0", 3600, 900)  # 4 steps/s
+    # another spec's finished runs in the same folder (an earlier stage) count by their
+    # params.json: BCQ's fp32 run does, its bf16 one is another pace, a folder without
+    # params.json is nobody's
+    for name, precision, wall in (("fp32", "fp32", 1800), ("bf16", "bf16", 100), ("x", "", 1)):
+        d = tmp_path / f"BCQ_d_{name}"
+        d.mkdir()
+        (d / "result.json").write_text(json.dumps({"steps": 7200, "wall_time": wall}))
+        if precision:
+            params = {"algorithm": "BCQ", "algo": {}, "train": {"precision": precision}}
+            (d / "params.json").write_text(json.dumps(params))
+    bcq = {"log_dir": str(tmp_path), "algos": ["BCQ"], "datasets": ["d"], "base": {"steps": 7200}}
+    trials |= {t.name: t for t in expand(load_spec(bcq))}
     status = {t.name: trial_status(t) for t in trials.values()}
     left = estimate_left(list(trials.values()), status)
 
+    assert left["BCQ_d_seed0"][0] == pytest.approx(0.5)  # 4 steps/s, the fp32 run's pace
+    assert "1 run finished on other CPUs" in left["BCQ_d_seed0"][1]
+    for n in [n for n in trials if n.startswith("BCQ")]:
+        del trials[n], left[n]
     assert set(left) == set(trials) - {"TD3_d_seed0", "TD3_d_seed1", "BC_d_seed0"}
     assert left["TD3_d_seed2"][0] == pytest.approx(1.5)
     assert left["TD3_d_seed3"][0] == pytest.approx(1.0)  # this CPU's run, not the mean of both
@@ -825,6 +842,55 @@ def test_bf16_trials_wait_for_a_cpu_with_native_bf16(tmp_path, monkeypatch, caps
     (sweep / "BEAR_pendulum_seed0" / "result.json").unlink()
     summary = run_sweep(path, local=True, out=io.StringIO())
     assert summary["counts"]["deferred"] == 0 and summary["counts"]["done"] == 2
+
+
+def test_fp32_fallback_runs_new_bf16_trials_in_fp32_and_every_sweep_keeps_them(
+    tmp_path, monkeypatch, capsys
+):
+    """--fp32-fallback on a CPU without native bf16: the bf16 trials not started run in fp32
+    (recorded so), a started bf16 one stays deferred, and a later sweep of the same spec on a
+    CPU with native bf16 counts the fp32 run as the trial's and resumes it in fp32; a bf16 run
+    in an fp32 trial's folder is still a conflict."""
+    import bearl.perf
+
+    spec = _tiny_spec(tmp_path, seeds=(0, 1))
+    spec["base"]["precision"] = "bf16"
+    path = tmp_path / "spec.yaml"
+    path.write_text(json.dumps(spec))
+    sweep = tmp_path / "sweep"
+    monkeypatch.setattr(bearl.perf, "native_bf16", lambda device="cpu": False)
+    assert main(["sweep", str(path), "--dry-run", "--fp32-fallback"]) == 0
+    assert "left: 2 unfinished trials, no pace measured yet" in capsys.readouterr().out
+    # seed 1 started in bf16 (converted): its checkpoint kept, its result not yet there
+    assert main(["sweep", str(path), "--local", "--converted-bf16"]) == 0
+    shutil.rmtree(sweep / "BEAR_pendulum_seed0")  # seed 0 not started
+    (sweep / "BEAR_pendulum_seed1" / "result.json").unlink()
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--dry-run", "--fp32-fallback"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"new +BEAR_pendulum_seed0 +fp32 in place of bf16", text)
+    assert re.search(r"deferred +BEAR_pendulum_seed1 +this cpu .*checkpoint is kept", text)
+    assert main(["sweep", str(path), "--local", "--fp32-fallback"]) == 3  # seed 1 waits
+    params = json.loads((sweep / "BEAR_pendulum_seed0" / "params.json").read_text())
+    assert params["train"]["precision"] == "fp32"
+    assert json.loads((sweep / "BEAR_pendulum_seed0" / "result.json").read_text())["steps"] == 20
+    with pytest.raises(SystemExit):  # one or the other
+        main(["sweep", str(path), "--local", "--fp32-fallback", "--converted-bf16"])
+    capsys.readouterr()
+    # a CPU with native bf16, the plain spec, longer: the fp32 run resumes in fp32, seed 1 in bf16
+    monkeypatch.setattr(bearl.perf, "native_bf16", lambda device="cpu": True)
+    spec["base"]["steps"] = 30
+    summary = run_sweep(spec, local=True, out=io.StringIO())
+    assert summary["counts"]["done"] == 2 and not summary["errors"]
+    for seed, precision in ((0, "fp32"), (1, "bf16")):
+        d = sweep / f"BEAR_pendulum_seed{seed}"
+        assert json.loads((d / "params.json").read_text())["train"]["precision"] == precision
+        assert json.loads((d / "result.json").read_text())["steps"] == 30
+    # the reverse: the spec says fp32, the folder holds bf16 (seed 1): a conflict
+    spec["base"]["precision"] = "fp32"
+    summary = run_sweep(spec, local=True, out=io.StringIO())
+    assert summary["counts"]["conflict"] == 1 and summary["counts"]["done"] == 1
+    assert "precision" in summary["errors"]["BEAR_pendulum_seed1"]
 
 
 def test_a_trial_training_in_another_process_is_left_to_it(tmp_path):

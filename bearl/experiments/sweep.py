@@ -17,7 +17,8 @@ setting that an algorithm does not have is left out of its trials (BCQ above run
 not once per ``mmd_sigma``). Each trial is one run folder with a name built from its values,
 ``<ALGO>_<dataset>[_<field>=<value>...]_seed<N>``, so running the spec again skips the trials
 that have ``result.json`` and resumes those that have a checkpoint. A folder whose saved
-settings differ from the trial's is reported as a conflict and left alone.
+settings differ from the trial's is reported as a conflict and left alone, except an fp32 run
+in a bf16 trial's folder (``fp32_fallback`` of ``run_sweep``), which stands for the trial.
 
 Trials that differ by more than a grid (other seeds or settings per algorithm) go in
 ``parts``, each a spec of its own that takes what it does not set from the top (its ``base``
@@ -322,6 +323,28 @@ def trial_status(trial: Trial) -> tuple[str, str]:
     return "new", ""
 
 
+def _as_fp32(trial: Trial) -> Trial:
+    """The trial with ``precision: fp32`` in place of bf16 (the reference precision)."""
+    return Trial(trial.name, {**trial.values, "precision": "fp32"}, dict(trial.grid))
+
+
+def _as_on_disk(trial: Trial) -> tuple[Trial, bool]:
+    """A bf16 trial whose folder holds an fp32 run with its other settings the same (run with
+    ``fp32_fallback`` on a CPU without native bf16) is that fp32 run: the trial with fp32, and
+    True. fp32 is the reference that bf16 approximates (docs/performance.md, the parity table),
+    so every sweep of the spec counts that run as the trial's and resumes it in fp32. The
+    reverse, a bf16 run in an fp32 trial's folder, stays a conflict."""
+    from bearl.config import resolve
+
+    saved = read_json(trial.run_dir / "params.json")
+    if saved is None or (saved.get("train") or {}).get("precision") != "fp32":
+        return trial, False
+    if resolve(dict(trial.values))[0].precision != "bf16":
+        return trial, False
+    fp32 = _as_fp32(trial)
+    return (fp32, True) if trial_status(fp32)[0] != "conflict" else (trial, False)
+
+
 def _deferred(trial: Trial) -> str:
     """Why the trial waits for another machine (empty: it does not): a bf16 trial where the
     device converts bf16 matmuls instead of computing them."""
@@ -475,6 +498,7 @@ def run_sweep(
     dry_run: bool = False,
     out: TextIO | None = None,
     converted_bf16: bool = False,
+    fp32_fallback: bool = False,
 ) -> dict[str, Any]:
     """Run every unfinished trial of ``spec``; returns ``{"trials", "counts", "errors"}``.
 
@@ -490,17 +514,36 @@ def run_sweep(
             torch converts every bf16 matmul to fp32 and back, several times slower than fp32
             itself (docs/performance.md), so the sweep leaves them, with their checkpoints, for
             a machine that has it, and runs the rest.
+        fp32_fallback: where bf16 trials would be deferred, run those not started yet in fp32
+            instead (the reference precision, faster there than converted bf16); their folders
+            record fp32, and any later sweep of the spec counts such a run as the trial's and
+            resumes it in fp32. Started bf16 trials stay deferred: a run keeps its precision.
     """
     out = out or sys.stdout
+    if converted_bf16 and fp32_fallback:
+        raise ConfigError("--converted-bf16 and --fp32-fallback: choose one")
     spec = spec if isinstance(spec, SweepSpec) else load_spec(spec)
-    trials = expand(spec)
+    trials, fp32_runs = [], set()
+    for t in expand(spec):
+        t, fp32 = _as_on_disk(t)
+        trials.append(t)
+        if fp32:
+            fp32_runs.add(t.name)
     status = {t.name: trial_status(t) for t in trials}
     if not converted_bf16:
-        for t in trials:
+        for i, t in enumerate(trials):
             why = _deferred(t)
-            if why and status[t.name][0] in ("new", "resume"):
-                kept = "; its checkpoint is kept" if status[t.name][0] == "resume" else ""
-                status[t.name] = ("deferred", why + kept)
+            if not why or status[t.name][0] not in ("new", "resume"):
+                continue
+            if fp32_fallback and status[t.name][0] == "new":
+                trials[i] = _as_fp32(t)
+                fp32_runs.add(t.name)
+                continue
+            kept = "; its checkpoint is kept" if status[t.name][0] == "resume" else ""
+            status[t.name] = ("deferred", why + kept)
+    for name in fp32_runs:
+        s, detail = status[name]
+        status[name] = (s, "; ".join(x for x in ("fp32 in place of bf16", detail) if x))
     if dry_run:
         _print_plan(trials, status, spec, out)
         return {"trials": [t.name for t in trials], "counts": _plan_counts(status), "errors": {}}
@@ -524,7 +567,8 @@ def run_sweep(
     if deferred:
         progress.print(
             f"sweep: {len(deferred)} bf16 trials deferred: {status[deferred[0]][1]}; "
-            "run them on a machine with native bf16, or pass --converted-bf16 to run them here"
+            "run them on a machine with native bf16, or pass --converted-bf16 to run them here "
+            "(or --fp32-fallback to run those not started in fp32)"
         )
     progress.print(
         f"sweep: {len(trials)} trials in {spec.log_dir}: "
@@ -731,6 +775,16 @@ def _rate_key(trial: Trial) -> tuple[str, str, str]:
     return trial.algo, cfg.precision, str(getattr(algo_cfg, "behavior_model", "joint"))
 
 
+def _saved_rate_key(run_dir: Path) -> tuple[str, str, str] | None:
+    """``_rate_key`` of a finished run, from its params.json (None without one)."""
+    saved = read_json(run_dir / "params.json")
+    if not saved or not saved.get("algorithm"):
+        return None
+    algo, train = saved.get("algo") or {}, saved.get("train") or {}
+    precision = str(train.get("precision") or "fp32")
+    return str(saved["algorithm"]), precision, str(algo.get("behavior_model") or "joint")
+
+
 def _own_pace(trial: Trial) -> tuple[int, float] | None:
     """(step, wall seconds) of the trial's last progress row, or None before its first."""
     from bearl.training.curve import read_progress
@@ -758,8 +812,9 @@ def estimate_left(
     the estimate rests on; None where nothing measured applies.
 
     The pace is the trial's own (its last progress row: steps over wall time) once it has run,
-    else the mean pace of the spec's finished trials of the same algorithm, precision and
-    behaviour model, those on this machine's CPU model when there are any (``result.json``'s
+    else the mean pace of the finished runs of the same algorithm, precision and behaviour
+    model in the spec's log folders (its trials, and other specs' runs there, e.g. an earlier
+    stage of a study), those on this machine's CPU model when there are any (``result.json``'s
     ``machine``), else that of such trials in progress. A core-hour buys other numbers of steps
     on other CPUs (docs/performance.md), so an estimate from another CPU says so.
     """
@@ -768,21 +823,28 @@ def estimate_left(
 
     here = machine()
     finished: dict[tuple[str, str, str], list[tuple[float, bool]]] = {}
-    for t in trials:
-        result = read_json(t.run_dir / "result.json") if status[t.name][0] == "done" else None
-        if result and float(result.get("wall_time") or 0) > 0 and result.get("steps"):
-            pace = float(result["steps"]) / float(result["wall_time"])
-            same = _same_cpu(result.get("machine"), here)
-            finished.setdefault(_rate_key(t), []).append((pace, same))
+    of_spec = {t.run_dir: t for t in trials}
+    keys = {t.name: _rate_key(t) for t in trials}  # one resolve per trial
+    for folder in sorted({t.run_dir.parent for t in trials}):
+        for run in sorted(folder.glob("*/result.json")):
+            t = of_spec.get(run.parent)
+            if t is not None and status[t.name][0] != "done":
+                continue  # a result.json short of the trial's steps (it is being extended)
+            result = read_json(run)
+            key = keys[t.name] if t is not None else _saved_rate_key(run.parent)
+            if key and result and float(result.get("wall_time") or 0) > 0 and result.get("steps"):
+                pace = float(result["steps"]) / float(result["wall_time"])
+                same = _same_cpu(result.get("machine"), here)
+                finished.setdefault(key, []).append((pace, same))
     unfinished = [t for t in trials if status[t.name][0] not in ("done", "conflict")]
     own_paces = {t.name: _own_pace(t) for t in unfinished}
     running: dict[tuple[str, str, str], list[float]] = {}
     for t in unfinished:
         if own := own_paces[t.name]:
-            running.setdefault(_rate_key(t), []).append(own[0] / own[1])
+            running.setdefault(keys[t.name], []).append(own[0] / own[1])
     out: dict[str, tuple[float, str] | None] = {}
     for t in unfinished:
-        steps, key, own = resolve(dict(t.values))[0].steps, _rate_key(t), own_paces[t.name]
+        steps, key, own = resolve(dict(t.values))[0].steps, keys[t.name], own_paces[t.name]
         step = own[0] if own else 0
         if own:
             pace, basis = own[0] / own[1], "its own pace"
@@ -818,6 +880,10 @@ def _print_plan(
     if left:
         known = [e[0] for e in left.values() if e]
         unknown = len(left) - len(known)
+        if not known:
+            trials_text = f"{unknown} unfinished trial{'s' * (unknown > 1)}"
+            print(f"left: {trials_text}, no pace measured yet for any", file=out)
+            return
         print(
             f"left: ~{sum(known):.1f} core-hours in {len(known)} unfinished trials at their "
             "measured pace (one core each, evaluations included)"
