@@ -714,6 +714,12 @@ def _bench_parser(sub) -> None:
         help="comma-separated: joint (the VAE fitted in every update) and/or pretrained (frozen; "
         "algorithms with a behaviour VAE) (default: joint)",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the updates run: cpu, cuda or cuda:N (GPU rows wait for the GPU in every "
+        "timing and have no d3rlpy ratio: its peer runs on CPU) (default: cpu)",
+    )
     p.add_argument("--json", metavar="FILE", help="write the rows as JSON")
     p.set_defaults(func=cmd_bench)
 
@@ -727,6 +733,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     precisions = tuple(p.strip() for p in args.precision.split(",") if p.strip())
     presets = tuple(p.strip() for p in args.preset.split(",") if p.strip())
     behaviors = tuple(p.strip() for p in args.behavior_model.split(",") if p.strip())
+    if not (args.device == "cpu" or args.device.startswith("cuda")):
+        raise BearlError(f"--device: expected cpu, cuda or cuda:N, got '{args.device}'")
     for name, values, allowed in (
         ("precision", precisions, ("fp32", "bf16")),
         ("preset", presets, ("bench", "paper")),
@@ -747,6 +755,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         presets=presets,
         behavior_models=behaviors,
         peer_allocator=args.peer_allocator,
+        device=args.device,
     )
     if args.json:
         Path(args.json).write_text(json.dumps(rows_to_json(rows), indent=2))

@@ -25,16 +25,17 @@ TINY = {
 }
 
 
-def make(name: str, **over):
+def make(name: str, device: str = "cpu", **over):
     cls = algorithm_class(name)
     fields = cls.config_cls.__dataclass_fields__
     cfg = cls.config_cls(**{k: v for k, v in {**TINY, **over}.items() if k in fields})
     torch.manual_seed(0)
-    return cls(cfg, OBS, ACT, "cpu")
+    return cls(cfg, OBS, ACT, device)
 
 
-def batch(n=32, seed=0) -> Batch:
-    return random_batch(n, OBS, ACT, seed, terminal_rate=0.1)
+def batch(n=32, seed=0, device: str = "cpu") -> Batch:
+    b = random_batch(n, OBS, ACT, seed, terminal_rate=0.1)
+    return Batch(*(t.to(device) for t in b))
 
 
 @pytest.mark.parametrize("name", list(ALGORITHMS))

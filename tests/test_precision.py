@@ -39,14 +39,15 @@ def _data(n: int = 4000) -> Dataset:
     )
 
 
-def _one_update_both_ways(name: str, wrong_target: bool = False):
-    """(loss differences, parameter-step differences) of one update, bf16 against float32."""
+def _one_update_both_ways(name: str, wrong_target: bool = False, device: str = "cpu"):
+    """(loss differences, parameter-step differences) of one update, bf16 against float32, on
+    ``device`` (tests/test_cuda.py runs it on a GPU)."""
     cls = ALGORITHMS[name]
     torch.manual_seed(0)
     warm = "warm_start_steps" in cls.config_cls.__dataclass_fields__
     over = {"warm_start_steps": 2} if warm else {}  # the actor's Q step runs (BEAR, CQL)
-    fp32 = cls(cls.config_cls(**over), 11, 3, "cpu")
-    sampler = _data().sampler(64, "cpu", seed=0)
+    fp32 = cls(cls.config_cls(**over), 11, 3, device)
+    sampler = _data().sampler(64, device, seed=0)
     for _ in range(5):  # away from the initial state: Adam's moments are not zero
         fp32.update(sampler.sample())
     bf16 = copy.deepcopy(fp32)

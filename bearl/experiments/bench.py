@@ -15,6 +15,10 @@ A busy machine: each row also measures how many cores other processes kept busy 
 its rates are not the machine's. A roofline fraction above 1 (the update ran faster than its
 own matmuls allow, because the GEMM timings ran while the machine was busier) is refused:
 ``roofline_fraction`` is None, with a note.
+
+On a CUDA GPU (``--device cuda``) the updates, the minibatches and the roofline's GEMMs run on
+the GPU and every timing waits for it (``torch.cuda.synchronize``); d3rlpy's peer is CPU-only
+here, so GPU rows have no ratio.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from bearl.algos import algorithm_class
 from bearl.data.dataset import Dataset, DatasetInfo
+from bearl.errors import BearlError
 from bearl.perf import GLIBC_TUNABLES, CpuWatch, tune_allocator
 
 # Each algorithm's ``bench_settings`` (in its own file) are the peer's hyperparameters (d3rlpy
@@ -54,6 +59,7 @@ class Row:
     precision: str = "fp32"
     preset: str = "bench"
     behavior_model: str = "joint"
+    device: str = "cpu"
     peer: str | None = None
     peer_updates_per_s: float | None = None
     ratio: float | None = None
@@ -120,20 +126,31 @@ def seeded_algo(
     preset: str = "bench",
     precision: str = "fp32",
     behavior_model: str = "joint",
+    device: str = "cpu",
 ):
-    """``name`` built from torch seed 0, with a seed-0 sampler of ``data``: the same start for
-    every timing of it."""
+    """``name`` built from torch seed 0 on ``device``, with a seed-0 sampler of ``data`` there:
+    the same start for every timing of it."""
     torch.manual_seed(0)
-    algo, cfg = make_algo(name, preset=preset, precision=precision, behavior_model=behavior_model)
-    return algo, data.sampler(cfg.batch_size, "cpu", seed=0)
+    algo, cfg = make_algo(
+        name, device, preset=preset, precision=precision, behavior_model=behavior_model
+    )
+    return algo, data.sampler(cfg.batch_size, device, seed=0)
+
+
+def _sync(device: torch.device | str) -> None:
+    """Wait for the GPU's queued work (a no-op on CPU), so that a timer measures the work."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def time_updates(algo, sampler, steps: int, warmup: int) -> float:
     for _ in range(warmup):
         algo.update(sampler.sample())
+    _sync(sampler.device)
     t0 = time.perf_counter()
     for _ in range(steps):
         algo.update(sampler.sample())
+    _sync(sampler.device)
     return steps / (time.perf_counter() - t0)
 
 
@@ -166,18 +183,21 @@ def gemm_gflops(
     batch: int = 1,
     min_time: float = 0.05,
     dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
 ) -> float:
-    """Measured GEMM throughput (GFLOP/s) at one shape and dtype on this machine."""
-    a = (torch.randn(batch, m, k) if batch > 1 else torch.randn(m, k)).to(dtype)
-    b = (torch.randn(batch, k, n) if batch > 1 else torch.randn(k, n)).to(dtype)
+    """Measured GEMM throughput (GFLOP/s) at one shape and dtype on ``device``."""
+    a = (torch.randn(batch, m, k) if batch > 1 else torch.randn(m, k)).to(device, dtype)
+    b = (torch.randn(batch, k, n) if batch > 1 else torch.randn(k, n)).to(device, dtype)
     op = torch.bmm if batch > 1 else torch.mm
     for _ in range(3):
         op(a, b)
     reps, elapsed = 1, 0.0
     while True:
+        _sync(device)
         t0 = time.perf_counter()
         for _ in range(reps):
             op(a, b)
+        _sync(device)
         elapsed = time.perf_counter() - t0
         if elapsed >= min_time:
             break
@@ -201,7 +221,7 @@ def flops_and_roofline(algo, sampler) -> tuple[float, float]:
     for _, m, k, n, bt, dtype in rec.calls:  # each matmul at its own dtype (bf16 or fp32)
         key = (m, k, n, bt, dtype)
         if key not in cache:
-            cache[key] = gemm_gflops(m, k, n, bt, dtype=dtype)
+            cache[key] = gemm_gflops(m, k, n, bt, dtype=dtype, device=sampler.device)
         seconds += 2.0 * m * k * n * bt / (cache[key] * 1e9)
     return flops, (1.0 / seconds if seconds > 0 else float("nan"))
 
@@ -335,11 +355,25 @@ def run(
     presets: tuple[str, ...] = ("bench",),
     behavior_models: tuple[str, ...] = ("joint",),
     peer_allocator: str = "bearl",
+    device: str = "cpu",
 ) -> list[Row]:
     from bearl.perf import cpu_flags, native_bf16
 
     tune_allocator()
-    if "bf16" in precisions:
+    on_gpu = torch.device(device).type == "cuda"
+    if on_gpu:
+        if not torch.cuda.is_available():
+            raise BearlError(
+                f"--device {device}: torch sees no CUDA GPU here (torch {torch.__version__}); "
+                "run the bench with --device cpu"
+            )
+        print(
+            f"GPU: {torch.cuda.get_device_name(device)}, native bf16: "
+            f"{'yes' if native_bf16(device) else 'no'}; d3rlpy's peer runs on CPU only, so "
+            "GPU rows have no ratio"
+        )
+        peer = False
+    elif "bf16" in precisions:
         have = sorted(cpu_flags() & {"avx512_bf16", "amx_bf16"})
         print(
             f"native bf16 matmuls on this CPU: {'yes (' + ', '.join(have) + ')' if have else 'no'}"
@@ -360,7 +394,7 @@ def run(
         if behavior != "joint" and "behavior_model" not in fields:
             continue  # no behaviour model to pretrain
         torch.set_num_threads(t)
-        algo, sampler = seeded_algo(name, ds, preset, precision, behavior)
+        algo, sampler = seeded_algo(name, ds, preset, precision, behavior, device)
         has_peer = (
             py is not None and preset == "bench" and bool(algorithm_class(name).bench_settings)
         )
@@ -383,6 +417,7 @@ def run(
             precision=precision,
             preset=preset,
             behavior_model=behavior,
+            device=device,
             peer=f"d3rlpy {name}" if peer_med else None,
             peer_updates_per_s=peer_med,
             ratio=med / peer_med if peer_med else None,
@@ -396,7 +431,7 @@ def run(
         _mark_busy(row, watch.others())
         rows.append(row)
         print(_fmt_row(row), flush=True)
-    if extras:
+    if extras:  # environment stepping: on CPU whatever the device
         torch.set_num_threads(threads[0])
         ev = bench_evaluation()
         print(
@@ -441,7 +476,9 @@ def _fmt_row(r: Row) -> str:
         else ""
     )
     return (
-        f"{r.algo:<10} {r.preset:<5} {r.precision} {r.behavior_model:<10} threads {r.threads} | "
+        f"{r.algo:<10} {r.preset:<5} {r.precision} {r.behavior_model:<10} "
+        + (f"{r.device} " if r.device != "cpu" else "")
+        + f"threads {r.threads} | "
         f"{r.updates_per_s:7.1f} upd/s "
         f"[{r.spread[0]:.1f}-{r.spread[1]:.1f}]{peer} | {r.flops_per_update / 1e9:.2f} "
         f"GFLOP/update | roofline {r.roofline_updates_per_s:.1f} upd/s ({fraction}){busy}"
@@ -456,6 +493,7 @@ def rows_to_json(rows: list[Row]) -> list[dict[str, Any]]:
             "precision": r.precision,
             "preset": r.preset,
             "behavior_model": r.behavior_model,
+            "device": r.device,
             "updates_per_s": r.updates_per_s,
             "spread": list(r.spread),
             "peer": r.peer,
