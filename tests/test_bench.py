@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from bearl.cli import main
@@ -266,3 +267,12 @@ def test_the_peer_runs_with_bearls_allocator_unless_told_otherwise(tmp_path):
     fake.chmod(0o755)
     assert run_peer(fake, "BEAR", 1, 20, 5) == 2.0
     assert run_peer(fake, "BEAR", 1, 20, 5, allocator="default") == 1.0
+
+
+def test_bench_on_a_missing_gpu_or_an_unknown_device_says_so_in_one_line(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    for device, words in (("cuda", "torch sees no CUDA GPU"), ("tpu", "expected cpu, cuda")):
+        code = main(["bench", "--device", device, "--algo", "BC", "--no-peer", "--no-extras"])
+        err = capsys.readouterr().err
+        assert code != 0 and words in err and len(err.strip().splitlines()) == 1, err
