@@ -148,6 +148,45 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     assert f"resumed at step 40 on {machine_line()}" in log  # each start names its machine
 
 
+def test_a_run_moved_between_kinds_of_device_resumes_reseeded_and_says_so(tmp_path, capsys):
+    """A checkpoint written on CUDA holds a Philox generator state (16 bytes), which a CPU
+    generator cannot take: the resume goes on from a seed taken from that state (the same
+    for every resume of it) and warns once, in the terminal and in debug.log. Folder a's
+    checkpoint is of the older format (the device told by the state's size), c's is tagged."""
+    import shutil
+
+    from bearl.training.checkpoint import load_checkpoint, save_checkpoint
+
+    def put_sampler(folder, state):
+        path = tmp_path / folder / "checkpoint.pt"
+        ckpt = load_checkpoint(path)
+        ckpt["sampler"] = state
+        save_checkpoint(path, {k: v for k, v in ckpt.items() if k != "format_version"})
+
+    run(tmp_path, "a", steps=40)
+    cuda_state = torch.arange(16, dtype=torch.uint8)  # the size of a CUDA generator's state
+    put_sampler("a", {"generator": cuda_state})
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.copytree(tmp_path / "a", tmp_path / "c")
+    put_sampler("c", {"generator": cuda_state + 1, "device": "cuda"})
+    capsys.readouterr()
+    cfg, _ = resolve({**SMALL, "steps": 60})
+    for name in "abc":
+        train(cfg, resume=tmp_path / name, dataset=make_random_dataset())
+    err = capsys.readouterr().err
+    said = "the minibatch sampler was saved on cuda and resumes on cpu"
+    assert err.count(said) == 3 and f"{tmp_path / 'a' / 'checkpoint.pt'}: " in err
+    assert said in (tmp_path / "a" / "debug.log").read_text()
+
+    def last(name):
+        row = read_rows(tmp_path / name / "progress.csv")[-1]
+        return {k: v for k, v in row.items() if k not in MACHINE_COLUMNS}
+
+    assert last("a")["Step"] == "60"
+    assert last("a") == last("b")  # the same checkpoint: the same continuation
+    assert last("a")["critic_loss"] != last("c")["critic_loss"]  # the seed comes from the state
+
+
 def test_resume_after_crash_drops_rows_past_the_checkpoint(tmp_path):
     run(tmp_path, "r", steps=40)
     path = tmp_path / "r" / "progress.csv"

@@ -296,7 +296,11 @@ class Sampler:
     """Uniform sampling with replacement: indices from a seeded torch generator, one gather.
 
     ``state_dict`` / ``load_state_dict`` save and restore the generator, so a resumed run
-    draws the same minibatches as an uninterrupted one.
+    draws the same minibatches as an uninterrupted one, on the same kind of device. A CPU
+    generator (Mersenne Twister) and a CUDA one (Philox) hold different states and draw
+    different streams, so a run moved between them cannot go on drawing the same minibatches:
+    ``load_state_dict`` then reseeds the generator from the saved state (the same checkpoint
+    always gives the same continuation) and says so.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int, device: str | torch.device, seed: int):
@@ -324,11 +328,29 @@ class Sampler:
             self.done.index_select(0, idx),
         )
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"generator": self.generator.get_state()}
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "device": self.device.type}
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.generator.set_state(state["generator"])
+    def load_state_dict(self, state: dict[str, Any]) -> str | None:
+        """Restore the generator. Returns None, or one line saying that the state came from
+        another kind of device and the generator was reseeded from it instead."""
+        saved = state["generator"]
+        kind = state.get("device") or _generator_kind(saved)  # older checkpoints: by its size
+        if kind == self.device.type:
+            self.generator.set_state(saved)
+            return None
+        digest = hashlib.sha256(saved.cpu().numpy().tobytes()).digest()
+        self.generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+        return (
+            f"the minibatch sampler was saved on {kind} and resumes on {self.device.type}, "
+            "whose generator draws another stream: reseeded from the saved state, so the "
+            "minibatches from here on differ from those of an uninterrupted run"
+        )
+
+
+def _generator_kind(state: torch.Tensor) -> str:
+    """The kind of device a generator state of a checkpoint without ``device`` came from."""
+    return "cpu" if state.numel() == torch.Generator().get_state().numel() else "cuda"
 
 
 def _as_array(src: str, name: str, value: Any) -> np.ndarray:

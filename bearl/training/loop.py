@@ -150,10 +150,13 @@ def _train(
         evaluator.attach(dataset, scale)
     check_free_space(run_dir, algo.nets)
     # a resumed run is restored before the logger reads progress.csv's header
-    state = _restore(run_dir, algo, sampler) if resume is not None else RunState()
+    state, resume_note = RunState(), None
+    if resume is not None:
+        state, resume_note = _restore(run_dir, algo, sampler)
     logger = _open_logs(run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data, state, resume)
-    if behavior_note:
-        logger.info(behavior_note)
+    for note in (behavior_note, resume_note):
+        if note:
+            logger.info(note)
 
     label = f"training {algo_cls.name}"
     bar = StepBar(cfg.steps, state.step, label, disable=not cfg.progress)
@@ -318,18 +321,23 @@ def _plan(cfg: TrainConfig, algo_cls, env_name: str | None, step: int) -> str:
     return f"training {algo_cls.name} on {dataset_label(cfg.dataset)}{where} {steps}{evals}"
 
 
-def _restore(run_dir: Path, algo, sampler) -> RunState:
-    """Networks, optimizers, sampler and RNG from checkpoint.pt; progress.csv cut back to it."""
+def _restore(run_dir: Path, algo, sampler) -> tuple[RunState, str | None]:
+    """Networks, optimizers, sampler and RNG from checkpoint.pt; progress.csv cut back to it.
+    Also returns a warning (printed here) when the checkpoint's sampler cannot go on exactly
+    on this device."""
     ckpt = load_checkpoint(run_dir / "checkpoint.pt", algo=algo.name)
     algo.load_state_dict(ckpt["algo"])
-    sampler.load_state_dict(ckpt["sampler"])
+    note = sampler.load_state_dict(ckpt["sampler"])
+    if note:
+        note = f"warning: {run_dir / 'checkpoint.pt'}: {note}"
+        print(f"bearl: {note}", file=sys.stderr)
     set_rng_state(ckpt["rng"])
     state = RunState(int(ckpt["step"]), float(ckpt["wall_time"]), ckpt["best"])
     truncate_progress(run_dir / "progress.csv", state.step)
     state.last = ckpt.get("last_row") or _full_precision(
         _last_row(run_dir / "progress.csv"), run_dir, state.step
     )
-    return state
+    return state, note
 
 
 def _full_precision(row: dict[str, Any], run_dir: Path, step: int) -> dict[str, Any]:
