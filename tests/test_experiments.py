@@ -1286,6 +1286,22 @@ def test_study_claims_are_judged_by_the_parity_rule(tmp_path):
     assert "| (c) BEAR far above TD3 | all | | **open** |" in rows
 
 
+def test_study_claim_d_reads_the_end_and_the_largest_over_the_run():
+    """Claim (d) twice: Overestimation at the study's last step, and the largest of any
+    evaluation up to it, so that a critic that diverges upwards and then swings negative is
+    not read as bounded by its last value alone (NaN evaluations are skipped)."""
+    import numpy as np
+
+    mod = _experiment_script("study_results")
+    mod.STEPS = 40
+    steps = np.array([10, 20, 30, 40, 50])
+    diverged = {"Step": steps, "Overestimation": np.array([5.0, 2e5, np.nan, -8e5, 9e9])}
+    calm = {"Step": steps, "Overestimation": np.array([-3.0, 7.0, 1.0, -2.0, 9e9])}
+    assert mod._final([diverged, calm], "over") == [-8e5, -2.0]
+    assert mod._final([diverged, calm], "peak") == [2e5, 7.0]
+    assert [c[2] for c in mod.CLAIMS if c[1] == "TD3" and c[3] == "below"] == ["over", "peak"]
+
+
 def test_parity_summary_judges_each_variant_and_names_the_missing_ones():
     """A variant may be used only when it is within seed noise on both datasets; a variant with
     no runs yet is incomplete, not passed over."""
