@@ -77,6 +77,12 @@ class TrainConfig:
     """Torch CPU threads. 1 by default: on 2 threads an update waits for both cores, and
     another busy process makes it many times slower (docs/performance.md); 0: torch's default,
     one per core, faster on a machine left to this run alone."""
+    flush_denormals: bool = True
+    """Run the gradient updates on the CPU with denormal numbers (below 1.2e-38) flushed to
+    zero. Adam's moments of weights whose gradient stays zero decay into that range, where x86
+    arithmetic is tens of times slower: a long run's updates ran at about half a fresh run's speed
+    (docs/performance.md, "Denormals"). What a flushed value could change is below 1e-30 of a
+    weight; ``false`` computes on them. Evaluation and dataset rollouts never flush."""
     log_dir: str = "runs"
     """Parent folder of run folders."""
     run_name: str | None = None
@@ -101,7 +107,15 @@ class TrainConfig:
 
 # Settings a resumed run may change (``--steps`` extends it; the others are about the machine
 # and the logs, not about what the run computes). Every other setting is the run's own.
-RESUME_SETTINGS = ("steps", "progress", "threads", "device", "tensorboard", "wandb")
+RESUME_SETTINGS = (
+    "steps",
+    "progress",
+    "threads",
+    "device",
+    "flush_denormals",
+    "tensorboard",
+    "wandb",
+)
 
 # The original code's flag names that differ from ours.
 ORIGINAL_FLAGS: dict[str, str] = {

@@ -586,3 +586,48 @@ def test_nan_parameters_stop_before_they_are_saved(tmp_path, monkeypatch):
         run(tmp_path, "p", steps=60)
     state = load_checkpoint(tmp_path / "p" / "checkpoint.pt")
     assert state["step"] == 20  # the last good one
+
+
+def _flushed_now() -> bool:
+    """Whether this thread flushes denormals: 1e-39 * 0.5 is a denormal unless flushed."""
+    return float(torch.tensor(1e-39) * 0.5) == 0.0
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_the_updates_flush_denormals_and_nothing_else_does(tmp_path, monkeypatch, flush):
+    """--flush_denormals (default true): every gradient update runs with denormals flushed to
+    zero, the evaluation episodes (MuJoCo, the policy) do not, and the thread is left as it was;
+    false computes on them everywhere. A resume may switch it; debug.log says which, at the
+    start and at each resume."""
+    from bearl.algos.bear import BEAR
+    from bearl.training.evaluation import Evaluator
+
+    seen = {"update": [], "episodes": []}
+    update, episodes = BEAR.update, Evaluator._episodes
+
+    def spy_update(self, batch):
+        seen["update"].append(_flushed_now())
+        return update(self, batch)
+
+    def spy_episodes(self, *a, **k):
+        seen["episodes"].append(_flushed_now())
+        return episodes(self, *a, **k)
+
+    monkeypatch.setattr(BEAR, "update", spy_update)
+    monkeypatch.setattr(Evaluator, "_episodes", spy_episodes)
+    assert not _flushed_now()
+    on, off = str(flush).lower(), str(not flush).lower()
+    run(tmp_path, "r", steps=20, flush_denormals=on)
+    assert seen["update"] == [flush] * 20
+    assert seen["episodes"] and not any(seen["episodes"])
+    assert not _flushed_now()
+    log = (tmp_path / "r" / "debug.log").read_text()
+    assert f"(--flush_denormals {on})" in log and f"(--flush_denormals {off})" not in log
+
+    cfg, algo_cfg = resolve(
+        {**SMALL, "log_dir": str(tmp_path), "run_name": "r", "steps": 40, "flush_denormals": off}
+    )
+    train(cfg, algo_cfg, dataset=make_random_dataset(), resume=tmp_path / "r")
+    assert seen["update"][20:] == [not flush] * 20
+    after = (tmp_path / "r" / "debug.log").read_text().split("resumed at step 20", 1)[1]
+    assert f"(--flush_denormals {off})" in after

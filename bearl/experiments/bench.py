@@ -41,7 +41,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from bearl.algos import algorithm_class
 from bearl.data.dataset import Dataset, DatasetInfo
 from bearl.errors import BearlError
-from bearl.perf import GLIBC_TUNABLES, CpuWatch, tune_allocator
+from bearl.perf import GLIBC_TUNABLES, CpuWatch, FlushDenormals, tune_allocator
 
 # Each algorithm's ``bench_settings`` (in its own file) are the peer's hyperparameters (d3rlpy
 # 2.8 defaults for BEAR / TD3 / IQL; BCQ and BC use batch 100), applied to both sides so that
@@ -144,12 +144,17 @@ def _sync(device: torch.device | str) -> None:
 
 
 def time_updates(algo, sampler, steps: int, warmup: int) -> float:
+    """Updates per second, each update run as the training loop runs it (on the CPU with
+    denormals flushed: ``bearl.perf.FlushDenormals``)."""
+    flushed = FlushDenormals(torch.device(sampler.device).type == "cpu")
     for _ in range(warmup):
-        algo.update(sampler.sample())
+        with flushed:
+            algo.update(sampler.sample())
     _sync(sampler.device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        algo.update(sampler.sample())
+        with flushed:
+            algo.update(sampler.sample())
     _sync(sampler.device)
     return steps / (time.perf_counter() - t0)
 

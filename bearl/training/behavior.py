@@ -24,6 +24,7 @@ import torch
 
 from bearl.algos.base import adam
 from bearl.files import home_relative, waiting_lock, write_atomic
+from bearl.perf import FlushDenormals
 
 SEED_OFFSET = 7_919  # the fit's sampler and torch seed: seed + OFFSET, apart from training
 CACHE_FORMAT = "bearl-behavior-vae-v1"
@@ -39,7 +40,9 @@ def fingerprint(dataset: Any) -> str:
     return dataset.digest(("observations", "actions"))
 
 
-def cache_key(dataset: Any, algo_cfg: Any, seed: int, precision: str, scale: Any) -> dict:
+def cache_key(
+    dataset: Any, algo_cfg: Any, seed: int, precision: str, scale: Any, flush: bool = True
+) -> dict:
     return {
         "format": CACHE_FORMAT,
         "dataset": fingerprint(dataset),
@@ -53,6 +56,7 @@ def cache_key(dataset: Any, algo_cfg: Any, seed: int, precision: str, scale: Any
         "behavior_steps": int(algo_cfg.behavior_steps),
         "seed": int(seed),
         "precision": precision,
+        "flush_denormals": flush,
     }
 
 
@@ -60,7 +64,8 @@ def load_or_fit(algo: Any, dataset: Any, cfg: Any, algo_cfg: Any, scale: Any) ->
     """Put the pretrained behaviour VAE into ``algo`` (from the cache, or fitted and cached
     now) and freeze it; returns one line saying which, for the run's log."""
     vae = algo.behavior_vae()
-    key = cache_key(dataset, algo_cfg, cfg.seed, cfg.precision, scale)
+    flush = bool(cfg.flush_denormals) and torch.device(algo.device).type == "cpu"
+    key = cache_key(dataset, algo_cfg, cfg.seed, cfg.precision, scale, flush)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / f"vae-{digest}.pt"
     # two runs that need the same VAE at once (a sweep's trials): one fits it, the other waits
@@ -83,7 +88,8 @@ def _load_or_fit(
                 f"behaviour model: the pretrained VAE reused from the cache ({home_relative(path)})"
             )
     t0 = time.time()
-    curve = _fit(vae, dataset, algo_cfg, cfg.seed, algo.device, scale)
+    with FlushDenormals(key["flush_denormals"]):  # as the training loop's updates
+        curve = _fit(vae, dataset, algo_cfg, cfg.seed, algo.device, scale)
     vae.requires_grad_(False)
     buf = io.BytesIO()
     torch.save({"key": key, "state": vae.state_dict(), "curve": curve}, buf)

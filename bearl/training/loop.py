@@ -38,7 +38,15 @@ from bearl.data.dataset import Dataset
 from bearl.envs import normalized_score, references_or_d4rl, resolve_env_id
 from bearl.errors import BearlError, ConfigError, DiskFull, RunInterrupted
 from bearl.files import dataset_label, dataset_slug, read_json, write_atomic
-from bearl.perf import machine, machine_line, resident_mib, thread_warning, tune_allocator
+from bearl.perf import (
+    FlushDenormals,
+    flush_denormals_in_workers,
+    machine,
+    machine_line,
+    resident_mib,
+    thread_warning,
+    tune_allocator,
+)
 from bearl.progress import SETTLE_STEPS, StepBar
 from bearl.training.behavior import load_or_fit
 from bearl.training.checkpoint import (
@@ -162,9 +170,11 @@ def _train(
     bar = StepBar(cfg.steps, state.step, label, disable=not cfg.progress)
     means = MetricMeans()
     check_every = 1 if device.type == "cpu" else 100
+    flushed = FlushDenormals(cfg.flush_denormals and device.type == "cpu")
     for step in range(state.step + 1, cfg.steps + 1):
         batch = sampler.sample()
-        metrics = algo.update(batch._replace(actions=scale.to_unit(batch.actions)))
+        with flushed:  # the update only: evaluation and MuJoCo compute as they always do
+            metrics = algo.update(batch._replace(actions=scale.to_unit(batch.actions)))
         means.add(metrics)
         if step % check_every == 0:
             _check_finite(metrics, step, run_dir, logger)
@@ -203,6 +213,8 @@ def _open_logs(run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data, state,
     )
     if resume is not None:
         logger.info(f"resumed at step {state.step} on {machine_line()}")
+        if cfg.device == "cpu":
+            logger.info(_denormals_line(cfg))
         note = warm_start_note(_saved_configs(run_dir)[0], algo_cfg, cfg.steps)
         if note:  # extending a run whose warm start was capped for its first length
             logger.info(note)
@@ -216,6 +228,12 @@ def _open_logs(run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data, state,
     if cfg.progress:
         print(f"bearl: {_plan(cfg, algo_cls, env_name, state.step)}", file=sys.stderr, flush=True)
     return logger
+
+
+def _denormals_line(cfg: TrainConfig) -> str:
+    if cfg.flush_denormals:
+        return "gradient updates with denormals flushed to zero (--flush_denormals true)"
+    return "gradient updates computing on denormals (--flush_denormals false)"
 
 
 class MetricMeans:
@@ -374,6 +392,8 @@ def _start_logs(logger, run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, dat
     env = env_name if env_id == env_name else f"{env_name} (evaluated in {env_id})"
     logger.info(f"run {run_dir.name}: {algo_cls.name} on {dataset!r}, env {env}")
     logger.info(f"machine: {machine_line(here)}")
+    if cfg.device == "cpu":
+        logger.info(_denormals_line(cfg))
 
 
 def _finish(run_dir: Path, logger, cfg: TrainConfig, algo_cls, env_name, state: RunState, data):
@@ -428,6 +448,8 @@ def _seed_and_device(cfg: TrainConfig) -> torch.device:
     tune_allocator()
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    if cfg.flush_denormals and cfg.device == "cpu":
+        flush_denormals_in_workers()  # before anything else runs in parallel
     warning = thread_warning(torch.get_num_threads())
     if warning:
         print(f"bearl: {warning}", file=sys.stderr, flush=True)
