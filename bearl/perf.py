@@ -52,14 +52,15 @@ class FlushDenormals:
     ``torch.set_flush_denormal``); a no-op when ``on`` is false or the CPU cannot.
 
     Why the gradient updates run inside it: the Adam moments of a weight whose gradient is zero
-    (a dead ReLU unit, a VAE encoder after posterior collapse) shrink by 0.9 and 0.999 a step
-    until they are denormal, and x86 CPUs compute on denormals through a slow microcode path.
-    After 65,000 steps of the study's BCQ walker2d-medium run, 21-100 % of the entries of its
-    largest Adam states were denormal and its update ran at 25 updates/s; the same checkpoint
-    runs 44.6 with them flushed (docs/performance.md, "Denormals"). A flushed value is below
-    1e-38: an Adam step it leaves out is ``lr * m / (sqrt(v) + 1e-8)`` < 1e-30, far below what
-    a float32 weight can hold, so the runs learn the same, but they are not bit-identical to
-    runs that compute on the denormals once any appear.
+    (behind a dead ReLU unit: in the study's BCQ walker2d-medium run at step 65,000 all 750
+    units of the VAE encoder's second layer are dead, so its first two layers get none) shrink
+    by 0.9 and 0.999 a step until they are denormal, and x86 CPUs compute on denormals through a
+    slow microcode path. At that step 22-44 % of the entries of the run's Adam states were
+    denormal and its update ran at 24 updates/s; from the same checkpoint it runs 46 with them
+    flushed, and 500 updates give the same bits either way (``bench/denormals.py``;
+    docs/performance.md, "Denormals"): an Adam step computed from a denormal moment is below
+    1e-30, far below what a float32 weight can hold. Nothing guarantees the same bits over a
+    whole run; ``--flush_denormals false`` computes on them.
 
     The bits belong to the calling thread. Evaluation and dataset rollouts stay outside the
     block, so MuJoCo never runs with them; torch's worker threads (``--threads`` > 1) are

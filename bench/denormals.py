@@ -116,7 +116,7 @@ def main() -> None:
         other = dict(flushed.nets[name].named_parameters())
         for pname, w in net.named_parameters():
             w = w.detach()
-            d = float((w - other[pname]).norm() / w.norm().clamp_min(1e-12))
+            d = float((w - other[pname].detach()).norm() / w.norm().clamp_min(1e-12))
             if d > worst_weight:
                 worst_weight, where = d, f"({name}.{pname})"
     print(
