@@ -1380,3 +1380,23 @@ def test_ledger_sums_finished_runs_fits_and_unfinished_ones(tmp_path):
     assert (finished, fits, unfinished) == (3600.0, 931.0, 1800.0)
     assert "done       1.00 h + 931 s VAE fit" in lines[0]
     assert "at      10   0.50 h so far" in lines[1]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    sorted(p.name for p in (Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml")),
+)
+def test_every_committed_sweep_spec_expands_to_valid_trials(spec):
+    """The specs in experiments/ are what continue_runs.sh and the docs run: each must load and
+    expand into trials whose settings resolve (an unknown or mistyped setting fails here, not in
+    the background hours later), all in the spec's own log folder under results/."""
+    from bearl.config import resolve
+    from bearl.experiments.sweep import expand, load_spec
+
+    root = Path(__file__).resolve().parents[1]
+    trials = expand(load_spec(root / "experiments" / spec))
+    assert trials and len({t.name for t in trials}) == len(trials)
+    for t in trials:
+        resolve(t.values)
+    log_dirs = {Path(t.values["log_dir"]).resolve() for t in trials}
+    assert len(log_dirs) == 1 and (root / "results") in next(iter(log_dirs)).parents
