@@ -152,7 +152,8 @@ def uninterrupted(tmp_path_factory):
         ("checkpoint.pt", 3, 20),  # the checkpoint of step 30
         ("best.pt", 2, None),  # the second best score's
         ("progress.csv", 2, 10),  # the row of step 20 (the first row made the file)
-        ("debug.log", 5, 20),  # step 20's line, after its checkpoint (first: run, machine, preset)
+        ("debug.log", 6, 20),  # step 20's line, after its checkpoint (first: run, machine,
+        # denormals, preset, step 10)
         ("variant.json", 1, 0),  # before any checkpoint
     ],
 )
