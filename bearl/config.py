@@ -80,9 +80,9 @@ class TrainConfig:
     flush_denormals: bool = True
     """Run the gradient updates on the CPU with denormal numbers (below 1.2e-38) flushed to
     zero. Adam's moments of weights whose gradient stays zero decay into that range, where x86
-    arithmetic is tens of times slower: a long run's updates ran at about half a fresh run's speed
-    (docs/performance.md, "Denormals"). What a flushed value could change is below 1e-30 of a
-    weight; ``false`` computes on them. Evaluation and dataset rollouts never flush."""
+    arithmetic is tens of times slower: a long run's updates ran at about half a fresh run's
+    speed (docs/performance.md, "Denormals"). An Adam step computed from such a value is below
+    1e-30; ``false`` computes on them. Evaluation and dataset rollouts never flush."""
     log_dir: str = "runs"
     """Parent folder of run folders."""
     run_name: str | None = None
