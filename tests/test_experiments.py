@@ -747,6 +747,31 @@ def test_dry_run_estimates_what_is_left_from_measured_paces(tmp_path):
     assert f"left: ~{total:.1f} core-hours in 9 unfinished trials" in text
 
 
+def test_a_trials_own_pace_is_its_recent_one(tmp_path):
+    """A trial's own pace is the median over its last four progress-row intervals: a run that
+    was slow for its first rows (another machine, denormal-slowed updates) and fast now is
+    estimated at its pace now, and one paused interval among them does not count; with fewer
+    rows, the intervals it has, the first from its start."""
+    spec = load_spec({"log_dir": str(tmp_path), "algos": ["TD3"], "datasets": ["d"]} | {
+        "seeds": [0, 1], "base": {"steps": 10000}})  # fmt: skip
+    trials = expand(spec)
+    rows = [  # (step, wall): 1 step/s to 4000, then 10 steps/s with a 1000 s pause
+        [(s, s) for s in (1000, 2000, 3000, 4000)]
+        + [(5000, 4100), (6000, 4200), (7000, 5300), (8000, 5400)],
+        [(1000, 500), (2000, 1500)],  # 2 steps/s, then 1 step/s
+    ]
+    for t, rs in zip(trials, rows):
+        t.run_dir.mkdir()
+        lines = "".join(f"{a},{b}\n" for a, b in rs)
+        (t.run_dir / "progress.csv").write_text("Step,WallTime\n" + lines)
+        (t.run_dir / "checkpoint.pt").write_bytes(b"")
+    status = {t.name: trial_status(t) for t in trials}
+    left = estimate_left(trials, status)
+    assert left[trials[0].name][0] == pytest.approx(2000 / 10 / 3600)
+    assert left[trials[0].name][1] == "its own recent pace, 10.0 steps/s"
+    assert left[trials[1].name][0] == pytest.approx(8000 / 1.5 / 3600)
+
+
 def test_sweep_dry_run_cli(tmp_path, capsys):
     spec = tmp_path / "spec.yaml"
     spec.write_text(

@@ -785,16 +785,29 @@ def _saved_rate_key(run_dir: Path) -> tuple[str, str, str] | None:
     return str(saved["algorithm"]), precision, str(algo.get("behavior_model") or "joint")
 
 
+RECENT_ROWS = 4  # a trial's own pace: over its last four progress rows' intervals
+
+
 def _own_pace(trial: Trial) -> tuple[int, float] | None:
-    """(step, wall seconds) of the trial's last progress row, or None before its first."""
+    """(step of the trial's last progress row, its recent pace in steps per wall second), or
+    None before its first row. The pace is the median of those of its last ``RECENT_ROWS``
+    intervals between rows (the first from its start): what the trial does now, on
+    this machine with this code, not the mean over sessions on other machines, the denormal-
+    slowed updates of bearl before 2026-12-06 (docs/performance.md), or a pause (SIGSTOP for a
+    benchmark: the wall clock runs on) in one of those intervals."""
     from bearl.training.curve import read_progress
 
     try:
         rows = read_progress(trial.run_dir)
     except BearlError:
         return None
-    step, wall = int(rows["Step"][-1]), float(rows["WallTime"][-1])
-    return (step, wall) if step > 0 and wall > 0 else None
+    steps, walls = rows["Step"], rows["WallTime"]
+    step, wall = int(steps[-1]), float(walls[-1])
+    if step <= 0 or wall <= 0:
+        return None
+    ends = [(0, 0.0), *zip(steps.tolist(), walls.tolist())][-RECENT_ROWS - 1 :]
+    paces = [(b - a) / (y - x) for (a, x), (b, y) in zip(ends, ends[1:]) if b > a and y > x]
+    return step, float(np.median(paces)) if paces else step / wall
 
 
 def _runs(n: int) -> str:
@@ -811,12 +824,13 @@ def estimate_left(
     """Core-hours each unfinished trial has left (one core, evaluations included), and what
     the estimate rests on; None where nothing measured applies.
 
-    The pace is the trial's own (its last progress row: steps over wall time) once it has run,
-    else the mean pace of the finished runs of the same algorithm, precision and behaviour
-    model in the spec's log folders (its trials, and other specs' runs there, e.g. an earlier
-    stage of a study), those on this machine's CPU model when there are any (``result.json``'s
-    ``machine``), else that of such trials in progress. A core-hour buys other numbers of steps
-    on other CPUs (docs/performance.md), so an estimate from another CPU says so.
+    The pace is the trial's own (steps over wall time across its last progress rows) once it
+    has run, else the mean pace of the finished runs of the same algorithm, precision and
+    behaviour model in the spec's log folders (its trials, and other specs' runs there, e.g.
+    an earlier stage of a study), those on this machine's CPU model when there are any
+    (``result.json``'s ``machine``), else that of such trials in progress. A core-hour buys
+    other numbers of steps on other CPUs (docs/performance.md), so an estimate from another
+    CPU says so.
     """
     from bearl.config import resolve
     from bearl.perf import machine
@@ -841,13 +855,13 @@ def estimate_left(
     running: dict[tuple[str, str, str], list[float]] = {}
     for t in unfinished:
         if own := own_paces[t.name]:
-            running.setdefault(keys[t.name], []).append(own[0] / own[1])
+            running.setdefault(keys[t.name], []).append(own[1])
     out: dict[str, tuple[float, str] | None] = {}
     for t in unfinished:
         steps, key, own = resolve(dict(t.values))[0].steps, keys[t.name], own_paces[t.name]
         step = own[0] if own else 0
         if own:
-            pace, basis = own[0] / own[1], "its own pace"
+            pace, basis = own[1], "its own recent pace"
         elif key in finished:
             mine = [p for p, same in finished[key] if same]
             pool = mine or [p for p, _ in finished[key]]
