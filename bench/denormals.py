@@ -27,21 +27,19 @@ from pathlib import Path
 
 import torch
 
-from bearl.algos import algorithm_class
 from bearl.perf import FlushDenormals, machine_line, tune_allocator
+from bearl.policy.load import load_policy
 
 TINY = torch.finfo(torch.float32).tiny  # 1.1754944e-38, the smallest normal float32
 
 
 def load(run: Path):
-    """A fresh algorithm with the checkpoint's state, its sampler, and the dataset's name."""
-    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
-    cfg, spaces = ckpt["config"], ckpt["spaces"]
-    cls = algorithm_class(cfg["train"]["algo"])
-    algo = cls(cls.config_cls(**cfg["algo"]), spaces["obs_dim"], spaces["act_dim"], "cpu")
-    algo.load_state_dict(ckpt["algo"])
-    algo.set_precision(cfg["train"].get("precision", "fp32"))
-    return algo, ckpt, cfg
+    """The run's algorithm from its ``checkpoint.pt`` (networks, optimizers, precision: what
+    ``bearl.load_policy`` restores), in training mode, and the checkpoint's step and config."""
+    policy = load_policy(run, "final")
+    for net in policy.algo.nets.values():
+        net.train()
+    return policy.algo, policy.step, policy.config
 
 
 def denormal_share(tensors) -> tuple[int, int]:
@@ -76,10 +74,10 @@ def main() -> None:
     torch.set_num_threads(1)
     from bearl.data.load import load_dataset
 
-    algo, ckpt, cfg = load(a.run)
+    algo, step, cfg = load(a.run)
     dataset = load_dataset(cfg["train"]["dataset"], env=cfg["train"].get("env"))
     batch_size = getattr(algo.cfg, "batch_size", 256)
-    print(f"{a.run} at step {ckpt['step']:,}; {machine_line()}; torch {torch.__version__}")
+    print(f"{a.run} at step {step:,}; {machine_line()}; torch {torch.__version__}")
     for what, bad, total in census(algo):
         print(f"  {what:28s} {bad:>9,} of {total:>9,} entries denormal ({100 * bad / total:.1f} %)")
 

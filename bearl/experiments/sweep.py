@@ -824,7 +824,7 @@ def estimate_left(
     """Core-hours each unfinished trial has left (one core, evaluations included), and what
     the estimate rests on; None where nothing measured applies.
 
-    The pace is the trial's own (steps over wall time across its last progress rows) once it
+    The pace is the trial's own (the median over its last progress intervals) once it
     has run, else the mean pace of the finished runs of the same algorithm, precision and
     behaviour model in the spec's log folders (its trials, and other specs' runs there, e.g.
     an earlier stage of a study), those on this machine's CPU model when there are any
