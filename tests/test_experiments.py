@@ -1311,6 +1311,37 @@ def test_study_claims_are_judged_by_the_parity_rule(tmp_path):
     assert "| (c) BEAR far above TD3 | all | | **open** |" in rows
 
 
+def test_study_results_of_another_folder_get_their_own_block(tmp_path):
+    """A folder other than the study's (stage 3) writes its own block of the page, marked with
+    its name, and leaves the study's block alone; its claims skip algorithms it never ran
+    (stage 3 has no TD3), while an algorithm with only an unfinished run keeps its claim."""
+    mod = _experiment_script("study_results")
+    mod.STEPS, mod.AT = 60, (30, 60)
+    stage = tmp_path / "stage3"
+    for seed in range(3):
+        write_run(stage, f"BEAR_a_{seed}", "BEAR", "a", seed, [0, 0, 0, 0, 0, 40.0 + seed])
+        write_run(stage, f"BC_a_{seed}", "BC", "a", seed, [0, 0, 0, 0, 0, 10.0 + seed])
+    write_run(stage, "BCQ_a_0", "BCQ", "a", 0, [0, 0, 0])  # stopped at step 30
+    algorithms: set[str] = set()
+    done, running = mod.load([stage], algorithms)
+    assert algorithms == {"BEAR", "BC", "BCQ"} and running == ["BCQ_a_0 (at step 30)"]
+    rows = mod.claims(done, algorithms)
+    assert "(a) BEAR at or above BC | all | | **confirmed**" in rows
+    assert "(b) BEAR at or above BCQ | a | no finished run of BCQ | pending" in rows
+    assert "TD3" not in rows and "TD3" in mod.claims(done)
+
+    begin, end = mod.markers([stage])
+    assert begin != mod.BEGIN and end != mod.END and "stage3" in begin and "stage3" in end
+    assert mod.markers() == (mod.BEGIN, mod.END)
+    doc = tmp_path / "results.md"
+    doc.write_text(f"a\n{mod.BEGIN}\nold study\n{mod.END}\nb\n{begin}\nold\n{end}\nc\n")
+    mod.write_block(doc, "new stage 3\n", begin, end)
+    text = doc.read_text()
+    assert "old study" in text and "new stage 3" in text and "\nold\n" not in text
+    with pytest.raises(SystemExit, match="expected one"):
+        mod.write_block(tmp_path / "results.md", "x", *mod.markers([tmp_path / "elsewhere"]))
+
+
 def test_study_claim_d_reads_the_end_and_the_largest_over_the_run():
     """Claim (d) twice: Overestimation at the study's last step, and the largest of any
     evaluation up to it, so that a critic that diverges upwards and then swings negative is
