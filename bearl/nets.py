@@ -327,7 +327,10 @@ class VAE(nn.Module):
     """Conditional VAE of the behaviour policy (BCQ / BEAR): encoder q(z|s,a), decoder p(a|s,z).
 
     Latent size defaults to ``2 * act_dim``; the encoder log-std is clamped to [-4, 15] and
-    prior samples are clipped to +-``latent_clip`` (0.5), as in BCQ and BEAR.
+    prior samples are clipped to +-``latent_clip`` (0.5), as in BCQ and BEAR. ``kl_weight``
+    weighs the KL term of the loss (0.5 in BCQ and BEAR); at 0.5 the posterior collapses to the
+    prior on data whose actions vary little per state, and the decoder ignores z
+    (docs/results.md, "The behaviour model is a point per state").
     """
 
     matmul_dtype: torch.dtype | None = None
@@ -339,10 +342,12 @@ class VAE(nn.Module):
         hidden: Sequence[int] = (750, 750),
         latent_dim: int | None = None,
         latent_clip: float = 0.5,
+        kl_weight: float = 0.5,
     ) -> None:
         super().__init__()
         self.latent_dim = latent_dim or 2 * act_dim
         self.latent_clip = latent_clip
+        self.kl_weight = float(kl_weight)
         self.encoder = mlp(obs_dim + act_dim, 2 * self.latent_dim, hidden)
         self.decoder = mlp(obs_dim + self.latent_dim, act_dim, hidden)
 
@@ -355,10 +360,11 @@ class VAE(nn.Module):
         return self.decode(obs, z)[0], mean, std
 
     def loss(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """Reconstruction MSE + 0.5 * KL(q(z|s,a) || N(0, I)), both averaged (as BCQ/BEAR)."""
+        """Reconstruction MSE + ``kl_weight`` * KL(q(z|s,a) || N(0, I)), both averaged over
+        their elements (as BCQ/BEAR, whose weight is 0.5)."""
         recon, mean, std = self(obs, act)
         kl = -0.5 * (1 + torch.log(std.pow(2)) - mean.pow(2) - std.pow(2)).mean()
-        return F.mse_loss(recon, act) + 0.5 * kl
+        return F.mse_loss(recon, act) + self.kl_weight * kl
 
     def decode(
         self, obs: torch.Tensor, z: torch.Tensor | None = None, n: int | None = None

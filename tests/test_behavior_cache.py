@@ -80,7 +80,44 @@ def test_another_seed_dataset_or_setting_is_fitted_anew(tmp_path, cache, capsys)
     assert "fitted alone" in err
     _, err = _run(tmp_path, "wide", capsys, vae_hidden="32,32")
     assert "fitted alone" in err
-    assert len(list(cache.iterdir())) == 4
+    _, err = _run(tmp_path, "kl", capsys, vae_kl_weight=0.05)
+    assert "fitted alone" in err
+    assert len(list(cache.iterdir())) == 5
+
+
+def test_vae_kl_weight_weighs_the_kl_term_and_keeps_the_old_cache_key():
+    """``vae_kl_weight`` scales the KL term of the behaviour VAE's loss; at the original's 0.5
+    the cache key is the one written before the setting existed (cached VAEs still match)."""
+    from bearl.algos.bear import BEAR, BEARConfig
+    from bearl.errors import ConfigError
+    from bearl.nets import VAE
+    from bearl.training.behavior import cache_key
+
+    obs, act = torch.randn(32, 3), torch.rand(32, 2) * 2 - 1
+
+    def loss(weight: float) -> float:
+        torch.manual_seed(0)
+        vae = VAE(3, 2, (8, 8), kl_weight=weight)
+        torch.manual_seed(1)
+        return float(vae.loss(obs, act).detach())
+
+    mse, half, one = loss(0.0), loss(0.5), loss(1.0)
+    assert half > mse and one - mse == pytest.approx(2 * (half - mse), rel=1e-5)
+    algo = BEAR(BEARConfig(vae_hidden=(8, 8), vae_kl_weight=0.05), 3, 2)
+    assert algo.vae.kl_weight == 0.05
+    with pytest.raises(ValueError, match="vae_kl_weight must be >= 0"):
+        BEAR(BEARConfig(vae_kl_weight=-1.0), 3, 2)
+    with pytest.raises(ConfigError, match="vae_kl_weight"):
+        resolve({**TINY, "vae_kl_weight": -0.1})
+
+    data = make_random_dataset()
+
+    class Scale:
+        low, high = [-1.0], [1.0]
+
+    keys = [cache_key(data, BEARConfig(vae_kl_weight=w), 0, "fp32", Scale()) for w in (0.5, 0.05)]
+    assert "vae_kl_weight" not in keys[0] and keys[1]["vae_kl_weight"] == 0.05
+    assert {k: v for k, v in keys[1].items() if k != "vae_kl_weight"} == keys[0]
 
 
 def test_joint_is_the_default_and_bcq_and_dqfd_accept_pretrained(tmp_path, cache, capsys):

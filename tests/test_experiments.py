@@ -1311,6 +1311,39 @@ def test_study_claims_are_judged_by_the_parity_rule(tmp_path):
     assert "| (c) BEAR far above TD3 | all | | **open** |" in rows
 
 
+def test_behavior_fit_tells_a_collapsed_vae_from_the_behaviour_policy():
+    """experiments/behavior_fit.py: a VAE whose decoder ignores z has no spread, a dead
+    encoder layer is counted as dead and leaves the posterior at the prior (KL 0), and the
+    behaviour policy measured against itself has its own spread and no mean gap."""
+    import torch
+
+    from bearl.nets import VAE, TanhGaussianActor
+
+    mod = _experiment_script("behavior_fit")
+    torch.manual_seed(0)
+    obs, act = torch.randn(64, 3), torch.rand(64, 2) * 2 - 1
+    behavior = TanhGaussianActor(3, 2, (8, 8))
+    live = mod.diagnostics(VAE(3, 2, (8, 8)), obs, act, behavior, n=50)
+    assert live["vae_std"] > 1e-3 and live["kl"] > 1e-3
+
+    vae = VAE(3, 2, (8, 8))
+    with torch.no_grad():
+        vae.decoder[0].weight[:, 3:] = 0.0  # the decoder ignores z
+        vae.encoder[2].weight.zero_()
+        vae.encoder[2].bias.fill_(-1.0)  # the encoder's second layer is dead
+        vae.encoder[4].bias.zero_()  # so q(z|s,a) = N(0, I) for every input
+    d = mod.diagnostics(vae, obs, act, behavior, actor=behavior, n=400)
+    assert d["vae_std"] < 1e-6 and abs(d["kl"]) < 1e-6
+    assert d["dead_encoder"][1] == 1.0 and len(d["dead_decoder"]) == 2
+    spread = d["behavior_std"]
+    assert spread > 0.05 and abs(d["actor_std"] - spread) < 0.1 * spread
+    assert d["actor_mean_gap"] < 0.15 * spread and d["vae_mean_gap"] > 0.0
+    assert d["w1_floor"] < 0.15 * spread < d["vae_w1"]  # a point is far from a spread
+    assert mod.w1(torch.zeros(1, 3, 1), torch.tensor([[[0.0], [1.0], [2.0]]])) == 1.0
+    assert mod.behavior_policy("hopper-medium-replay") is None
+    assert mod.behavior_policy("not-a-dataset") is None
+
+
 def test_study_results_of_another_folder_get_their_own_block(tmp_path):
     """A folder other than the study's (stage 3) writes its own block of the page, marked with
     its name, and leaves the study's block alone; its claims skip algorithms it never ran

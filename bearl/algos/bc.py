@@ -54,6 +54,7 @@ class BCConfig(BatchSettings, ActorSettings, VAESettings):
 
     def validate(self) -> None:
         """Raise ValueError for values outside their domain."""
+        self.validate_vae()
         if self.bc_type not in BC_TYPES:
             raise ValueError(f"bc_type must be one of {', '.join(BC_TYPES)}, not {self.bc_type!r}")
         if self.batch_size < 1:
@@ -112,7 +113,7 @@ class BC(Algorithm):
         config.validate()
         c = config
         if c.bc_type == "vae":
-            self.policy = VAE(obs_dim, act_dim, c.vae_hidden)
+            self.policy = VAE(obs_dim, act_dim, c.vae_hidden, kl_weight=c.vae_kl_weight)
             self.nets = {"vae": self.policy}
             lr = c.vae_lr
         elif c.bc_type == "gaussian":

@@ -64,6 +64,7 @@ class BCQConfig(BatchSettings, ActorSettings, CriticSettings, VAESettings, Behav
 
     def validate(self) -> None:
         """Raise ValueError for values outside their domain."""
+        self.validate_vae()
         if self.phi < 0:
             raise ValueError(f"phi must be >= 0, not {self.phi}")
         if not 0.0 <= self.lmbda <= 1.0:
@@ -114,7 +115,7 @@ class BCQ(Algorithm):
         super().__init__(config, obs_dim, act_dim, device)
         config.validate()
         c = config
-        self.vae = VAE(obs_dim, act_dim, c.vae_hidden)
+        self.vae = VAE(obs_dim, act_dim, c.vae_hidden, kl_weight=c.vae_kl_weight)
         self.actor = PerturbationActor(obs_dim, act_dim, c.actor_hidden, phi=c.phi)
         self.critic = EnsembleCritic(obs_dim, act_dim, c.critic_hidden, n=2)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)

@@ -116,6 +116,7 @@ class BEARConfig(BatchSettings, ActorSettings, CriticSettings, VAESettings, Beha
 
     def validate(self) -> None:
         """Raise ValueError for values outside their domain."""
+        self.validate_vae()
         if self.distance_type not in ("MMD", "KL"):
             raise ValueError(f"distance_type must be MMD or KL, not {self.distance_type!r}")
         if self.kernel_type not in ("gaussian", "laplacian"):
@@ -204,7 +205,7 @@ class BEAR(Algorithm):
         c = config
         self.actor = TanhGaussianActor(obs_dim, act_dim, c.actor_hidden, c.actor_log_std_bounds)
         self.critic = EnsembleCritic(obs_dim, act_dim, c.critic_hidden, n=c.num_qs)
-        self.vae = VAE(obs_dim, act_dim, c.vae_hidden)
+        self.vae = VAE(obs_dim, act_dim, c.vae_hidden, kl_weight=c.vae_kl_weight)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.nets = {
             "actor": self.actor,

@@ -63,6 +63,7 @@ class DQfDConfig(TD3Config, VAESettings, BehaviorSettings):
     def validate(self) -> None:
         """Raise ValueError for values outside their domain."""
         super().validate()
+        self.validate_vae()
         if self.demo_action not in ("dataset", "vae"):
             raise ValueError(f"demo_action must be dataset or vae, not {self.demo_action!r}")
         if self.lamda < 0:
@@ -96,7 +97,9 @@ class DQfD(TD3):
     def __init__(self, config: DQfDConfig, obs_dim: int, act_dim: int, device="cpu") -> None:
         super().__init__(config, obs_dim, act_dim, device)
         if config.demo_action == "vae":
-            self.vae = VAE(obs_dim, act_dim, config.vae_hidden).to(self.device)
+            self.vae = VAE(obs_dim, act_dim, config.vae_hidden, kl_weight=config.vae_kl_weight).to(
+                self.device
+            )
             self.nets["vae"] = self.vae
             self.optims["vae"] = adam(self.vae, config.vae_lr)
 

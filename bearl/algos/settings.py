@@ -56,6 +56,15 @@ class VAESettings:
     """Adam learning rate of the conditional VAE that models the behaviour policy."""
     vae_hidden: tuple[int, ...] = (750, 750)
     """Hidden layers of the VAE encoder and decoder."""
+    vae_kl_weight: float = 0.5
+    """Weight of the KL term in the VAE's loss, both terms averaged over their elements (0.5:
+    BCQ's and BEAR's). At 0.5 the VAE decodes about one action per state on data whose
+    actions spread less than ~0.35 per state (docs/results.md, "The behaviour model is a
+    point per state"); smaller keeps more of the spread."""
+
+    def validate_vae(self) -> None:
+        if not self.vae_kl_weight >= 0.0:
+            raise ValueError(f"vae_kl_weight must be >= 0, not {self.vae_kl_weight}")
 
 
 @dataclass

@@ -52,6 +52,8 @@ def cache_key(
         "action_high": [float(x) for x in scale.high],
         "vae_hidden": list(algo_cfg.vae_hidden),
         "vae_lr": float(algo_cfg.vae_lr),
+        # only when not the original's 0.5, so that the VAEs cached before it existed still match
+        **({"vae_kl_weight": w} if (w := float(algo_cfg.vae_kl_weight)) != 0.5 else {}),
         "batch_size": int(algo_cfg.batch_size),
         "behavior_steps": int(algo_cfg.behavior_steps),
         "seed": int(seed),
