@@ -18,7 +18,7 @@ the update, so this is the VAE such a run has at that step, up to its random dra
 * the VAE's spread the same way, from 100 decodings per state with z ~ N(0, I) clipped to
   +-0.5, as BEAR's constraint and BCQ's candidates draw them;
 * how far the VAE's per-state mean action is from the behaviour's (mean absolute difference per
-  dimension), and for BEAR runs the actor's spread and mean gap likewise;
+  dimension), and for BEAR runs the actor's spread (on any data) and mean gap likewise;
 * one distance between the two distributions that counts both: the Wasserstein-1 distance
   between 100 VAE decodings and 100 behaviour actions, per state and action dimension (sorted
   samples), averaged; beside it the same between two independent draws of the behaviour (what
@@ -100,15 +100,16 @@ def diagnostics(
         "dead_encoder": dead_units(vae.encoder, torch.cat([obs, act], -1)),
         "dead_decoder": dead_units(vae.decoder, torch.cat([obs, z], -1)),
     }
+    pi_a = None if actor is None else actor.sample(obs, n=n)[0]
+    if pi_a is not None:
+        out["actor_std"] = float(pi_a.std(1).mean())
     if behavior is not None:
         beh_a = behavior.sample(obs, n=n)[0]
         out["behavior_std"] = float(beh_a.std(1).mean())
         out["vae_mean_gap"] = float((vae_a.mean(1) - beh_a.mean(1)).abs().mean())
         out["vae_w1"] = w1(vae_a, beh_a)
         out["w1_floor"] = w1(behavior.sample(obs, n=n)[0], beh_a)
-        if actor is not None:
-            pi_a = actor.sample(obs, n=n)[0]
-            out["actor_std"] = float(pi_a.std(1).mean())
+        if pi_a is not None:
             out["actor_mean_gap"] = float((pi_a.mean(1) - beh_a.mean(1)).abs().mean())
     return out
 
@@ -152,6 +153,8 @@ def row(name: str, d: dict) -> str:
 def of_run(run: Path) -> str:
     from bearl.policy.load import load_policy
 
+    if not run.is_dir():
+        return f"| {run} | (no such run folder) |||||||||"
     if not (run / "checkpoint.pt").is_file():
         return f"| {run.name} | (no checkpoint.pt: rerun it to measure) |||||||||"
     policy = load_policy(run, "final")

@@ -1341,6 +1341,8 @@ def test_behavior_fit_tells_a_collapsed_vae_from_the_behaviour_policy():
     assert d["w1_floor"] < 0.15 * spread < d["vae_w1"]  # a point is far from a spread
     assert mod.w1(torch.zeros(1, 3, 1), torch.tensor([[[0.0], [1.0], [2.0]]])) == 1.0
     assert mod.behavior_policy("hopper-medium-replay") is None
+    alone = mod.diagnostics(vae, obs, act, actor=behavior, n=400)  # no behaviour policy known
+    assert alone["actor_std"] == pytest.approx(spread, rel=0.1) and "actor_mean_gap" not in alone
     assert mod.behavior_policy("not-a-dataset") is None
 
 
