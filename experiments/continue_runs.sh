@@ -2,8 +2,9 @@
 # The long runs of this round, restarted in the background in one command at the start of a
 # session (docs/results.md, "The 200k-step study"): put back the checkpoints carried over from
 # the last session, then two chains of work, one per core, each one torch thread:
-#   core A: the 200k-step study (issue #20): stage 1, then stages 2 and 3, then the modern
-#           references' hopper suite and their 200k-step seed 0 (issue #23);
+#   core A: the 200k-step study (issue #20): stage 1, then stages 2 and 3, the two settings
+#           probes (experiments/study_200k_settings.yaml), then the modern references' hopper
+#           suite and their 200k-step seed 0 (issue #23);
 #   core B: the parity runs (issue #19), then stages 2 and 3, the modern references' 200k-step runs
 #           and their hopper suite beside core A (two sweeps of one spec share its trials
 #           through the run-folder locks);
@@ -35,6 +36,7 @@ if [ "$what" = all ] || [ "$what" = study ]; then
   OMP_NUM_THREADS=1 nohup sh -c "'$BIN/bearl' sweep experiments/study_200k.yaml --local &&
     '$BIN/bearl' sweep experiments/study_200k_stage2.yaml --local;
     '$BIN/bearl' sweep experiments/study_200k_stage3.yaml --local;
+    '$BIN/bearl' sweep experiments/study_200k_settings.yaml --local;
     '$BIN/bearl' sweep experiments/hopper_suite_modern.yaml --local;
     '$BIN/bearl' sweep experiments/study_200k_modern.yaml --local" >> "$LOGS/study.log" 2>&1 &
   echo "study: pid $! (log $LOGS/study.log)"
@@ -43,6 +45,7 @@ if [ "$what" = all ] || [ "$what" = parity ]; then
   nohup sh -c "BEARL='$BIN/bearl' experiments/parity_20k.sh >> '$LOGS/parity.log' 2>&1;
     OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/study_200k_stage2.yaml --local;
     OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/study_200k_stage3.yaml --local;
+    OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/study_200k_settings.yaml --local;
     OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/study_200k_modern.yaml --local;
     OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/hopper_suite_modern.yaml --local" \
     >> "$LOGS/core_b.log" 2>&1 &

@@ -1377,6 +1377,29 @@ def test_study_results_of_another_folder_get_their_own_block(tmp_path):
         mod.write_block(tmp_path / "results.md", "x", *mod.markers([tmp_path / "elsewhere"]))
 
 
+def test_study_probes_are_named_by_their_setting_and_read_up_to_their_length(tmp_path):
+    """experiments/study_results.py --steps --by: a probe of one setting is its own row, named
+    after the setting (a run at the default, or from before the setting existed, stays under
+    the algorithm's name), and a longer reference run is read only up to the probes' length."""
+    mod = _experiment_script("study_results")
+    mod.STEPS, mod.AT = 40, (20, 40)
+    write_run(tmp_path, "BEAR_ref", "BEAR", "a", 0, [1.0, 2.0, 3.0, 4.0, 50.0, 60.0])
+    write_run(tmp_path, "BEAR_eps", "BEAR", "a", 0, [5.0, 6.0, 7.0, 8.0],
+              algo_cfg={"target_mmd_thresh": 0.1})  # fmt: skip
+    write_run(tmp_path, "BEAR_kl", "BEAR", "a", 0, [9.0, 9.0, 9.0, 9.0],
+              algo_cfg={"vae_kl_weight": 0.5, "target_mmd_thresh": 0.05})  # fmt: skip
+    by = ("target_mmd_thresh", "vae_kl_weight")
+    done, running = mod.load([tmp_path], by=by)
+    assert running == [] and sorted(done) == [("a", "BEAR"), ("a", "BEAR (target_mmd_thresh=0.1)")]
+    assert len(done[("a", "BEAR")]) == 2  # the default's values: pooled with the reference
+    ref = next(d for d in done[("a", "BEAR")] if d["NormalizedScore"][0] == 1.0)
+    assert list(ref["Step"]) == [10, 20, 30, 40] and ref["NormalizedScore"].max() == 4.0
+    assert "| a | BEAR (target_mmd_thresh=0.1) | own rule | 1 | fp32 | 6.0 / 6.0 / 5.5 | " in (
+        mod.table(done)
+    )
+    assert sorted(mod.load([tmp_path])[0]) == [("a", "BEAR")]  # without --by: one algorithm
+
+
 def test_study_claim_d_reads_the_end_and_the_largest_over_the_run():
     """Claim (d) twice: Overestimation at the study's last step, and the largest of any
     evaluation up to it, so that a critic that diverges upwards and then swings negative is
