@@ -5,8 +5,8 @@
 #   core A: the 200k-step study (issue #20): stage 1, then stages 2 and 3, the two settings
 #           probes (experiments/study_200k_settings.yaml), then the modern references' hopper
 #           suite and their 200k-step seed 0 (issue #23);
-#   core B: the parity runs (issue #19), then stages 2 and 3, the settings probes, the modern
-#           references' 200k-step runs
+#   core B: the parity runs (issue #19) and their follow-up (parity_20k_followup.yaml), then
+#           stages 2 and 3, the settings probes, the modern references' 200k-step runs
 #           and their hopper suite beside core A (two sweeps of one spec share its trials
 #           through the run-folder locks);
 # and the watcher that keeps the study's and the parity runs' checkpoints for the next session.
@@ -44,6 +44,8 @@ if [ "$what" = all ] || [ "$what" = study ]; then
 fi
 if [ "$what" = all ] || [ "$what" = parity ]; then
   nohup sh -c "BEARL='$BIN/bearl' experiments/parity_20k.sh >> '$LOGS/parity.log' 2>&1;
+    OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/parity_20k_followup.yaml --local \
+      >> '$LOGS/parity.log' 2>&1;
     OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/study_200k_stage2.yaml --local;
     OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/study_200k_stage3.yaml --local;
     OMP_NUM_THREADS=1 '$BIN/bearl' sweep experiments/study_200k_settings.yaml --local;

@@ -13,7 +13,11 @@ end. The verdict compares the last-five mean with fp32's: "within seed noise" wh
 difference of the means is at most twice its standard error (sqrt(s1^2/n1 + s2^2/n2)), with
 Welch's t-test p-value beside it; "differs" otherwise; "incomplete" until both sides have three
 finished seeds. A variant of an algorithm may be used when it is within seed noise on both
-datasets; one not yet run on both is incomplete.
+datasets; one not yet run on both is incomplete. The table reads seeds 0-2 only.
+
+``--followup`` prints instead the follow-up set after the table
+(``experiments/parity_20k_followup.yaml``): BEAR on hopper-medium, fp32 against bf16 +
+pretrained, for the table's seeds (0-2), the follow-up's (3-5) and all six, with the same rule.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ PLANNED = {
 }
 STEPS = 20_000
 LAST = 5
+TABLE_SEEDS = (0, 1, 2)
+# the follow-up: (algorithm, dataset, variant) against fp32, and its seed groups
+FOLLOWUP = ("BEAR", "hopper-medium", "bf16 + pretrained")
+FOLLOWUP_GROUPS = {"0-2 (the table)": (0, 1, 2), "3-5 (follow-up)": (3, 4, 5)}
 
 
 def run_values(path: Path) -> dict[str, float] | None:
@@ -63,7 +71,7 @@ def run_values(path: Path) -> dict[str, float] | None:
     return out
 
 
-def collect(sources) -> dict[tuple[str, str, str], dict[int, dict[str, float]]]:
+def collect(sources, seeds=TABLE_SEEDS) -> dict[tuple[str, str, str], dict[int, dict[str, float]]]:
     table: dict[tuple[str, str, str], dict[int, dict[str, float]]] = defaultdict(dict)
     for path in find_runs([s for s in sources if Path(s).exists()], ("progress.csv",)):
         info = run_info(path)
@@ -75,7 +83,7 @@ def collect(sources) -> dict[tuple[str, str, str], dict[int, dict[str, float]]]:
         ):
             continue
         values = run_values(path)
-        if values is not None and info.seed in (0, 1, 2):
+        if values is not None and info.seed in seeds:
             table[(info.algorithm, info.dataset, cost_settings(info))][info.seed] = values
     return table
 
@@ -141,12 +149,44 @@ def markdown(table) -> str:
     return "\n".join(lines) + "\n"
 
 
+def followup_markdown(table) -> str:
+    """The follow-up's rows: each seed group and all of them, fp32 against the variant."""
+    algo, ds, variant = FOLLOWUP
+    ref_runs, var_runs = table.get((algo, ds, "fp32"), {}), table.get((algo, ds, variant), {})
+    groups = {**FOLLOWUP_GROUPS, "all": tuple(sorted(set(ref_runs) | set(var_runs)))}
+    lines = [
+        f"| seeds | fp32: last 5 | {variant}: last 5 | fp32: final | {variant}: final "
+        "| against fp32 (last 5) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, seeds in groups.items():
+        ref = [ref_runs[s]["last5"] for s in seeds if s in ref_runs]
+        other = [var_runs[s]["last5"] for s in seeds if s in var_runs]
+        ref_final = [ref_runs[s]["final"] for s in seeds if s in ref_runs]
+        other_final = [var_runs[s]["final"] for s in seeds if s in var_runs]
+        label = name if name != "all" else f"all ({len(ref)} and {len(other)})"
+        lines.append(
+            f"| {label} | {pm(ref)} | {pm(other)} | {pm(ref_final)} | {pm(other_final)} "
+            f"| {verdict(ref, other)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="*", default=[str(s) for s in SOURCES])
     p.add_argument("--out", help="write the markdown here instead of stdout")
+    p.add_argument(
+        "--followup",
+        action="store_true",
+        help="the follow-up (experiments/parity_20k_followup.yaml) instead of the table",
+    )
     a = p.parse_args()
-    text = markdown(collect(a.paths))
+    if a.followup:
+        seeds = sorted({s for group in FOLLOWUP_GROUPS.values() for s in group})
+        text = followup_markdown(collect(a.paths, seeds))
+    else:
+        text = markdown(collect(a.paths))
     if a.out:
         Path(a.out).write_text(text)
     else:

@@ -1440,6 +1440,29 @@ def test_parity_summary_judges_each_variant_and_names_the_missing_ones():
     assert "* TD3: bf16 incomplete." in text
 
 
+def test_parity_followup_judges_each_seed_group_and_all_of_them():
+    """experiments/parity_table.py --followup: the table's seeds, the follow-up's and all six,
+    each with the table's rule; a group not yet run is incomplete."""
+    from collections import defaultdict
+
+    mod = _experiment_script("parity_table")
+    algo, ds, variant = mod.FOLLOWUP
+    table = defaultdict(dict)
+    for seed in range(3):  # the table: +9 with a small spread (differs)
+        table[(algo, ds, "fp32")][seed] = {"final": 25.0, "last5": 24.0 + seed}
+        table[(algo, ds, variant)][seed] = {"final": 34.0, "last5": 33.0 + seed}
+    lines = mod.followup_markdown(table).splitlines()
+    assert lines[2].startswith("| 0-2 (the table) | 25.0 ± 1.0 | 34.0 ± 1.0 |")
+    assert lines[2].endswith("| differs (+9.0, 2 SE 1.6, p 0.00) |")
+    assert lines[3].endswith("| incomplete |") and "| all (3 and 3) |" in lines[4]
+    for seed in range(3, 6):  # the follow-up: no difference, so all six come closer
+        table[(algo, ds, "fp32")][seed] = {"final": 30.0, "last5": 30.0 + seed}
+        table[(algo, ds, variant)][seed] = {"final": 30.0, "last5": 30.0 + seed}
+    lines = mod.followup_markdown(table).splitlines()
+    assert lines[3].endswith("| within seed noise (+0.0, 2 SE 1.6, p 1.00) |")
+    assert lines[4].startswith("| all (6 and 6) | 29.5 ± 5.0 | 34.0 ± 0.9 |")
+
+
 def test_no_machine_path_in_committed_run_folders():
     """Committed run folders (results/) name no absolute folder of the machine they ran on: not
     the checkout, not the home folder (the behaviour-VAE cache is logged as ~/.cache/...)."""
