@@ -991,6 +991,26 @@ def test_report_groups_treat_a_setting_added_later_as_its_default(tmp_path):
     assert differing_settings(peer) == ["a"]
 
 
+def test_mixed_group_note_names_every_setting_to_split_by(tmp_path, capsys):
+    """A group whose runs differ in two settings is split by both (``--by`` is repeatable):
+    the note's command gives both, and a setting already in ``by`` is not named."""
+    from bearl.experiments.runs import RunInfo, warn_mixed_groups
+
+    base = {"steps": 10, "target_mmd_thresh": 0.05, "vae_kl_weight": 0.5}
+    runs = [
+        RunInfo(tmp_path, "BEAR", "hopper-medium", 0, {**base, "target_mmd_thresh": 0.1}),
+        RunInfo(tmp_path, "BEAR", "hopper-medium", 0, {**base, "vae_kl_weight": 0.05}),
+    ]
+    warn_mixed_groups({"BEAR / hopper-medium": runs})
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("split them with --by target_mmd_thresh --by vae_kl_weight")
+    )
+    warn_mixed_groups({"BEAR / hopper-medium": runs}, by=["vae_kl_weight"])
+    assert capsys.readouterr().err.strip().endswith("split them with --by target_mmd_thresh")
+
+
 def _die(values):
     os._exit(3)  # no exception, no result: the process just ends
 

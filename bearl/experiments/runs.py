@@ -147,7 +147,7 @@ def warn_mixed_groups(groups: dict[str, list[RunInfo]], by: Sequence[str] = ()) 
         if diff:
             print(
                 f"bearl: note: the runs of '{label}' differ in {', '.join(diff)}; "
-                f"split them with --by {diff[0]}",
+                f"split them with {' '.join(f'--by {k}' for k in diff)}",
                 file=sys.stderr,
             )
 
