@@ -1,14 +1,18 @@
 """Where one BEAR update's time goes, per phase and per precision (CPU, one thread).
 
     python bench/update_breakdown.py --preset paper --precision fp32 bf16
+    python bench/update_breakdown.py --preset bench --precision bf16 --ops 12
 
 For each precision: the whole update, then each of its phases timed alone on one fixed batch
 (the VAE step, the critic step and its target, the actor step and the VAE decoding it needs for
 the MMD, the Polyak update), the same update at batch size 8 (what does not grow with the
 batch: Python, dispatch, casts of the weights, Adam), and the matmul rate at the update's
 largest shapes, both as autocast runs them (float32 inputs cast on the way) and on tensors
-already in bfloat16. Milliseconds, the median of ``--repeats`` timings. Run it on a quiet
-machine, or say what ran beside it.
+already in bfloat16. Milliseconds, the median of ``--repeats`` timings. With ``--ops N``, the
+N operators of the whole update with the most time of their own, per operator and input
+shapes, as torch's profiler counts them (ms per update and calls per update; the profiler adds
+a few microseconds to each call, so small operators look dearer than they are). Run it on a
+quiet machine, or say what ran beside it.
 """
 
 from __future__ import annotations
@@ -70,6 +74,32 @@ def phases(preset: str, precision: str, n: int, repeats: int) -> dict[str, float
     return out
 
 
+def top_ops(preset: str, precision: str, n: int, count: int) -> list[str]:
+    """The ``count`` operators with the most self time over ``n`` whole updates, per shape."""
+    from torch.profiler import ProfilerActivity, profile
+
+    data = bench_dataset()
+    torch.manual_seed(0)
+    algo, cfg = make_algo("BEAR", preset=preset, precision=precision)
+    sampler = data.sampler(cfg.batch_size, "cpu", seed=0)
+    for _ in range(10):
+        algo.update(sampler.sample())
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(n):
+            algo.update(sampler.sample())
+    events = prof.key_averages(group_by_input_shape=True)
+    total = sum(e.self_cpu_time_total for e in events) / n / 1e3
+    ops = sorted(
+        (e for e in events if e.key.startswith("aten::")), key=lambda e: -e.self_cpu_time_total
+    )
+    lines = [f"{precision}: {total:.2f} ms of self time per update under the profiler"]
+    for e in ops[:count]:
+        shapes = [list(x) for x in e.input_shapes if x]
+        per_update = e.self_cpu_time_total / n / 1e3
+        lines.append(f"  {per_update:6.2f} ms {e.count / n:5.1f} calls  {e.key} {shapes}")
+    return lines
+
+
 def linear_rates(rows: int, i: int, o: int, n: int, repeats: int) -> str:
     """One line: a linear layer [rows, i] -> [rows, o] in fp32, in bf16 under autocast (float32
     inputs and weights cast on the way, as the update runs it) and on tensors already cast."""
@@ -96,9 +126,14 @@ def main() -> None:
     p.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
     p.add_argument("--steps", type=int, default=30, help="calls per timing")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--ops", type=int, default=0, help="the N operators with the most time")
     a = p.parse_args()
     tune_allocator()
     torch.set_num_threads(1)
+    if a.ops:
+        for prec in a.precision:
+            print("\n".join(top_ops(a.preset, prec, a.steps, a.ops)))
+        return
     table = {prec: phases(a.preset, prec, a.steps, a.repeats) for prec in a.precision}
     print(f"BEAR, preset {a.preset}, 1 thread, ms (median of {a.repeats})")
     print(f"{'':<26}" + "".join(f"{prec:>10}" for prec in a.precision))
