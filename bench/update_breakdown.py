@@ -44,13 +44,19 @@ def ms(f: Callable[[], object], n: int, repeats: int) -> float:
     return statistics.median(times)
 
 
-def phases(preset: str, precision: str, n: int, repeats: int) -> dict[str, float]:
+def warmed_up(preset: str, precision: str):
+    """BEAR at ``preset`` and ``precision`` after 10 updates, its config, sampler and data."""
     data = bench_dataset()
     torch.manual_seed(0)
     algo, cfg = make_algo("BEAR", preset=preset, precision=precision)
     sampler = data.sampler(cfg.batch_size, "cpu", seed=0)
     for _ in range(10):
         algo.update(sampler.sample())
+    return algo, cfg, sampler, data
+
+
+def phases(preset: str, precision: str, n: int, repeats: int) -> dict[str, float]:
+    algo, cfg, sampler, data = warmed_up(preset, precision)
     b = sampler.sample()
     out = {"update": ms(lambda: algo.update(sampler.sample()), n, repeats)}
     out["  VAE step"] = ms(lambda: algo._vae_step(b), n, repeats)
@@ -78,12 +84,7 @@ def top_ops(preset: str, precision: str, n: int, count: int) -> list[str]:
     """The ``count`` operators with the most self time over ``n`` whole updates, per shape."""
     from torch.profiler import ProfilerActivity, profile
 
-    data = bench_dataset()
-    torch.manual_seed(0)
-    algo, cfg = make_algo("BEAR", preset=preset, precision=precision)
-    sampler = data.sampler(cfg.batch_size, "cpu", seed=0)
-    for _ in range(10):
-        algo.update(sampler.sample())
+    algo, _, sampler, _ = warmed_up(preset, precision)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(n):
             algo.update(sampler.sample())
