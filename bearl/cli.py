@@ -712,7 +712,7 @@ def _bench_parser(sub) -> None:
         dest="behavior_model",
         default="joint",
         help="comma-separated: joint (the VAE fitted in every update) and/or pretrained (frozen; "
-        "algorithms with a behaviour VAE) (default: joint)",
+        "algorithms with a behaviour VAE; prefit updates as joint) (default: joint)",
     )
     p.add_argument(
         "--device",
@@ -735,6 +735,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     behaviors = tuple(p.strip() for p in args.behavior_model.split(",") if p.strip())
     if not (args.device == "cpu" or args.device.startswith("cuda")):
         raise BearlError(f"--device: expected cpu, cuda or cuda:N, got '{args.device}'")
+    if "prefit" in behaviors:
+        raise BearlError(
+            "--behavior_model: prefit updates as joint does (the VAE fitted in every update); "
+            "bench joint for its speed"
+        )
     for name, values, allowed in (
         ("precision", precisions, ("fp32", "bf16")),
         ("preset", presets, ("bench", "paper")),

@@ -135,3 +135,37 @@ def test_joint_is_the_default_and_bcq_and_dqfd_accept_pretrained(tmp_path, cache
     values = {k: v for k, v in TINY.items() if k not in ("warm_start_steps", "num_eval_samples")}
     with pytest.raises(ConfigError, match="needs demo_action=vae"):
         resolve({**values, "algo": "DQfD", "demo_action": "dataset"})
+
+
+def test_prefit_starts_from_the_cached_fit_and_fits_on(tmp_path, cache, capsys):
+    """``behavior_model=prefit``: the same cached fit as ``pretrained`` to start from (one
+    cache file serves both), then the VAE is fitted at every step as in ``joint``."""
+    frozen, err = _run(tmp_path, "frozen", capsys)
+    assert "fitted alone" in err and ", frozen" in err
+    saved = torch.load(next(cache.iterdir()), weights_only=True)["state"]
+    run, err = _run(tmp_path, "prefit", capsys, behavior_model="prefit")
+    assert "reused from the cache" in err and "fitted on at every step (prefit)" in err
+    assert len(list(cache.iterdir())) == 1
+    with open(run / "progress.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert "vae_loss" in rows[0]
+    moved = [k for k, v in _vae(run).items() if not torch.equal(v, saved[k])]
+    assert moved  # the VAE kept training after the fit it started from
+    # it started from the fit: its first losses are the fitted VAE's, below a fresh VAE's
+    joint, _ = _run(tmp_path, "joint", capsys, behavior_model="joint")
+    with open(joint / "progress.csv") as f:
+        fresh = list(csv.DictReader(f))
+    assert float(rows[0]["vae_loss"]) < float(fresh[0]["vae_loss"])
+
+
+def test_prefit_is_named_in_errors_and_bench_refuses_it(tmp_path, cache, capsys):
+    from bearl.cli import main
+    from bearl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="joint, pretrained, prefit"):
+        resolve({**TINY, "behavior_model": "prefitted"})
+    values = {k: v for k, v in TINY.items() if k not in ("warm_start_steps", "num_eval_samples")}
+    with pytest.raises(ConfigError, match="behavior_model=prefit needs demo_action=vae"):
+        resolve({**values, "algo": "DQfD", "demo_action": "dataset", "behavior_model": "prefit"})
+    assert main(["bench", "--algo", "BEAR", "--behavior_model", "prefit", "--no-peer"]) != 0
+    assert "prefit updates as joint does" in capsys.readouterr().err

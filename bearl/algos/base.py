@@ -81,6 +81,12 @@ class Algorithm:
         """Whether the behaviour VAE is pretrained and frozen (no VAE step in ``update``)."""
         return getattr(self.cfg, "behavior_model", "joint") == "pretrained"
 
+    @property
+    def behavior_prefitted(self) -> bool:
+        """Whether the behaviour VAE starts from its fit alone (``pretrained``, frozen after
+        it, or ``prefit``, fitted on at every step)."""
+        return getattr(self.cfg, "behavior_model", "joint") in ("pretrained", "prefit")
+
     def set_precision(self, precision: str) -> None:
         """``fp32`` or ``bf16``: the dtype of every network's hidden-layer matmuls (nets.py)."""
         dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]

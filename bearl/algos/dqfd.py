@@ -69,8 +69,10 @@ class DQfDConfig(TD3Config, VAESettings, BehaviorSettings):
         if self.lamda < 0:
             raise ValueError("lamda must be >= 0")
         self.validate_behavior()
-        if self.behavior_model == "pretrained" and self.demo_action != "vae":
-            raise ValueError("behavior_model=pretrained needs demo_action=vae (no VAE otherwise)")
+        if self.behavior_model != "joint" and self.demo_action != "vae":
+            raise ValueError(
+                f"behavior_model={self.behavior_model} needs demo_action=vae (no VAE otherwise)"
+            )
 
 
 class DQfD(TD3):

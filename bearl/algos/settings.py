@@ -67,21 +67,27 @@ class VAESettings:
             raise ValueError(f"vae_kl_weight must be >= 0, not {self.vae_kl_weight}")
 
 
+BEHAVIOR_MODELS = ("joint", "pretrained", "prefit")
+
+
 @dataclass
 class BehaviorSettings:
     behavior_model: str = "joint"
     """How the behaviour VAE is fitted: ``joint``, alongside everything else at every gradient
-    step (the paper's and the original code's way), or ``pretrained``: alone, for
+    step (the paper's and the original code's way); ``pretrained``: alone, for
     ``behavior_steps`` steps before training, cached per (dataset, VAE settings, seed, precision)
-    so that later runs of any algorithm load it, and frozen while training (docs/bear.md)."""
+    so that later runs of any algorithm load it, and frozen while training (docs/bear.md);
+    ``prefit``: the same cached fit to start from, then fitted at every step as ``joint`` (no
+    cheaper than joint: it tells a head start from freezing, docs/performance.md)."""
     behavior_steps: int = 50_000
-    """behavior_model=pretrained: gradient steps of the VAE's fit (chosen from its loss curve:
-    docs/performance.md)."""
+    """behavior_model=pretrained or prefit: gradient steps of the VAE's fit alone (chosen from
+    its loss curve: docs/performance.md)."""
 
     def validate_behavior(self) -> None:
-        if self.behavior_model not in ("joint", "pretrained"):
+        if self.behavior_model not in BEHAVIOR_MODELS:
             raise ValueError(
-                f"behavior_model must be joint or pretrained, not {self.behavior_model!r}"
+                f"behavior_model must be one of {', '.join(BEHAVIOR_MODELS)}, "
+                f"not {self.behavior_model!r}"
             )
         if self.behavior_steps < 1:
             raise ValueError("behavior_steps must be >= 1")

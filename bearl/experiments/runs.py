@@ -99,8 +99,9 @@ def run_info(run_dir: str | Path) -> RunInfo:
 
 def cost_settings(info: RunInfo) -> str:
     """The settings that make a run cheaper (docs/performance.md): ``fp32``, ``bf16``, and
-    ``+ pretrained`` when the behaviour VAE was fitted once and frozen. Runs from before these
-    settings existed are fp32 with the joint VAE."""
+    ``+ pretrained`` when the behaviour VAE was fitted once and frozen (``+ prefit``: fitted
+    once, then on at every step). Runs from before these settings existed are fp32 with the
+    joint VAE."""
     precision = info.setting("precision") or "fp32"
     behavior = info.setting("behavior_model") or "joint"
     return precision if behavior == "joint" else f"{precision} + {behavior}"

@@ -8,6 +8,10 @@ a cache keyed by the dataset's content, the VAE's settings, the seed and the pre
 loaded by every later run with the same key, of any of those algorithms. The algorithm then
 keeps it frozen (no VAE step in its update); the checkpoints hold its weights, so a resumed run
 needs no cache. The cache is ``$BEARL_CACHE/behavior`` (default ``~/.cache/bearl/behavior``).
+
+``behavior_model=prefit`` starts from the same cached fit (the same key) and then fits the VAE
+at every step, as ``joint`` does, with the algorithm's own fresh Adam: what the head start alone
+changes, apart from freezing.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ def cache_key(
 
 def load_or_fit(algo: Any, dataset: Any, cfg: Any, algo_cfg: Any, scale: Any) -> str:
     """Put the pretrained behaviour VAE into ``algo`` (from the cache, or fitted and cached
-    now) and freeze it; returns one line saying which, for the run's log."""
+    now), frozen unless ``behavior_model=prefit``; returns one line saying which, for the
+    run's log."""
     vae = algo.behavior_vae()
     flush = bool(cfg.flush_denormals) and torch.device(algo.device).type == "cpu"
     key = cache_key(dataset, algo_cfg, cfg.seed, cfg.precision, scale, flush)
@@ -81,25 +86,29 @@ def load_or_fit(algo: Any, dataset: Any, cfg: Any, algo_cfg: Any, scale: Any) ->
 def _load_or_fit(
     algo: Any, vae: Any, path: Path, key: dict, dataset: Any, cfg: Any, algo_cfg: Any, scale: Any
 ) -> str:
+    then = "frozen" if algo.behavior_frozen else "fitted on at every step (prefit)"
     if path.exists():
         saved = torch.load(path, map_location=algo.device, weights_only=True)
         if saved.get("key") == key:
             vae.load_state_dict(saved["state"])
-            vae.requires_grad_(False)
+            vae.requires_grad_(not algo.behavior_frozen)
             return (
-                f"behaviour model: the pretrained VAE reused from the cache ({home_relative(path)})"
+                f"behaviour model: the pretrained VAE reused from the cache "
+                f"({home_relative(path)}), {then}"
             )
     t0 = time.time()
     with FlushDenormals(key["flush_denormals"]):  # as the training loop's updates
         curve = _fit(vae, dataset, algo_cfg, cfg.seed, algo.device, scale)
-    vae.requires_grad_(False)
+    vae.zero_grad(set_to_none=True)  # nothing of the fit's last step is left to a prefit run
     buf = io.BytesIO()
     torch.save({"key": key, "state": vae.state_dict(), "curve": curve}, buf)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, buf.getvalue())
+    vae.requires_grad_(not algo.behavior_frozen)
     return (
         f"behaviour model: VAE fitted alone for {algo_cfg.behavior_steps} steps in "
-        f"{time.time() - t0:.0f} s (final loss {curve[-1][1]:.4f}), cached at {home_relative(path)}"
+        f"{time.time() - t0:.0f} s (final loss {curve[-1][1]:.4f}), cached at "
+        f"{home_relative(path)}, {then}"
     )
 
 

@@ -151,7 +151,7 @@ def _train(
     if resume is None:
         algo.prepare(dataset)  # dataset statistics the algorithm keeps (restored on resume)
     behavior_note = None
-    if resume is None and algo.behavior_frozen and algo.behavior_vae() is not None:
+    if resume is None and algo.behavior_prefitted and algo.behavior_vae() is not None:
         behavior_note = load_or_fit(algo, dataset, cfg, algo_cfg, scale)  # (forked RNG)
         print(f"bearl: {behavior_note}", file=sys.stderr)
     if evaluator:
