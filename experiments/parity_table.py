@@ -18,6 +18,11 @@ datasets; one not yet run on both is incomplete. The table reads seeds 0-2 only.
 ``--followup`` prints instead the follow-up set after the table
 (``experiments/parity_20k_followup.yaml``): BEAR on hopper-medium, fp32 against bf16 +
 pretrained, for the table's seeds (0-2), the follow-up's (3-5) and all six, with the same rule.
+
+``--prefit`` prints what tells the pretrained VAE's head start from its freezing
+(``experiments/prefit_20k.yaml``): on the six seeds of the table and the follow-up, BEAR on
+hopper-medium with the VAE fitted alone first and then fitted on at every step (bf16 + prefit),
+beside fp32 and bf16 + pretrained, each judged against those above it with the same rule.
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ TABLE_SEEDS = (0, 1, 2)
 # the follow-up: (algorithm, dataset, variant) against fp32, and its seed groups
 FOLLOWUP = ("BEAR", "hopper-medium", "bf16 + pretrained")
 FOLLOWUP_GROUPS = {"0-2 (the table)": (0, 1, 2), "3-5 (follow-up)": (3, 4, 5)}
+# head start or freezing: the variants side by side on the follow-up's seeds
+PREFIT_VARIANTS = ("fp32", "bf16 + pretrained", "bf16 + prefit")
+PREFIT_SEEDS = (0, 1, 2, 3, 4, 5)
 
 
 def run_values(path: Path) -> dict[str, float] | None:
@@ -172,6 +180,31 @@ def followup_markdown(table) -> str:
     return "\n".join(lines) + "\n"
 
 
+def prefit_markdown(table) -> str:
+    """BEAR on hopper-medium, seeds 0-5: fp32, bf16 + pretrained and bf16 + prefit, each
+    judged against those above it."""
+    algo, ds, _ = FOLLOWUP
+    runs = {v: table.get((algo, ds, v), {}) for v in PREFIT_VARIANTS}
+    last5 = {v: [r["last5"] for _, r in sorted(runs[v].items())] for v in PREFIT_VARIANTS}
+    ref, frozen = PREFIT_VARIANTS[0], PREFIT_VARIANTS[1]
+    lines = [
+        f"| variant | seeds | final | best | mean of last 5 | against {ref} (last 5) "
+        f"| against {frozen} (last 5) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, v in enumerate(PREFIT_VARIANTS):
+        rows = [r for _, r in sorted(runs[v].items())]
+        against = [  # each variant against those above it
+            "reference" if k == i else verdict(last5[other], last5[v]) if k < i else ""
+            for k, other in enumerate((ref, frozen))
+        ]
+        lines.append(
+            f"| {v} | {len(rows)} | {pm([r['final'] for r in rows])} | "
+            f"{pm([r['best'] for r in rows])} | {pm(last5[v])} | {against[0]} | {against[1]} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="*", default=[str(s) for s in SOURCES])
@@ -181,8 +214,15 @@ def main() -> None:
         action="store_true",
         help="the follow-up (experiments/parity_20k_followup.yaml) instead of the table",
     )
+    p.add_argument(
+        "--prefit",
+        action="store_true",
+        help="head start or freezing (experiments/prefit_20k.yaml) instead of the table",
+    )
     a = p.parse_args()
-    if a.followup:
+    if a.prefit:
+        text = prefit_markdown(collect(a.paths, PREFIT_SEEDS))
+    elif a.followup:
         seeds = sorted({s for group in FOLLOWUP_GROUPS.values() for s in group})
         text = followup_markdown(collect(a.paths, seeds))
     else:

@@ -1483,6 +1483,37 @@ def test_parity_followup_judges_each_seed_group_and_all_of_them():
     assert lines[4].startswith("| all (6 and 6) | 29.5 ± 5.0 | 34.0 ± 0.9 |")
 
 
+def test_parity_prefit_judges_each_variant_against_those_above_it():
+    """experiments/parity_table.py --prefit: fp32, bf16 + pretrained and bf16 + prefit on the
+    follow-up's seeds; prefit judged against both, pretrained against fp32 only."""
+    from collections import defaultdict
+
+    mod = _experiment_script("parity_table")
+    algo, ds, _ = mod.FOLLOWUP
+    table = defaultdict(dict)
+    for seed in mod.PREFIT_SEEDS:
+        table[(algo, ds, "fp32")][seed] = {"final": 30.0, "best": 35.0, "last5": 27.0 + seed}
+        table[(algo, ds, "bf16 + pretrained")][seed] = {
+            "final": 35.0,
+            "best": 38.0,
+            "last5": 33.0 + seed,
+        }
+    lines = mod.prefit_markdown(table).splitlines()
+    assert lines[2] == "| fp32 | 3 | 30.0 ± 0.0 | 35.0 ± 0.0 | 31.0 ± 1.0 | reference |  |"
+    assert lines[3].endswith("| differs (+6.0, 2 SE 1.6, p 0.00) | reference |")
+    assert lines[4] == "| bf16 + prefit | 0 | - | - | - | incomplete | incomplete |"
+    for seed in mod.PREFIT_SEEDS:  # as the frozen VAE: differs from fp32, not from pretrained
+        table[(algo, ds, "bf16 + prefit")][seed] = {
+            "final": 35.0,
+            "best": 38.0,
+            "last5": 33.0 + seed,
+        }
+    lines = mod.prefit_markdown(table).splitlines()
+    assert lines[4].endswith(
+        "| differs (+6.0, 2 SE 1.6, p 0.00) | within seed noise (+0.0, 2 SE 1.6, p 1.00) |"
+    )
+
+
 def test_no_machine_path_in_committed_run_folders():
     """Committed run folders (results/) name no absolute folder of the machine they ran on: not
     the checkout, not the home folder (the behaviour-VAE cache is logged as ~/.cache/...)."""
