@@ -6,11 +6,12 @@
 A refactoring (moving code, merging helpers, deriving the CLI another way) must not change what
 a run computes. For every algorithm, and the variants whose code paths differ (BEAR's presets,
 KL distance and fixed alpha; BC's three policy models; DQfD's two demo actions; CQL's backups
-and its Lagrange alpha), each version trains the same short run from the same seed on the same
-small generated dataset (Pendulum-v1 shapes, actions in [-2, 2], so the rescaling path runs
-too), evaluating both action rules a few times. Then every column of the two progress.csv
-files is compared exactly, except the machine columns (wall time, updates/s, memory). Exit
-status 1 when any run differs; the first differing cells are printed.
+and its Lagrange alpha; the pretrained behaviour VAE, each version with a cache of its own),
+each version trains the same short run from the same seed on the same small generated dataset
+(Pendulum-v1 shapes, actions in [-2, 2], so the rescaling path runs too), evaluating both
+action rules a few times. Then every column of the two progress.csv files is compared exactly,
+except the machine columns (wall time, updates/s, memory). Exit status 1 when any run differs;
+the first differing cells are printed.
 
 Each version runs in its own process with its own tree first on ``sys.path`` (a revision is
 checked out into a temporary git worktree), through the public API that every version has
@@ -61,6 +62,8 @@ VARIANTS: dict[str, dict] = {
     "BCQ-bf16": {"algo": "BCQ", "precision": "bf16"},
     "TD3-bf16": {"algo": "TD3", "precision": "bf16"},
     "CQL-bf16": {"algo": "CQL", "warm_start_steps": 100, "precision": "bf16"},
+    # the behaviour VAE fitted alone first (each version fits its own: a cache of its own)
+    "BEAR-pretrained": {"algo": "BEAR", "behavior_model": "pretrained", "behavior_steps": 100},
 }
 MACHINE_COLUMNS = {"WallTime", "UpdatesPerSecond", "MemoryMiB"}
 
@@ -99,7 +102,8 @@ for name, settings in variants.items():
 
 
 def run_version(tree: Path, out: Path, variants: dict, steps: int) -> None:
-    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
+    cache = out.parent / f"cache-{out.name}"  # no version reuses a VAE the other fitted
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "BEARL_CACHE": str(cache)}
     cmd = [sys.executable, "-c", _CHILD, str(out), json.dumps(variants), str(steps)]
     proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
     where = proc.stdout.splitlines()[:1]

@@ -22,7 +22,8 @@ pretrained, for the table's seeds (0-2), the follow-up's (3-5) and all six, with
 ``--prefit`` prints what tells the pretrained VAE's head start from its freezing
 (``experiments/prefit_20k.yaml``): on the six seeds of the table and the follow-up, BEAR on
 hopper-medium with the VAE fitted alone first and then fitted on at every step (bf16 + prefit),
-beside fp32 and bf16 + pretrained, each judged against those above it with the same rule.
+beside fp32 and bf16 + pretrained, each judged against those above it with the same rule, and
+the constraint's distance (the actor's sampled MMD to the VAE) at the last step.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def run_values(path: Path) -> dict[str, float] | None:
         "best": float(evaluated.max()),
         "last5": float(evaluated[-LAST:].mean()),
     }
-    for col, key in (("Overestimation", "over"), ("alpha", "alpha")):
+    for col, key in (("Overestimation", "over"), ("alpha", "alpha"), ("distance", "distance")):
         v = d.get(col)
         if v is not None and np.isfinite(v).any():
             out[key] = float(v[np.isfinite(v)][-1])
@@ -188,9 +189,9 @@ def prefit_markdown(table) -> str:
     last5 = {v: [r["last5"] for _, r in sorted(runs[v].items())] for v in PREFIT_VARIANTS}
     ref, frozen = PREFIT_VARIANTS[0], PREFIT_VARIANTS[1]
     lines = [
-        f"| variant | seeds | final | best | mean of last 5 | against {ref} (last 5) "
-        f"| against {frozen} (last 5) |",
-        "|---|---|---|---|---|---|---|",
+        f"| variant | seeds | final | best | mean of last 5 | MMD to the VAE at the end "
+        f"| against {ref} (last 5) | against {frozen} (last 5) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for i, v in enumerate(PREFIT_VARIANTS):
         rows = [r for _, r in sorted(runs[v].items())]
@@ -200,7 +201,8 @@ def prefit_markdown(table) -> str:
         ]
         lines.append(
             f"| {v} | {len(rows)} | {pm([r['final'] for r in rows])} | "
-            f"{pm([r['best'] for r in rows])} | {pm(last5[v])} | {against[0]} | {against[1]} |"
+            f"{pm([r['best'] for r in rows])} | {pm(last5[v])} | "
+            f"{pm([r['distance'] for r in rows if 'distance' in r], 3)} | {against[0]} | {against[1]} |"
         )
     return "\n".join(lines) + "\n"
 
