@@ -1083,6 +1083,40 @@ def test_a_trial_never_outlives_the_sweep(tmp_path, sig):
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
 
 
+_LOCKING_TRIAL = """
+import multiprocessing, multiprocessing.util, time
+
+def lock(values):
+    globals()["lock"] = multiprocessing.get_context("spawn").Lock()  # a tracked semaphore
+    multiprocessing.util.Finalize(None, time.sleep, (0.5,), exitpriority=10)  # a slow exit
+    return {"status": "done"}
+"""
+
+_LOCKING_PARENT = """
+import trialfn_lock
+from bearl.experiments.sweep import run_in_subprocess
+
+if __name__ == "__main__":
+    print(run_in_subprocess({"run_name": "t"}, fn=trialfn_lock.lock)["status"])
+"""
+
+
+def test_a_finished_trial_exits_by_itself_and_leaks_no_semaphore(tmp_path):
+    """A trial that has sent its outcome is left to exit on its own: terminated during its exit
+    handlers, it left its semaphores (tqdm's lock, ...) to the resource tracker, which printed
+    "leaked semaphore objects" at the end of every `bearl sweep --local`."""
+    (tmp_path / "trialfn_lock.py").write_text(_LOCKING_TRIAL)
+    (tmp_path / "parent.py").write_text(_LOCKING_PARENT)
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "parent.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr
+    assert "leaked semaphore" not in proc.stderr
+
+
 @pytest.mark.slow
 def test_sweep_on_ray(tmp_path):
     pytest.importorskip("ray")

@@ -603,6 +603,9 @@ def _run_local(todo: list[Trial], progress: SweepProgress) -> None:
         progress.finish(t, outcome)
 
 
+TRIAL_EXIT_GRACE_S = 30.0  # a trial that sent its outcome, given this long to exit by itself
+
+
 def run_in_subprocess(
     values: dict[str, Any], fn: Callable[[dict[str, Any]], dict[str, Any]] = run_trial
 ) -> dict[str, Any]:
@@ -624,7 +627,7 @@ def run_in_subprocess(
         proc.start()
         send.close()  # only the trial holds the sending end now: its death means EOF here
         try:
-            return receive.recv()
+            outcome = receive.recv()
         except EOFError:
             return {
                 "name": name,
@@ -633,6 +636,12 @@ def run_in_subprocess(
                 "error": "the trial's process ended abruptly (killed, or a crash in native "
                 "code); its last checkpoint is kept",
             }
+        else:
+            # the trial has sent its outcome and is exiting: let it run its exit handlers
+            # (terminated there, it would leave its semaphores to the resource tracker, which
+            # warns of "leaked semaphore objects" when the sweep ends)
+            proc.join(TRIAL_EXIT_GRACE_S)
+            return outcome
         finally:
             receive.close()
             if proc.is_alive():
