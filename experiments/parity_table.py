@@ -122,8 +122,12 @@ def markdown(table) -> str:
     passes: dict[str, list[str]] = defaultdict(list)
     for algo in ALGOS:
         for ds in DATASETS:
-            variants = sorted(
-                {v for (a, d, v) in table if a == algo and d == ds},
+            variants = sorted(  # the table's variants only (prefit has its own: --prefit)
+                {
+                    v
+                    for (a, d, v) in table
+                    if a == algo and d == ds and v in ("fp32", *PLANNED[algo])
+                },
                 key=lambda v: (v != "fp32", v),
             )
             ref = [r["last5"] for r in table.get((algo, ds, "fp32"), {}).values()]

@@ -1485,7 +1485,9 @@ def test_parity_summary_judges_each_variant_and_names_the_missing_ones():
             table[("BC", ds, "fp32")][seed] = same
             low = 20.0 + seed if ds == mod.DATASETS[0] else 30.0 + seed
             table[("BC", ds, "bf16")][seed] = {**same, "last5": low}
+            table[("BEAR", ds, "bf16 + prefit")][seed] = dict(same)  # not the table's
     text = mod.markdown(table)
+    assert "| bf16 + prefit |" not in text and "| BEAR | hopper-medium | bf16 | 3 |" in text
     assert (
         "* BEAR: bf16 within seed noise on both datasets: it may be used; "
         "bf16 + pretrained incomplete." in text
