@@ -55,6 +55,9 @@ def _vae(run):
 def test_fitted_once_then_reused_and_frozen(tmp_path, cache, capsys):
     first, err = _run(tmp_path, "a", capsys)
     assert "VAE fitted alone for 40 steps" in err and len(list(cache.iterdir())) == 1
+    assert err.index("fitting the VAE alone for 40 steps before training") < err.index(
+        "fitted alone"
+    )
     saved = torch.load(next(cache.iterdir()), weights_only=True)["state"]
     for k, v in _vae(first).items():  # frozen: training did not move it
         assert torch.equal(v, saved[k]), k
@@ -169,3 +172,11 @@ def test_prefit_is_named_in_errors_and_bench_refuses_it(tmp_path, cache, capsys)
         resolve({**values, "algo": "DQfD", "demo_action": "dataset", "behavior_model": "prefit"})
     assert main(["bench", "--algo", "BEAR", "--behavior_model", "prefit", "--no-peer"]) != 0
     assert "prefit updates as joint does" in capsys.readouterr().err
+
+
+def test_the_fit_shows_its_progress(tmp_path, cache, capsys):
+    """The fit alone takes minutes at the default 50,000 steps: a bar counts its steps."""
+    _, err = _run(tmp_path, "bar", capsys, progress=True)
+    assert "fitting the VAE" in err and "40/40" in err
+    _, err = _run(tmp_path, "cached", capsys, progress=True)
+    assert "fitting the VAE" not in err  # nothing to fit: the cached one is loaded

@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import torch
 from bearl.algos.base import adam
 from bearl.files import home_relative, waiting_lock, write_atomic
 from bearl.perf import FlushDenormals
+from bearl.progress import progress_bar
 
 SEED_OFFSET = 7_919  # the fit's sampler and torch seed: seed + OFFSET, apart from training
 CACHE_FORMAT = "bearl-behavior-vae-v1"
@@ -96,9 +98,15 @@ def _load_or_fit(
                 f"behaviour model: the pretrained VAE reused from the cache "
                 f"({home_relative(path)}), {then}"
             )
+    print(
+        f"bearl: behaviour model: fitting the VAE alone for {algo_cfg.behavior_steps} steps "
+        "before training (once per dataset, VAE settings, seed and precision; then cached)",
+        file=sys.stderr,
+        flush=True,
+    )
     t0 = time.time()
     with FlushDenormals(key["flush_denormals"]):  # as the training loop's updates
-        curve = _fit(vae, dataset, algo_cfg, cfg.seed, algo.device, scale)
+        curve = _fit(vae, dataset, algo_cfg, cfg.seed, algo.device, scale, cfg.progress)
     vae.zero_grad(set_to_none=True)  # nothing of the fit's last step is left to a prefit run
     buf = io.BytesIO()
     torch.save({"key": key, "state": vae.state_dict(), "curve": curve}, buf)
@@ -112,11 +120,16 @@ def _load_or_fit(
     )
 
 
-def _fit(vae, dataset, algo_cfg, seed: int, device, scale) -> list[tuple[int, float]]:
+def _fit(
+    vae, dataset, algo_cfg, seed: int, device, scale, progress: bool = False
+) -> list[tuple[int, float]]:
     """The VAE fitted alone; its training loss averaged over each 1,000 steps."""
     cuda = [device] if torch.device(device).type == "cuda" else []
     curve, total = [], 0.0
-    with torch.random.fork_rng(devices=cuda):
+    bar = progress_bar(
+        algo_cfg.behavior_steps, disable=not progress, unit="step", desc="fitting the VAE"
+    )
+    with torch.random.fork_rng(devices=cuda), bar:
         torch.manual_seed(seed + SEED_OFFSET)
         sampler = dataset.sampler(algo_cfg.batch_size, device, seed=seed + SEED_OFFSET)
         opt = adam(vae, algo_cfg.vae_lr)
@@ -127,6 +140,7 @@ def _fit(vae, dataset, algo_cfg, seed: int, device, scale) -> list[tuple[int, fl
             loss.backward()
             opt.step()
             total += loss.item()
+            bar.update()
             if step % 1000 == 0 or step == algo_cfg.behavior_steps:
                 curve.append((step, total / (step - (curve[-1][0] if curve else 0))))
                 total = 0.0
