@@ -1011,6 +1011,21 @@ def test_mixed_group_note_names_every_setting_to_split_by(tmp_path, capsys):
     assert capsys.readouterr().err.strip().endswith("split them with --by target_mmd_thresh")
 
 
+def test_a_setting_an_algorithm_lacks_shows_as_a_dash(tmp_path):
+    """``--by behavior_model`` over BEAR and TD3 runs: TD3 has no such setting ("-", not
+    "None"); a run saved before a setting existed shows its algorithm's default."""
+    from bearl.experiments.runs import RunInfo, settings_suffix, shown_setting
+
+    td3 = RunInfo(tmp_path, "TD3", "hopper-medium", 0, {"steps": 10})
+    old_bear = RunInfo(tmp_path, "BEAR", "hopper-medium", 0, {"steps": 10})
+    bear = RunInfo(tmp_path, "BEAR", "hopper-medium", 0, {"behavior_model": "prefit"})
+    assert shown_setting(td3, "behavior_model") == "-"
+    assert shown_setting(old_bear, "behavior_model") == "joint"
+    assert settings_suffix(bear, ["behavior_model"]) == " (behavior_model=prefit)"
+    none = RunInfo(tmp_path, "BEAR", "h", 0, {"actor_noise_clip": None})
+    assert shown_setting(none, "actor_noise_clip") == "None"  # a value of None is shown
+
+
 def _die(values):
     os._exit(3)  # no exception, no result: the process just ends
 

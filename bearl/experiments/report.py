@@ -33,7 +33,7 @@ from bearl.experiments.runs import (
     find_runs,
     group_runs,
     run_info,
-    show_value,
+    shown_setting,
     warn_mixed_groups,
 )
 from bearl.files import as_int
@@ -180,7 +180,7 @@ def summarize(
             ReportRow(
                 first.algorithm,
                 first.dataset,
-                {k: show_value(first.setting(k)) for k in by},
+                {k: shown_setting(first, k) for k in by},
                 len(group),
                 "?" if not steps else str(steps[0]) + (f"-{steps[-1]}" if len(steps) > 1 else ""),
                 metric if metric != SCORE else "normalized" if normalized else "return",

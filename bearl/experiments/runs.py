@@ -116,7 +116,7 @@ def settings_suffix(info: RunInfo, by: Sequence[str] = ()) -> str:
     """`` (field=value, ...)`` for the ``by`` settings of a run, or nothing."""
     if not by:
         return ""
-    return " (" + ", ".join(f"{k}={show_value(info.setting(k))}" for k in by) + ")"
+    return " (" + ", ".join(f"{k}={shown_setting(info, k)}" for k in by) + ")"
 
 
 def group_runs(runs: Iterable[RunInfo], by: Sequence[str] = ()) -> dict[str, list[RunInfo]]:
@@ -151,6 +151,18 @@ def warn_mixed_groups(groups: dict[str, list[RunInfo]], by: Sequence[str] = ()) 
                 f"split them with {' '.join(f'--by {k}' for k in diff)}",
                 file=sys.stderr,
             )
+
+
+def shown_setting(info: RunInfo, name: str) -> str:
+    """A run's setting for a label or a table cell: its value; for a run saved before the
+    setting existed, its algorithm's default (what it ran with, as ``differing_settings``
+    counts it); ``-`` where the algorithm has no such setting (``behavior_model`` of TD3)."""
+    if name in info.settings:
+        return show_value(info.settings[name])
+    from bearl.config import default_settings
+
+    defaults = default_settings(info.algorithm)
+    return show_value(defaults[name]) if name in defaults else "-"
 
 
 def show_value(value: Any) -> str:
