@@ -24,6 +24,12 @@ pretrained, for the table's seeds (0-2), the follow-up's (3-5) and all six, with
 hopper-medium with the VAE fitted alone first and then fitted on at every step (bf16 + prefit),
 beside fp32 and bf16 + pretrained, each judged against those above it with the same rule, and
 the constraint's distance (the actor's sampled MMD to the VAE) at the last step.
+
+``--longer`` prints whether the effect lasts (``experiments/pretrained_60k.yaml``): BEAR on
+hopper-medium with the pretrained VAE for 60k steps at the 200k-step study's settings, against
+the study's own BEAR runs (joint VAE) over the same steps: the mean score at each evaluation,
+then the mean of each seed's evaluations in each 20k steps (5k-20k, 25k-40k, 45k-60k), judged
+with the same rule.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bearl.errors import BearlError
 from bearl.experiments.plot import read_progress
 from bearl.experiments.report import difference
 from bearl.experiments.runs import cost_settings, find_runs, run_info
@@ -206,8 +213,60 @@ def prefit_markdown(table) -> str:
         lines.append(
             f"| {v} | {len(rows)} | {pm([r['final'] for r in rows])} | "
             f"{pm([r['best'] for r in rows])} | {pm(last5[v])} | "
-            f"{pm([r['distance'] for r in rows if 'distance' in r], 3)} | {against[0]} | {against[1]} |"
+            f"{pm([r['distance'] for r in rows if 'distance' in r], 3)} | "
+            f"{against[0]} | {against[1]} |"
         )
+    return "\n".join(lines) + "\n"
+
+
+LONGER = {
+    "joint (the study)": ROOT / "results" / "study_200k",
+    "bf16 + pretrained": ROOT / "results" / "pretrained_60k",
+}
+LONGER_STEPS = 60_000
+
+
+def longer_scores(folder: Path, steps: int = LONGER_STEPS) -> dict[int, dict[int, float]]:
+    """seed -> {step: score} of the BEAR hopper-medium runs in ``folder``, up to ``steps``;
+    only runs that reached ``steps``."""
+    out: dict[int, dict[int, float]] = {}
+    try:
+        paths = find_runs([folder], ("progress.csv",))
+    except BearlError:  # no runs there yet
+        return out
+    for path in paths:
+        info = run_info(path)
+        if (info.algorithm, info.dataset) != FOLLOWUP[:2] or info.seed is None:
+            continue
+        d = read_progress(path)
+        score = d["NormalizedScore"]
+        rows = {int(t): float(v) for t, v in zip(d["Step"], score) if np.isfinite(v) and t <= steps}
+        if rows and max(rows) == steps:
+            out[info.seed] = rows
+    return out
+
+
+def longer_markdown(sources: dict[str, Path] = LONGER) -> str:
+    runs = {name: longer_scores(folder) for name, folder in sources.items()}
+    (ref_name, ref), (var_name, var) = runs.items()
+    steps = sorted({t for r in (ref, var) for seed in r.values() for t in seed})
+    lines = [f"| step | {ref_name} | {var_name} |", "|---|---|---|"]
+    for t in steps:
+        cells = [pm([seed[t] for seed in r.values() if t in seed]) for r in (ref, var)]
+        lines.append(f"| {t:,} | {cells[0]} | {cells[1]} |")
+    lines += ["", f"| mean of the evaluations at | {ref_name} | {var_name} | against {ref_name} |"]
+    lines.append("|---|---|---|---|")
+    for start, end in ((0, 20_000), (20_000, 40_000), (40_000, LONGER_STEPS)):
+        window = [t for t in steps if start < t <= end]
+        if not window:
+            continue
+
+        def means(r: dict[int, dict[int, float]], window=window) -> list[float]:
+            return [float(np.mean([seed[t] for t in window])) for seed in r.values()]
+
+        a, b = means(ref), means(var)
+        span = f"{window[0] // 1000}k-{window[-1] // 1000}k"
+        lines.append(f"| {span} | {pm(a)} | {pm(b)} | {verdict(a, b)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -225,8 +284,15 @@ def main() -> None:
         action="store_true",
         help="head start or freezing (experiments/prefit_20k.yaml) instead of the table",
     )
+    p.add_argument(
+        "--longer",
+        action="store_true",
+        help="whether the pretrained VAE's effect lasts (experiments/pretrained_60k.yaml)",
+    )
     a = p.parse_args()
-    if a.prefit:
+    if a.longer:
+        text = longer_markdown()
+    elif a.prefit:
         text = prefit_markdown(collect(a.paths, PREFIT_SEEDS))
     elif a.followup:
         seeds = sorted({s for group in FOLLOWUP_GROUPS.values() for s in group})

@@ -1564,6 +1564,36 @@ def test_parity_prefit_judges_each_variant_against_those_above_it():
     )
 
 
+def test_parity_longer_compares_each_20k_steps_of_runs_that_reached_60k(tmp_path):
+    """experiments/parity_table.py --longer: per evaluation step and per 20k steps (each seed's
+    mean of its evaluations there), the pretrained runs against the study's; a run that has
+    not reached 60k steps is left out."""
+    import json
+
+    mod = _experiment_script("parity_table")
+
+    def runs(folder: Path, scores, seeds=(0, 1, 2), last=60_000) -> Path:
+        for seed in seeds:
+            run = folder / f"BEAR_hopper-medium_seed{seed}"
+            run.mkdir(parents=True)
+            train = {"dataset": "hopper-medium", "seed": seed}
+            (run / "params.json").write_text(json.dumps({"algorithm": "BEAR", "train": train}))
+            rows = ["Step,NormalizedScore"] + [
+                f"{t},{scores(t) + seed}" for t in range(5000, last + 1, 5000)
+            ]
+            (run / "progress.csv").write_text("\n".join(rows) + "\n")
+        return folder
+
+    joint = runs(tmp_path / "joint", lambda t: t / 2000)  # 2.5 at 5k ... 30 at 60k
+    pre = runs(tmp_path / "pre", lambda t: 30.0)
+    runs(tmp_path / "pre", lambda t: 0.0, seeds=(7,), last=30_000)  # unfinished: left out
+    text = mod.longer_markdown({"joint": joint, "pre": pre})
+    assert "| 5,000 | 3.5 ± 1.0 | 31.0 ± 1.0 |" in text
+    assert "| 60,000 | 31.0 ± 1.0 | 31.0 ± 1.0 |" in text
+    assert "| 5k-20k | 7.2 ± 1.0 | 31.0 ± 1.0 | differs (+23.8, 2 SE 1.6, p 0.00) |" in text
+    assert "| 45k-60k | 27.2 ± 1.0 | 31.0 ± 1.0 | differs (+3.8, 2 SE 1.6, p 0.01) |" in text
+
+
 def test_no_machine_path_in_committed_run_folders():
     """Committed run folders (results/) name no absolute folder of the machine they ran on: not
     the checkout, not the home folder (the behaviour-VAE cache is logged as ~/.cache/...)."""
