@@ -62,7 +62,7 @@ TABLE_SEEDS = (0, 1, 2)
 # the follow-up: (algorithm, dataset, variant) against fp32, and its seed groups
 FOLLOWUP = ("BEAR", "hopper-medium", "bf16 + pretrained")
 FOLLOWUP_GROUPS = {"0-2 (the table)": (0, 1, 2), "3-5 (follow-up)": (3, 4, 5)}
-# head start or freezing: the variants side by side on the follow-up's seeds
+# head start or freezing: the variants side by side on the table's and the follow-up's seeds
 PREFIT_VARIANTS = ("fp32", "bf16 + pretrained", "bf16 + prefit")
 PREFIT_SEEDS = (0, 1, 2, 3, 4, 5)
 
@@ -260,11 +260,10 @@ def longer_markdown(sources: dict[str, Path] = LONGER) -> str:
         window = [t for t in steps if start < t <= end]
         if not window:
             continue
-
-        def means(r: dict[int, dict[int, float]], window=window) -> list[float]:
-            return [float(np.mean([seed[t] for t in window])) for seed in r.values()]
-
-        a, b = means(ref), means(var)
+        # each seed's mean over the window (every run kept reached LONGER_STEPS)
+        a, b = (
+            [float(np.mean([seed[t] for t in window])) for seed in r.values()] for r in (ref, var)
+        )
         span = f"{window[0] // 1000}k-{window[-1] // 1000}k"
         lines.append(f"| {span} | {pm(a)} | {pm(b)} | {verdict(a, b)} |")
     return "\n".join(lines) + "\n"
@@ -287,7 +286,8 @@ def main() -> None:
     p.add_argument(
         "--longer",
         action="store_true",
-        help="whether the pretrained VAE's effect lasts (experiments/pretrained_60k.yaml)",
+        help="whether the pretrained VAE's effect lasts (experiments/pretrained_60k.yaml; reads "
+        "results/study_200k and results/pretrained_60k, not PATHS)",
     )
     a = p.parse_args()
     if a.longer:
