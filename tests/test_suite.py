@@ -60,6 +60,16 @@ def test_same_name_and_seed_give_the_same_data(shipped):
     assert not np.array_equal(a._packed, c._packed)
 
 
+def test_making_a_dataset_leaves_the_callers_random_state(shipped):
+    """A run that makes its dataset first starts from the random state of one that reads it
+    from disk (building the policy's networks drew from torch's global generator, so the
+    quick start on a fresh machine trained other networks than every later run)."""
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    suite.generate("hopper-medium", size=100, seed=3, progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_rollout_episodes_are_consistent(shipped):
     ds = suite.generate("hopper-random", size=500, seed=0, progress=False)
     ends = ds.terminals | ds.timeouts

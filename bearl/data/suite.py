@@ -233,7 +233,15 @@ def _replay_env_steps(chain: dict) -> int:
 
 
 def generate(name: str, size: int | None = None, seed: int = 0, progress: bool = True) -> Dataset:
-    """Make suite dataset ``name`` in memory (no file written)."""
+    """Make suite dataset ``name`` in memory (no file written). The caller's random state is
+    left as it was: building the shipped policies' networks draws from torch's global
+    generator, and a training run that makes its dataset first must start from the same random
+    state as one that reads it from disk."""
+    with torch.random.fork_rng(devices=[]):
+        return _generate(name, size, seed, progress)
+
+
+def _generate(name: str, size: int | None, seed: int, progress: bool) -> Dataset:
     family, kind = parse_name(name)
     size = size or default_size(name)
     env_id = ENV_IDS[family]
