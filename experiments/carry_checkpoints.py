@@ -11,17 +11,22 @@ back where ``bearl sweep`` and ``bearl train --resume`` look for them.
     python experiments/carry_checkpoints.py watch &   # then: save every 10 minutes
     python experiments/carry_checkpoints.py save      # once more before the session stops
 
-A run is unfinished while its folder has a ``checkpoint.pt`` and no ``result.json``; the copies
-of finished runs are removed by ``save``.
+A run is unfinished while its folder has a ``checkpoint.pt`` and no ``result.json``, or a
+checkpoint past the steps its ``result.json`` reports (a finished run being extended to more
+steps: its old result.json stays until the longer run ends); the copies of finished runs are
+removed by ``save``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import time
 from pathlib import Path
+
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "results"
@@ -42,12 +47,33 @@ def _copy(src: Path, dst: Path) -> bool:
     return True
 
 
+_steps: dict[tuple[str, int, int], int] = {}  # a checkpoint's step by (path, size, mtime)
+
+
+def _step(ckpt: Path) -> int:
+    """The step a checkpoint was saved at (read once per version of the file)."""
+    st = ckpt.stat()
+    key = (str(ckpt), st.st_size, st.st_mtime_ns)
+    if key not in _steps:
+        _steps[key] = int(torch.load(ckpt, map_location="cpu", weights_only=True)["step"])
+    return _steps[key]
+
+
+def _finished(run: Path, ckpt: Path) -> bool:
+    """``run`` has a result.json of at least the step of ``ckpt`` (its own or a carried copy)."""
+    result = run / "result.json"
+    if not result.exists():
+        return False
+    steps = json.loads(result.read_text() or "{}").get("steps")
+    return steps is None or int(steps) >= _step(ckpt)
+
+
 def save(results: Path = RESULTS, carry: Path = CARRY) -> list[str]:
     """Copy the checkpoints of unfinished runs into ``carry``; drop those of finished runs."""
     done = []
     for ckpt in sorted(results.rglob("checkpoint.pt")):
         run = ckpt.parent
-        if (run / "result.json").exists():
+        if _finished(run, ckpt):
             continue
         rel = run.relative_to(results)
         for name in FILES:
@@ -55,7 +81,7 @@ def save(results: Path = RESULTS, carry: Path = CARRY) -> list[str]:
                 done.append(f"{rel}/{name}")
     for kept in sorted(carry.rglob("checkpoint.pt")) if carry.exists() else []:
         run = results / kept.parent.relative_to(carry)
-        if (run / "result.json").exists() or not run.exists():
+        if not run.exists() or _finished(run, kept):
             shutil.rmtree(kept.parent)
             done.append(f"{kept.parent.relative_to(carry)}: dropped (finished or gone)")
     return done
@@ -67,8 +93,8 @@ def restore(results: Path = RESULTS, carry: Path = CARRY) -> list[str]:
     for kept in sorted(carry.rglob("checkpoint.pt")) if carry.exists() else []:
         rel = kept.parent.relative_to(carry)
         run = results / rel
-        if not run.exists() or (run / "result.json").exists() or (run / "checkpoint.pt").exists():
-            continue  # a finished or vanished run, or one that kept its own checkpoint
+        if not run.exists() or (run / "checkpoint.pt").exists() or _finished(run, kept):
+            continue  # a vanished or finished run, or one that kept its own checkpoint
         for name in FILES:
             if (kept.parent / name).exists():
                 _copy(kept.parent / name, run / name)

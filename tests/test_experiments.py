@@ -1287,26 +1287,47 @@ def test_carried_checkpoints_come_back_to_the_runs_that_lost_them(tmp_path):
     mod = _experiment_script("carry_checkpoints")
     results, carry = tmp_path / "results", tmp_path / "in_flight"
     running, finished = results / "study" / "BEAR_a_seed0", results / "study" / "BC_a_seed0"
-    for run, payload in ((running, b"step 5000"), (finished, b"step 200000")):
+    for run, step in ((running, 5000), (finished, 200000)):
         run.mkdir(parents=True)
-        (run / "checkpoint.pt").write_bytes(payload)
-        (run / "best.pt").write_bytes(payload + b" best")
-    (finished / "result.json").write_text("{}")
+        torch.save({"step": step}, run / "checkpoint.pt")
+        torch.save({"step": step, "best": True}, run / "best.pt")
+    (finished / "result.json").write_text(json.dumps({"steps": 200000}))
     saved = mod.save(results, carry)
     assert sorted(saved) == ["study/BEAR_a_seed0/best.pt", "study/BEAR_a_seed0/checkpoint.pt"]
     assert mod.save(results, carry) == []  # nothing new: no second copy
     (running / "checkpoint.pt").unlink()
     (running / "best.pt").unlink()  # the session ended: ignored files are gone
     assert len(mod.restore(results, carry)) == 2
-    assert (running / "checkpoint.pt").read_bytes() == b"step 5000"
-    assert (running / "best.pt").read_bytes() == b"step 5000 best"
-    (running / "checkpoint.pt").write_bytes(b"step 10000")  # its own, newer: left alone
-    assert mod.restore(results, carry) == [] and (running / "checkpoint.pt").read_bytes() == (
-        b"step 10000"
-    )
-    (running / "result.json").write_text("{}")
+    assert torch.load(running / "checkpoint.pt")["step"] == 5000
+    assert torch.load(running / "best.pt") == {"step": 5000, "best": True}
+    torch.save({"step": 10000}, running / "checkpoint.pt")  # its own, newer: left alone
+    assert mod.restore(results, carry) == []
+    assert torch.load(running / "checkpoint.pt")["step"] == 10000
+    (running / "result.json").write_text(json.dumps({"steps": 10000}))
     assert mod.save(results, carry) == ["study/BEAR_a_seed0: dropped (finished or gone)"]
     assert not (carry / "study" / "BEAR_a_seed0").exists()
+
+
+def test_carried_checkpoints_of_a_run_being_extended(tmp_path):
+    """A finished run extended to more steps keeps its old result.json until the longer run
+    ends: its newer checkpoints are carried, put back on a machine that lost them (where the
+    old result.json came with the checkout), and dropped once result.json reaches them."""
+    mod = _experiment_script("carry_checkpoints")
+    results, carry = tmp_path / "results", tmp_path / "in_flight"
+    run = results / "longer" / "BEAR_a_seed0"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text(json.dumps({"steps": 60000}))
+    torch.save({"step": 60000}, run / "checkpoint.pt")
+    assert mod.save(results, carry) == []  # finished at 60k: nothing to carry
+    torch.save({"step": 65000}, run / "checkpoint.pt")  # extended past it
+    assert mod.save(results, carry) == ["longer/BEAR_a_seed0/checkpoint.pt"]
+    (run / "checkpoint.pt").unlink()
+    os.utime(run / "result.json")  # a fresh checkout: result.json newer than the copy
+    assert mod.save(results, carry) == []  # the carried copy stays
+    assert mod.restore(results, carry) == ["longer/BEAR_a_seed0/checkpoint.pt"]
+    assert torch.load(run / "checkpoint.pt")["step"] == 65000
+    (run / "result.json").write_text(json.dumps({"steps": 200000}))
+    assert mod.save(results, carry) == ["longer/BEAR_a_seed0: dropped (finished or gone)"]
 
 
 def test_no_checkpoint_is_committed():
