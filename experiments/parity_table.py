@@ -29,7 +29,9 @@ the constraint's distance (the actor's sampled MMD to the VAE) at the last step.
 hopper-medium with the pretrained VAE for 60k steps at the 200k-step study's settings, against
 the study's own BEAR runs (joint VAE) over the same steps: the mean score at each evaluation,
 then the mean of each seed's evaluations in each 20k steps (5k-20k, 25k-40k, 45k-60k), judged
-with the same rule.
+with the same rule. ``--longer --to 200000`` does the same for those runs continued to the
+study's budget (``experiments/pretrained_200k.yaml``), with the windows of five evaluations
+up to 100k, 150k and 200k added (the last is the study's "last 5" at 200k).
 """
 
 from __future__ import annotations
@@ -219,11 +221,28 @@ def prefit_markdown(table) -> str:
     return "\n".join(lines) + "\n"
 
 
-LONGER = {
-    "joint (the study)": ROOT / "results" / "study_200k",
-    "bf16 + pretrained": ROOT / "results" / "pretrained_60k",
-}
 LONGER_STEPS = 60_000
+# the pretrained runs to each length: pretrained_200k continues pretrained_60k's runs
+LONGER_RUNS = {
+    LONGER_STEPS: ROOT / "results" / "pretrained_60k",
+    200_000: ROOT / "results" / "pretrained_200k",
+}
+
+
+def longer_sources(steps: int = LONGER_STEPS) -> dict[str, Path]:
+    """The study's joint runs and the pretrained runs of ``steps`` (a key of LONGER_RUNS)."""
+    return {
+        "joint (the study)": ROOT / "results" / "study_200k",
+        "bf16 + pretrained": LONGER_RUNS[steps],
+    }
+
+
+def longer_windows(steps: int) -> list[tuple[int, int]]:
+    """(start, end] of each window: every 20k steps up to 60k (four evaluations), then the
+    last five evaluations (every 5k steps) up to 100k, 150k, 200k, ... ``steps``, the study's
+    "last 5"."""
+    windows = [(e - 20_000, e) for e in (20_000, 40_000, 60_000) if e <= steps]
+    return windows + [(e - 25_000, e) for e in range(100_000, steps + 1, 50_000)]
 
 
 def longer_scores(folder: Path, steps: int = LONGER_STEPS) -> dict[int, dict[int, float]]:
@@ -246,21 +265,22 @@ def longer_scores(folder: Path, steps: int = LONGER_STEPS) -> dict[int, dict[int
     return out
 
 
-def longer_markdown(sources: dict[str, Path] = LONGER) -> str:
-    runs = {name: longer_scores(folder) for name, folder in sources.items()}
+def longer_markdown(sources: dict[str, Path] | None = None, steps: int = LONGER_STEPS) -> str:
+    sources = sources or longer_sources(steps)
+    runs = {name: longer_scores(folder, steps) for name, folder in sources.items()}
     (ref_name, ref), (var_name, var) = runs.items()
-    steps = sorted({t for r in (ref, var) for seed in r.values() for t in seed})
+    evaluated = sorted({t for r in (ref, var) for seed in r.values() for t in seed})
     lines = [f"| step | {ref_name} | {var_name} |", "|---|---|---|"]
-    for t in steps:
+    for t in evaluated:
         cells = [pm([seed[t] for seed in r.values() if t in seed]) for r in (ref, var)]
         lines.append(f"| {t:,} | {cells[0]} | {cells[1]} |")
     lines += ["", f"| mean of the evaluations at | {ref_name} | {var_name} | against {ref_name} |"]
     lines.append("|---|---|---|---|")
-    for start, end in ((0, 20_000), (20_000, 40_000), (40_000, LONGER_STEPS)):
-        window = [t for t in steps if start < t <= end]
+    for start, end in longer_windows(steps):
+        window = [t for t in evaluated if start < t <= end]
         if not window:
             continue
-        # each seed's mean over the window (every run kept reached LONGER_STEPS)
+        # each seed's mean over the window (every run kept reached ``steps``)
         a, b = (
             [float(np.mean([seed[t] for t in window])) for seed in r.values()] for r in (ref, var)
         )
@@ -289,9 +309,19 @@ def main() -> None:
         help="whether the pretrained VAE's effect lasts (experiments/pretrained_60k.yaml; reads "
         "results/study_200k and results/pretrained_60k, not PATHS)",
     )
+    p.add_argument(
+        "--to",
+        type=int,
+        choices=sorted(LONGER_RUNS),
+        default=LONGER_STEPS,
+        help="with --longer: the runs continued to 200000 steps (experiments/pretrained_200k.yaml, "
+        "results/pretrained_200k) instead of 60000",
+    )
     a = p.parse_args()
+    if a.to != LONGER_STEPS and not a.longer:
+        p.error("--to goes with --longer")
     if a.longer:
-        text = longer_markdown()
+        text = longer_markdown(steps=a.to)
     elif a.prefit:
         text = prefit_markdown(collect(a.paths, PREFIT_SEEDS))
     elif a.followup:

@@ -1613,6 +1613,22 @@ def test_parity_longer_compares_each_20k_steps_of_runs_that_reached_60k(tmp_path
     assert "| 60,000 | 31.0 ± 1.0 | 31.0 ± 1.0 |" in text
     assert "| 5k-20k | 7.2 ± 1.0 | 31.0 ± 1.0 | differs (+23.8, 2 SE 1.6, p 0.00) |" in text
     assert "| 45k-60k | 27.2 ± 1.0 | 31.0 ± 1.0 | differs (+3.8, 2 SE 1.6, p 0.01) |" in text
+    assert "80k-100k" not in text  # 60k runs: no window past them
+
+    # to the study's budget: the same 20k windows, then the last five evaluations up to
+    # 100k, 150k and 200k; runs that stopped at 60k are left out
+    joint200 = runs(tmp_path / "joint200", lambda t: t / 10_000, last=200_000)
+    pre200 = runs(tmp_path / "pre200", lambda t: 20.0, last=200_000)
+    runs(tmp_path / "pre200", lambda t: 0.0, seeds=(8,))  # reached 60k only
+    text = mod.longer_markdown({"joint": joint200, "pre": pre200}, steps=200_000)
+    assert mod.longer_windows(200_000) == [
+        (0, 20_000), (20_000, 40_000), (40_000, 60_000),
+        (75_000, 100_000), (125_000, 150_000), (175_000, 200_000),
+    ]  # fmt: skip
+    assert "| 200,000 | 21.0 ± 1.0 | 21.0 ± 1.0 |" in text
+    assert "| 80k-100k | 10.0 ± 1.0 | 21.0 ± 1.0 | differs (+11.0, 2 SE 1.6, p 0.00) |" in text
+    assert "| 180k-200k | 20.0 ± 1.0 | 21.0 ± 1.0 | within seed noise (+1.0, 2 SE 1.6," in text
+    assert "| 105k-" not in text and "| 65k-" not in text
 
 
 def test_no_machine_path_in_committed_run_folders():
