@@ -6,7 +6,8 @@
 For each folder: the finished runs (``result.json``) with their wall time on one core, the
 behaviour-VAE fits their debug.log reports (``behavior_model=pretrained``: fitted once per
 dataset, VAE settings, seed and precision, before the run's own clock starts), and the
-unfinished runs with the step and wall time of their last progress row. Wall time is what a
+unfinished runs with the step and wall time of their last progress row (a finished run being
+extended to more steps counts as unfinished until its result.json catches up). Wall time is what a
 run's wall clock saw: a run paused with SIGSTOP for a benchmark counts the pause, a run
 restarted from step 0 counts only its last start. One line per run, then the totals. A folder
 of ``bearl data train-behavior`` (it has ``evaluations.csv``) gets one line: its env steps and
@@ -36,10 +37,13 @@ def vae_fit_seconds(run: Path) -> float:
 
 
 def last_progress(run: Path) -> tuple[int, float] | None:
-    """(step, wall time in s) of the last row of ``run``'s progress.csv, or None."""
+    """(step, wall time in s) of the last row of ``run``'s progress.csv, or None (no rows, or
+    no wall time logged)."""
     try:
         d = read_progress(run)
     except BearlError:  # no progress.csv or no rows yet
+        return None
+    if "WallTime" not in d:
         return None
     return int(d["Step"][-1]), float(d["WallTime"][-1])
 
@@ -53,10 +57,19 @@ def ledger(folder: Path) -> tuple[list[str], float, float, float]:
         fit = vae_fit_seconds(run)
         fits += fit
         extra = f" + {fit:,.0f} s VAE fit" if fit else ""
-        if result and "wall_time" in result:
+        last = last_progress(run)
+        if result and last and result.get("steps") and last[0] > int(result["steps"]):
+            # a finished run being extended to more steps: its old result.json stays until
+            # the longer run ends, and its wall time goes on from the result's
+            running += last[1]
+            lines.append(
+                f"  {run.name:<56} at {last[0]:>7,} {last[1] / 3600:6.2f} h so far (extending "
+                f"from {int(result['steps']):,}){extra}"
+            )
+        elif result and "wall_time" in result:
             done += float(result["wall_time"])
             lines.append(f"  {run.name:<56} done     {result['wall_time'] / 3600:6.2f} h{extra}")
-        elif (last := last_progress(run)) is not None:
+        elif last is not None:
             running += last[1]
             lines.append(f"  {run.name:<56} at {last[0]:>7,} {last[1] / 3600:6.2f} h so far{extra}")
     return lines, done, fits, running

@@ -1686,6 +1686,18 @@ def test_ledger_sums_finished_runs_fits_and_unfinished_ones(tmp_path):
     assert "done       1.00 h + 931 s VAE fit" in lines[0]
     assert "at      10   0.50 h so far" in lines[1]
 
+    # the finished run extended past its result.json: unfinished, at its last row's time
+    rows = (done / "progress.csv").read_text().splitlines()
+    steps = json.loads((done / "result.json").read_text())["steps"]
+    (done / "progress.csv").write_text(
+        rows[0] + ",WallTime\n"
+        + "\n".join(r + ",3600.0" for r in rows[1:])
+        + f"\n{steps + 10}," + ",".join(rows[-1].split(",")[1:]) + ",5400.0\n"
+    )  # fmt: skip
+    lines, finished, fits, unfinished = mod.ledger(tmp_path)
+    assert (finished, fits, unfinished) == (0.0, 931.0, 5400.0 + 1800.0)
+    assert f"at {steps + 10:>7,}   1.50 h so far (extending from {steps:,})" in lines[0]
+
 
 @pytest.mark.parametrize(
     "spec",
