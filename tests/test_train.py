@@ -344,6 +344,8 @@ def test_extending_a_run_keeps_its_capped_warm_start_and_says_so(tmp_path, capsy
         "40000, capped at 1/5 of the 20 steps it started with); a new 40-step run would warm "
         "up for 8, so the two differ from step 5 on"
     ) in err
+    log = (tmp_path / "short" / "debug.log").read_text()
+    assert "extended from 20 to 40 steps (params.json and variant.json keep" in log
     kept = {**values, "run_name": "kept", "steps": 40, "warm_start_steps": 4}
     train(*resolve(kept), dataset=make_random_dataset())
 

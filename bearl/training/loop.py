@@ -215,7 +215,14 @@ def _open_logs(run_dir, cfg, algo_cfg, algo_cls, dataset, env_name, data, state,
         logger.info(f"resumed at step {state.step} on {machine_line()}")
         if cfg.device == "cpu":
             logger.info(_denormals_line(cfg))
-        note = warm_start_note(_saved_configs(run_dir)[0], algo_cfg, cfg.steps)
+        saved = _saved_configs(run_dir)[0]
+        if cfg.steps != saved.steps:  # params.json keeps the length the run started with
+            logger.info(
+                f"extended from {saved.steps:,} to {cfg.steps:,} steps (params.json and "
+                "variant.json keep the settings the run started with; result.json has the steps "
+                "it reached)"
+            )
+        note = warm_start_note(saved, algo_cfg, cfg.steps)
         if note:  # extending a run whose warm start was capped for its first length
             logger.info(note)
             print(f"bearl: {note}", file=sys.stderr, flush=True)
