@@ -25,11 +25,11 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check bearl tests bench experiments
-	$(BIN)/ruff format --check bearl tests bench experiments
+	$(BIN)/ruff check bearl tests bench studies
+	$(BIN)/ruff format --check bearl tests bench studies
 
 format: setup
-	$(BIN)/ruff format bearl tests bench experiments
+	$(BIN)/ruff format bearl tests bench studies
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -160,7 +160,7 @@ def _data_parser(sub) -> None:
         help="train a behaviour policy online with Stable-Baselines3 SAC (for making datasets)",
     )
     from bearl.config import add_dataclass_flags
-    from bearl.data.behavior import BehaviorConfig
+    from bearl.data.behavior_policies import BehaviorConfig
 
     add_dataclass_flags(tb, BehaviorConfig, "behaviour training")
     tb.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -281,7 +281,7 @@ def cmd_data_list(args: argparse.Namespace) -> int:
 
 def cmd_train_behavior(args: argparse.Namespace) -> int:
     from bearl.config import build
-    from bearl.data.behavior import BehaviorConfig, train_behavior
+    from bearl.data.behavior_policies import BehaviorConfig, train_behavior
 
     values = {k: v for k, v in vars(args).items() if k in {f.name for f in fields(BehaviorConfig)}}
     if args.resume:  # the run's own settings, updated with the flags given now (e.g. --steps)
@@ -294,7 +294,7 @@ def cmd_train_behavior(args: argparse.Namespace) -> int:
 
 
 def cmd_export_policies(args: argparse.Namespace) -> int:
-    from bearl.data.behavior import export_policies
+    from bearl.data.behavior_policies import export_policies
 
     out = Path(args.out) if args.out else Path(__file__).parent / "data" / "policies"
     levels = [v.strip() for v in args.levels.split(",") if v.strip()]
@@ -364,7 +364,7 @@ def _plot_parser(sub) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from bearl.experiments.plot import plot_runs
+    from bearl.runs.plot import plot_runs
 
     print(
         plot_runs(
@@ -404,7 +404,7 @@ def _report_parser(sub) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bearl.experiments.report import report
+    from bearl.runs.report import report
 
     text = report(args.runs, args.format, args.by, args.metric)
     if args.out:
@@ -477,7 +477,7 @@ def _sweep_parser(sub) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from bearl.experiments.sweep import run_sweep
+    from bearl.runs.sweep import run_sweep
 
     summary = run_sweep(
         args.spec,
@@ -726,7 +726,7 @@ def _bench_parser(sub) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from bearl.algos import ALGORITHMS, algorithm_class
-    from bearl.experiments.bench import rows_to_json, run
+    from bearl.runs.bench import rows_to_json, run
 
     algos = list(ALGORITHMS) if args.algo == "all" else [algorithm_class(args.algo).name]
     threads = [int(t) for t in args.threads.split(",") if t.strip()]

@@ -330,7 +330,7 @@ class VAE(nn.Module):
     prior samples are clipped to +-``latent_clip`` (0.5), as in BCQ and BEAR. ``kl_weight``
     weighs the KL term of the loss (0.5 in BCQ and BEAR); at 0.5 the posterior collapses to the
     prior on data whose actions vary little per state, and the decoder ignores z
-    (docs/results.md, "The behaviour model is a point per state").
+    (studies/bear_200k/README.md, "The behaviour model is a point per state").
     """
 
     matmul_dtype: torch.dtype | None = None

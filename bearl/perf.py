@@ -57,7 +57,7 @@ class FlushDenormals:
     by 0.9 and 0.999 a step until they are denormal, and x86 CPUs compute on denormals through a
     slow microcode path. At that step 22-44 % of the entries of the run's Adam states were
     denormal and its update ran at 24 updates/s; from the same checkpoint it runs 46 with them
-    flushed, and 500 updates give the same bits either way (``bench/denormals.py``;
+    flushed, and 500 updates give the same bits either way (``studies/speed/denormals.py``;
     docs/performance.md, "Denormals"): an Adam step computed from a denormal moment is below
     1e-30, far below what a float32 weight can hold. Nothing guarantees the same bits over a
     whole run; ``--flush_denormals false`` computes on them.

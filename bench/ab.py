@@ -33,7 +33,9 @@ _CHILD = """
 import sys, torch
 from pathlib import Path
 import bearl
-if (Path(bearl.__file__).parent / "experiments").is_dir():
+if (Path(bearl.__file__).parent / "runs").is_dir():
+    from bearl.runs.bench import bench_dataset, make_algo, time_updates
+elif (Path(bearl.__file__).parent / "experiments").is_dir():  # before 2026-12-07
     from bearl.experiments.bench import bench_dataset, make_algo, time_updates
 else:  # a bearl before the package was grouped (2026-12-01)
     from bearl.bench import bench_dataset, make_algo, time_updates

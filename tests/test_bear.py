@@ -89,7 +89,7 @@ def test_fixed_mode_keeps_alpha():
 def test_alpha_update_does_not_change_the_actor_step():
     """The actor steps on -Q + alpha * D whether alpha is tuned (auto) or fixed at the same
     value: the dual step on alpha must not reach the actor's gradient (d3rlpy 2.8.1's BEAR
-    cancels its MMD term that way; bench/d3rlpy_bear_grad.py)."""
+    cancels its MMD term that way; studies/hopper_suite/d3rlpy_bear_grad.py)."""
 
     def actor_after_one_step(**kw) -> torch.Tensor:
         torch.manual_seed(0)

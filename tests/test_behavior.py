@@ -44,7 +44,7 @@ def test_train_resume_and_export(tmp_path):
     assert [r.split(",")[0] for r in rows[1:]] == ["200", "400", "600"]
     assert json.loads((out / "run.json").read_text())["env_id"] == "Pendulum-v1"
 
-    from bearl.data.behavior import export_policies
+    from bearl.data.behavior_policies import export_policies
 
     entry = export_policies(out, tmp_path / "policies", episodes=1)
     assert {"medium", "expert", "medium-replay"} <= set(entry)
@@ -65,7 +65,7 @@ def test_a_checkpoint_keeps_the_filled_rows_of_the_replay_buffer_and_resumes_the
     buffer), and a resumed model gets exactly the buffer the run had."""
     from stable_baselines3 import SAC
 
-    from bearl.data.behavior import load_replay
+    from bearl.data.behavior_policies import load_replay
 
     out = tmp_path / "run"
     args = [*TINY, "--steps", "200", "--out", str(out)]
@@ -97,7 +97,7 @@ def test_a_checkpoint_keeps_the_filled_rows_of_the_replay_buffer_and_resumes_the
 
 
 def test_resume_refuses_another_env(tmp_path):
-    from bearl.data.behavior import BehaviorConfig, train_behavior
+    from bearl.data.behavior_policies import BehaviorConfig, train_behavior
 
     out = tmp_path / "run"
     main(["data", "train-behavior", *TINY, "--steps", "200", "--out", str(out)])
@@ -109,7 +109,7 @@ def test_tqc_trains_resumes_and_exports_as_sac_does(tmp_path):
     """--algo TQC (sb3-contrib): the same snapshots, resume from the run's own settings (TQC
     without --algo), and export; a resume that names the other algorithm is refused."""
     pytest.importorskip("sb3_contrib")
-    from bearl.data.behavior import (
+    from bearl.data.behavior_policies import (
         BehaviorConfig,
         export_policies,
         sb3_actor_to_bearl,

@@ -94,7 +94,7 @@ def test_vae_kl_weight_weighs_the_kl_term_and_keeps_the_old_cache_key():
     from bearl.algos.bear import BEAR, BEARConfig
     from bearl.errors import ConfigError
     from bearl.nets import VAE
-    from bearl.training.behavior import cache_key
+    from bearl.training.behavior_vae import cache_key
 
     obs, act = torch.randn(32, 3), torch.rand(32, 2) * 2 - 1
 

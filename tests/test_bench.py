@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bearl.cli import main
-from bearl.experiments.bench import _MatmulRecorder, bench_dataset, flops_and_roofline, make_algo
+from bearl.runs.bench import _MatmulRecorder, bench_dataset, flops_and_roofline, make_algo
 
 
 def test_matmul_recorder_sees_forward_and_backward():
@@ -176,7 +176,7 @@ def test_a_run_checks_its_threads_against_the_free_cores(tmp_path, monkeypatch, 
 
 
 def test_a_row_timed_on_a_busy_machine_is_marked_and_a_roofline_above_1_refused():
-    from bearl.experiments.bench import Row, _fmt_row, _mark_busy, rows_to_json
+    from bearl.runs.bench import Row, _fmt_row, _mark_busy, rows_to_json
 
     row = Row(
         "BEAR",
@@ -213,7 +213,7 @@ torch.set_num_threads(1)
 if sys.argv[1] == "tuned":
     from bearl.perf import tune_allocator
     assert tune_allocator()
-from bearl.experiments.bench import bench_dataset, seeded_algo
+from bearl.runs.bench import bench_dataset, seeded_algo
 algo, sampler = seeded_algo("BEAR", bench_dataset(5000))
 for _ in range(5):  # warm up
     algo.update(sampler.sample())
@@ -259,7 +259,7 @@ def test_the_tuned_allocator_stops_refaulting_freed_activations():
 
 
 def test_the_peer_runs_with_bearls_allocator_unless_told_otherwise(tmp_path):
-    from bearl.experiments.bench import run_peer
+    from bearl.runs.bench import run_peer
 
     fake = tmp_path / "python"  # a stand-in for the peer's python: its rate says what it got
     fake.write_text(

@@ -133,9 +133,11 @@ def test_bear_table_lists_every_knob():
 
 
 def documented_commands():
-    """Every ``bearl ...`` command line in a code block of the README and docs (continuation
-    lines joined, comments and ``...`` placeholders dropped; synopses with ``[...]`` skipped)."""
-    for path in [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]:
+    """Every ``bearl ...`` command line in a code block of the README, the docs and the studies'
+    write-ups (continuation lines joined, comments and ``...`` placeholders dropped; synopses
+    with ``[...]`` skipped)."""
+    studies = sorted((DOCS.parent / "studies").glob("*/README.md"))
+    for path in [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md")), *studies]:
         in_fence, pending = False, ""
         for line in path.read_text().splitlines():
             if line.lstrip().startswith("```"):
@@ -150,7 +152,7 @@ def documented_commands():
             pending = ""
             text = re.sub(r"\s+#.*$", "", text)
             if text.startswith("bearl ") and "[" not in text:
-                yield path.name, text
+                yield path.relative_to(DOCS.parent).as_posix(), text
 
 
 def test_the_docs_show_commands():

@@ -22,9 +22,10 @@ from bearl.cli import main
 from bearl.config import resolve
 from bearl.data.d4rl import write_d4rl
 from bearl.errors import BearlError, ConfigError
-from bearl.experiments.plot import curves, plot_runs
-from bearl.experiments.report import report, summarize
-from bearl.experiments.sweep import (
+from bearl.rollouts import EvalResult, run_episodes
+from bearl.runs.plot import curves, plot_runs
+from bearl.runs.report import report, summarize
+from bearl.runs.sweep import (
     SweepProgress,
     estimate_left,
     expand,
@@ -33,7 +34,6 @@ from bearl.experiments.sweep import (
     run_sweep,
     trial_status,
 )
-from bearl.rollouts import EvalResult, run_episodes
 from bearl.training.diagnostics import (
     COLUMNS,
     BootstrapDiagnostics,
@@ -355,14 +355,9 @@ def test_report_cli(runs, tmp_path, capsys):
 
 # -- diagnostics -------------------------------------------------------------------------------
 def test_results_page_runs_table_counts_the_plan_and_the_repaired_peer_apart(tmp_path):
-    """experiments/update_results.py: finished seeds per cell; runs of d3rlpy's repaired BEAR
+    """update_results.py (hopper suite): finished seeds per cell; runs of d3rlpy's repaired BEAR
     (peer_bear.py --repaired) get their own row and do not count towards the plan."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "experiments" / "update_results.py"
-    spec = importlib.util.spec_from_file_location("update_results", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _experiment_script("update_results")
     root = tmp_path / "suite"
     write_run(root, "BEAR_a_seed0", "BEAR", "a", 0, [1.0])
     write_run(root, "BEAR_a_seed2", "BEAR", "a", 2, [1.0])
@@ -381,7 +376,7 @@ def test_results_page_runs_table_counts_the_plan_and_the_repaired_peer_apart(tmp
 
 
 def test_results_page_score_matrix_of_both_suites(tmp_path):
-    """experiments/update_results.py --modern: a spec's algorithms come from ``algos`` or its
+    """update_results.py (hopper suite) --modern: a spec's algorithms come from ``algos`` or its
     ``parts`` in order; the matrix holds each cell's mean ± std over seeds (population std, as
     ``bearl report``), the seed count
     where it is not the planned 3, and a dash where nothing finished."""
@@ -956,7 +951,7 @@ def test_the_final_summary_counts_a_trial_the_other_process_finished(tmp_path):
 def test_a_setting_added_later_is_not_a_conflict_at_its_default():
     """A run saved by an older bearl lacks settings added since; at their defaults they are
     what the old run did, set otherwise they are a real difference."""
-    from bearl.experiments.sweep import _differences
+    from bearl.runs.sweep import _differences
 
     saved = {"steps": 10, "batch_size": 32}
     defaults = {"eval_deterministic": False, "batch_size": 256}
@@ -972,7 +967,7 @@ def test_a_setting_added_later_is_not_a_conflict_at_its_default():
 def test_report_groups_treat_a_setting_added_later_as_its_default(tmp_path):
     """The same rule for ``bearl report`` / ``plot`` groups: an old run without the setting and
     a new one at its default are one experiment; a value off the default splits them."""
-    from bearl.experiments.runs import RunInfo, differing_settings
+    from bearl.runs.folders import RunInfo, differing_settings
 
     old = RunInfo(tmp_path, "BEAR", "hopper-random", 0, {"steps": 10, "mmd_sigma": 20.0})
     new = RunInfo(
@@ -994,7 +989,7 @@ def test_report_groups_treat_a_setting_added_later_as_its_default(tmp_path):
 def test_mixed_group_note_names_every_setting_to_split_by(tmp_path, capsys):
     """A group whose runs differ in two settings is split by both (``--by`` is repeatable):
     the note's command gives both, and a setting already in ``by`` is not named."""
-    from bearl.experiments.runs import RunInfo, warn_mixed_groups
+    from bearl.runs.folders import RunInfo, warn_mixed_groups
 
     base = {"steps": 10, "target_mmd_thresh": 0.05, "vae_kl_weight": 0.5}
     runs = [
@@ -1014,7 +1009,7 @@ def test_mixed_group_note_names_every_setting_to_split_by(tmp_path, capsys):
 def test_a_setting_an_algorithm_lacks_shows_as_a_dash(tmp_path):
     """``--by behavior_model`` over BEAR and TD3 runs: TD3 has no such setting ("-", not
     "None"); a run saved before a setting existed shows its algorithm's default."""
-    from bearl.experiments.runs import RunInfo, settings_suffix, shown_setting
+    from bearl.runs.folders import RunInfo, settings_suffix, shown_setting
 
     td3 = RunInfo(tmp_path, "TD3", "hopper-medium", 0, {"steps": 10})
     old_bear = RunInfo(tmp_path, "BEAR", "hopper-medium", 0, {"steps": 10})
@@ -1051,7 +1046,7 @@ def sleep(values):
 _PARENT = """
 import sys
 import trialfn
-from bearl.experiments.sweep import run_in_subprocess
+from bearl.runs.sweep import run_in_subprocess
 
 if __name__ == "__main__":
     try:
@@ -1109,7 +1104,7 @@ def lock(values):
 
 _LOCKING_PARENT = """
 import trialfn_lock
-from bearl.experiments.sweep import run_in_subprocess
+from bearl.runs.sweep import run_in_subprocess
 
 if __name__ == "__main__":
     print(run_in_subprocess({"run_name": "t"}, fn=trialfn_lock.lock)["status"])
@@ -1211,7 +1206,7 @@ def test_report_shows_precision_and_never_averages_bf16_with_fp32(tmp_path):
 def _experiment_script(name: str):
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
+    (path,) = (Path(__file__).resolve().parents[1] / "studies").rglob(f"{name}.py")
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -1219,7 +1214,7 @@ def _experiment_script(name: str):
 
 
 def test_parity_verdict_is_twice_the_standard_error_of_the_difference():
-    """experiments/parity_table.py: |mean difference| <= 2 * sqrt(s1^2/n1 + s2^2/n2) is within
+    """parity_table.py: |mean difference| <= 2 * sqrt(s1^2/n1 + s2^2/n2) is within
     seed noise; fewer than three seeds on either side is incomplete."""
     mod = _experiment_script("parity_table")
     ref = [30.0, 32.0, 34.0]  # std 2: with the same spread, 2 SE = 2 * sqrt(8/3) = 3.27
@@ -1229,7 +1224,7 @@ def test_parity_verdict_is_twice_the_standard_error_of_the_difference():
 
 
 def test_study_table_reads_each_step_of_the_runs(tmp_path):
-    """experiments/study_results.py: the score at a step, the best up to it, the mean of the
+    """studies/bear_200k/study_results.py: the score at a step, the best up to it, the mean of the
     five evaluations ending there; runs short of the last step are in progress, not in it."""
     mod = _experiment_script("study_results")
     mod.STEPS, mod.AT = 60, (30, 60)
@@ -1250,7 +1245,7 @@ def test_study_table_reads_each_step_of_the_runs(tmp_path):
 
 
 def test_study_figure_marks_the_warm_start_where_the_runs_agree(tmp_path, monkeypatch):
-    """experiments/study_results.py's figure: a line where BEAR's warm start ends (from
+    """studies/bear_200k/study_results.py's figure: a line where BEAR's warm start ends (from
     params.json), one per algorithm, only when its runs agree and it ends inside the curve."""
     mod = _experiment_script("study_results")
     mod.STEPS = 60
@@ -1281,55 +1276,6 @@ def test_study_figure_marks_the_warm_start_where_the_runs_agree(tmp_path, monkey
     assert marks == []  # seeds that disagree get no line
 
 
-def test_carried_checkpoints_come_back_to_the_runs_that_lost_them(tmp_path):
-    """experiments/carry_checkpoints.py: save copies unfinished runs' checkpoints only, restore
-    puts them back where they were lost and nowhere else, save drops them once a run finishes."""
-    mod = _experiment_script("carry_checkpoints")
-    results, carry = tmp_path / "results", tmp_path / "in_flight"
-    running, finished = results / "study" / "BEAR_a_seed0", results / "study" / "BC_a_seed0"
-    for run, step in ((running, 5000), (finished, 200000)):
-        run.mkdir(parents=True)
-        torch.save({"step": step}, run / "checkpoint.pt")
-        torch.save({"step": step, "best": True}, run / "best.pt")
-    (finished / "result.json").write_text(json.dumps({"steps": 200000}))
-    saved = mod.save(results, carry)
-    assert sorted(saved) == ["study/BEAR_a_seed0/best.pt", "study/BEAR_a_seed0/checkpoint.pt"]
-    assert mod.save(results, carry) == []  # nothing new: no second copy
-    (running / "checkpoint.pt").unlink()
-    (running / "best.pt").unlink()  # the session ended: ignored files are gone
-    assert len(mod.restore(results, carry)) == 2
-    assert torch.load(running / "checkpoint.pt")["step"] == 5000
-    assert torch.load(running / "best.pt") == {"step": 5000, "best": True}
-    torch.save({"step": 10000}, running / "checkpoint.pt")  # its own, newer: left alone
-    assert mod.restore(results, carry) == []
-    assert torch.load(running / "checkpoint.pt")["step"] == 10000
-    (running / "result.json").write_text(json.dumps({"steps": 10000}))
-    assert mod.save(results, carry) == ["study/BEAR_a_seed0: dropped (finished or gone)"]
-    assert not (carry / "study" / "BEAR_a_seed0").exists()
-
-
-def test_carried_checkpoints_of_a_run_being_extended(tmp_path):
-    """A finished run extended to more steps keeps its old result.json until the longer run
-    ends: its newer checkpoints are carried, put back on a machine that lost them (where the
-    old result.json came with the checkout), and dropped once result.json reaches them."""
-    mod = _experiment_script("carry_checkpoints")
-    results, carry = tmp_path / "results", tmp_path / "in_flight"
-    run = results / "longer" / "BEAR_a_seed0"
-    run.mkdir(parents=True)
-    (run / "result.json").write_text(json.dumps({"steps": 60000}))
-    torch.save({"step": 60000}, run / "checkpoint.pt")
-    assert mod.save(results, carry) == []  # finished at 60k: nothing to carry
-    torch.save({"step": 65000}, run / "checkpoint.pt")  # extended past it
-    assert mod.save(results, carry) == ["longer/BEAR_a_seed0/checkpoint.pt"]
-    (run / "checkpoint.pt").unlink()
-    os.utime(run / "result.json")  # a fresh checkout: result.json newer than the copy
-    assert mod.save(results, carry) == []  # the carried copy stays
-    assert mod.restore(results, carry) == ["longer/BEAR_a_seed0/checkpoint.pt"]
-    assert torch.load(run / "checkpoint.pt")["step"] == 65000
-    (run / "result.json").write_text(json.dumps({"steps": 200000}))
-    assert mod.save(results, carry) == ["longer/BEAR_a_seed0: dropped (finished or gone)"]
-
-
 def test_no_checkpoint_is_committed():
     """Checkpoints and their carried copies stay out of git (they survive a session untracked):
     the only tracked .pt files are the shipped behaviour policies, and nothing of a behaviour
@@ -1355,10 +1301,10 @@ def test_no_checkpoint_is_committed():
 
 
 def test_study_claims_are_judged_by_the_parity_rule(tmp_path):
-    """experiments/study_results.py: "at or above" holds unless BEAR is more than 2 SE below,
+    """studies/bear_200k/study_results.py: "at or above" holds unless BEAR is more than 2 SE below,
     "above" and "below" need more than 2 SE; fewer than three seeds is open, a missing side
     pending; datasets that disagree make a claim mixed."""
-    from bearl.experiments.report import difference
+    from bearl.runs.report import difference
 
     mod = _experiment_script("study_results")
     hi, lo, near = [40.0, 42.0, 44.0], [30.0, 32.0, 34.0], [41.0, 43.0, 45.0]
@@ -1402,7 +1348,7 @@ def test_study_claims_are_judged_by_the_parity_rule(tmp_path):
 
 
 def test_behavior_fit_tells_a_collapsed_vae_from_the_behaviour_policy():
-    """experiments/behavior_fit.py: a VAE whose decoder ignores z has no spread, a dead
+    """studies/bear_200k/behavior_fit.py: a VAE whose decoder ignores z has no spread, a dead
     encoder layer is counted as dead and leaves the posterior at the prior (KL 0), and the
     behaviour policy measured against itself has its own spread and no mean gap."""
     import torch
@@ -1468,7 +1414,7 @@ def test_study_results_of_another_folder_get_their_own_block(tmp_path):
 
 
 def test_study_probes_are_named_by_their_setting_and_read_up_to_their_length(tmp_path):
-    """experiments/study_results.py --steps --by: a probe of one setting is its own row, named
+    """studies/bear_200k/study_results.py --steps --by: a probe of one setting is its own row, named
     after the setting (a run at the default, or from before the setting existed, stays under
     the algorithm's name), and a longer reference run is read only up to the probes' length."""
     mod = _experiment_script("study_results")
@@ -1533,7 +1479,7 @@ def test_parity_summary_judges_each_variant_and_names_the_missing_ones():
 
 
 def test_parity_followup_judges_each_seed_group_and_all_of_them():
-    """experiments/parity_table.py --followup: the table's seeds, the follow-up's and all six,
+    """parity_table.py --followup: the table's seeds, the follow-up's and all six,
     each with the table's rule; a group not yet run is incomplete."""
     from collections import defaultdict
 
@@ -1556,7 +1502,7 @@ def test_parity_followup_judges_each_seed_group_and_all_of_them():
 
 
 def test_parity_prefit_judges_each_variant_against_those_above_it():
-    """experiments/parity_table.py --prefit: fp32, bf16 + pretrained and bf16 + prefit on the
+    """parity_table.py --prefit: fp32, bf16 + pretrained and bf16 + prefit on the
     follow-up's seeds; prefit judged against both, pretrained against fp32 only."""
     from collections import defaultdict
 
@@ -1586,7 +1532,7 @@ def test_parity_prefit_judges_each_variant_against_those_above_it():
 
 
 def test_parity_longer_compares_each_20k_steps_of_runs_that_reached_60k(tmp_path):
-    """experiments/parity_table.py --longer: per evaluation step and per 20k steps (each seed's
+    """parity_table.py --longer: per evaluation step and per 20k steps (each seed's
     mean of its evaluations there), the pretrained runs against the study's; a run that has
     not reached 60k steps is left out."""
     import json
@@ -1632,7 +1578,7 @@ def test_parity_longer_compares_each_20k_steps_of_runs_that_reached_60k(tmp_path
 
 
 def test_no_machine_path_in_committed_run_folders():
-    """Committed run folders (results/) name no absolute folder of the machine they ran on: not
+    """Committed run folders (studies/) name no absolute folder of the machine they ran on: not
     the checkout, not the home folder (the behaviour-VAE cache is logged as ~/.cache/...)."""
     import re
     import shutil
@@ -1642,7 +1588,7 @@ def test_no_machine_path_in_committed_run_folders():
     if shutil.which("git") is None or not (repo / ".git").exists():
         pytest.skip("not a git checkout")
     tracked = subprocess.run(
-        ["git", "ls-files", "results"], cwd=repo, capture_output=True, text=True, check=True
+        ["git", "ls-files", "studies"], cwd=repo, capture_output=True, text=True, check=True
     ).stdout.splitlines()
     assert tracked, "no committed run folders"
     machine = re.compile(r"(?:^|[\s\"'(=,])/(?:root|home|Users|work|tmp|mnt)/")
@@ -1666,7 +1612,7 @@ def test_home_relative_paths():
 
 
 def test_ledger_sums_finished_runs_fits_and_unfinished_ones(tmp_path):
-    """experiments/ledger.py: finished runs count their result.json wall time, pretrained runs
+    """studies/ledger.py: finished runs count their result.json wall time, pretrained runs
     add the VAE fit their debug.log reports, unfinished ones the wall time of their last row."""
     mod = _experiment_script("ledger")
     done = write_run(tmp_path, "BEAR_a_seed0", "BEAR", "a", 0, [1.0, 2.0])
@@ -1699,21 +1645,27 @@ def test_ledger_sums_finished_runs_fits_and_unfinished_ones(tmp_path):
     assert f"at {steps + 10:>7,}   1.50 h so far (extending from {steps:,})" in lines[0]
 
 
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
+
+
 @pytest.mark.parametrize(
     "spec",
-    sorted(p.name for p in (Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml")),
+    sorted(
+        p.relative_to(STUDIES).as_posix()
+        for p in STUDIES.rglob("*.yaml")
+        if p.parent.parent == STUDIES
+    ),
 )
 def test_every_committed_sweep_spec_expands_to_valid_trials(spec):
-    """The specs in experiments/ are what continue_runs.sh and the docs run: each must load and
-    expand into trials whose settings resolve (an unknown or mistyped setting fails here, not in
-    the background hours later), all in the spec's own log folder under results/."""
+    """The studies' specs are what their READMEs run: each must load and expand into trials
+    whose settings resolve (an unknown or mistyped setting fails here, not in the background
+    hours later), all in one log folder inside the spec's own study folder."""
     from bearl.config import resolve
-    from bearl.experiments.sweep import expand, load_spec
+    from bearl.runs.sweep import expand, load_spec
 
-    root = Path(__file__).resolve().parents[1]
-    trials = expand(load_spec(root / "experiments" / spec))
+    trials = expand(load_spec(STUDIES / spec))
     assert trials and len({t.name for t in trials}) == len(trials)
     for t in trials:
         resolve(t.values)
     log_dirs = {Path(t.values["log_dir"]).resolve() for t in trials}
-    assert len(log_dirs) == 1 and (root / "results") in next(iter(log_dirs)).parents
+    assert len(log_dirs) == 1 and (STUDIES / spec).parent in next(iter(log_dirs)).parents

@@ -19,7 +19,7 @@ LAYERS = [
     ("bearl.config",),
     ("bearl.training",),
     ("bearl.policy",),
-    ("bearl.experiments",),
+    ("bearl.runs",),
     ("bearl.cli",),
 ]
 SHARED = 1  # layers 0 and 1 are one layer

@@ -73,7 +73,7 @@ class Algorithm:
 
     def behavior_vae(self) -> nn.Module | None:
         """The conditional VAE of the behaviour policy this algorithm fits, if any: what
-        ``behavior_model=pretrained`` fits once, caches and freezes (training/behavior.py)."""
+        ``behavior_model=pretrained`` fits once, caches and freezes (training/behavior_vae.py)."""
         return None
 
     @property
@@ -156,7 +156,7 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 def adam(module_or_params, lr: float) -> torch.optim.Adam:
     """Adam with the fastest available implementation for the parameters' device: the fused
     kernel on CPU and CUDA (one pass over all parameters; on CPU against ``foreach``: BC +17 %,
-    BEAR +4 %, TD3 +2-5 % updates/s, bench/adam_impl.py), ``foreach`` elsewhere."""
+    BEAR +4 %, TD3 +2-5 % updates/s, studies/speed/adam_impl.py), ``foreach`` elsewhere."""
     params = (
         list(module_or_params.parameters())
         if isinstance(module_or_params, nn.Module)

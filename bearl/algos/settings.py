@@ -59,7 +59,7 @@ class VAESettings:
     vae_kl_weight: float = 0.5
     """Weight of the KL term in the VAE's loss, both terms averaged over their elements (0.5:
     BCQ's and BEAR's). At 0.5 the VAE decodes about one action per state on data whose
-    actions spread less than ~0.35 per state (docs/results.md, "The behaviour model is a
+    actions spread less than ~0.35 per state (studies/bear_200k/README.md, "The behaviour model is a
     point per state"); smaller keeps more of the spread."""
 
     def validate_vae(self) -> None:

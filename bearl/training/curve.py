@@ -3,7 +3,7 @@ so ``bearl.train`` writes it as ``bearl train`` does.
 
 It lives here, beside the other run files the loop writes, because one run's curve needs only
 that run's folder (``progress.csv``, ``params.json``). Comparing runs (seeds, algorithms,
-datasets, settings) is ``bearl plot`` (bearl/experiments/plot.py), one layer up, which reads
+datasets, settings) is ``bearl plot`` (bearl/runs/plot.py), one layer up, which reads
 the rows and labels the axes with the helpers below. Drawing uses matplotlib's ``Figure``
 without pyplot, so a run started from a notebook leaves its matplotlib backend alone.
 """

@@ -48,7 +48,7 @@ from bearl.perf import (
     tune_allocator,
 )
 from bearl.progress import SETTLE_STEPS, StepBar
-from bearl.training.behavior import load_or_fit
+from bearl.training.behavior_vae import load_or_fit
 from bearl.training.checkpoint import (
     check_free_space,
     load_checkpoint,
