@@ -501,8 +501,9 @@ def _policy_parsers(sub) -> None:
         p.add_argument(
             "--checkpoint",
             default="best",
-            metavar="best|final|PATH",
-            help=f"best.pt (default), final (checkpoint.pt) or a checkpoint file to {what}",
+            metavar="best|final|step_N|PATH",
+            help=f"best.pt (default), final (checkpoint.pt), step_N (the run's snapshot of step "
+            f"N, --snapshot_every) or a checkpoint file to {what}",
         )
 
     ev = sub.add_parser(

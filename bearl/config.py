@@ -59,6 +59,11 @@ class TrainConfig:
     """Evaluate, log a progress row and checkpoint every this many gradient steps."""
     eval_episodes: int = 10
     """Episodes per evaluation."""
+    snapshot_every: int | None = None
+    """Keep a snapshot of the policy (its networks, not the optimizers) every this many steps
+    under ``snapshots/step_NNNNNNN.pt`` in the run folder, for choosing a step offline
+    (``bearl ope``, ``load_policy(run, checkpoint="step_N")``); default: at every evaluation
+    step (every ``--eval_every``, with or without episodes); 0: none."""
     eval_deterministic: bool = False
     """Also run each evaluation with the algorithm's deterministic action (BEAR, BCQ: the
     actor's mean instead of the best of sampled actions by Q) on the same episodes, logged as
@@ -99,6 +104,10 @@ class TrainConfig:
         for name, low in (("steps", 1), ("eval_every", 1), ("eval_episodes", 0), ("threads", 0)):
             if getattr(self, name) < low:
                 raise ConfigError(f"--{name} must be at least {low}, got {getattr(self, name)}")
+        if self.snapshot_every is not None and self.snapshot_every < 0:
+            raise ConfigError(
+                f"--snapshot_every must be 0 (none) or a number of steps, got {self.snapshot_every}"
+            )
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"--precision: expected fp32 or bf16, got '{self.precision}'")
         if not (self.device == "cpu" or self.device.startswith(("cuda", "mps"))):

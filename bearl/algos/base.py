@@ -142,8 +142,9 @@ class Algorithm:
         self.step = int(state["step"])
         for k, m in self.nets.items():
             m.load_state_dict(state["nets"][k])
-        for k, o in self.optims.items():
-            o.load_state_dict(state["optims"][k])
+        for k, o in self.optims.items():  # a snapshot has no optimizers: they stay as built
+            if "optims" in state:
+                o.load_state_dict(state["optims"][k])
         self.load_extra_state(state["extra"])
 
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from bearl.errors import BearlError, CheckpointError, one_line
-from bearl.training.checkpoint import load_checkpoint
+from bearl.training.checkpoint import SNAPSHOTS, load_checkpoint, snapshot_path, snapshot_steps
 
 # ``bearl eval`` resets its episodes with seeds train_seed + FRESH_SEED_OFFSET + i by default:
 # not the episodes the training loop evaluated on (train_seed + 100_000 + i), on which the best
@@ -177,14 +177,27 @@ def _fmt(x: np.ndarray) -> str:
 # -- loading ---------------------------------------------------------------------------------------
 def resolve_checkpoint(run_dir: str | Path, checkpoint: str | Path = "best") -> tuple[Path, Path]:
     """``(run_dir, checkpoint file)`` for ``checkpoint`` = ``best`` (best.pt), ``final``
-    (checkpoint.pt) or a path (absolute, relative to the working folder or to the run folder).
-    ``run_dir`` may also be a checkpoint file itself."""
+    (checkpoint.pt), ``step_N`` (the snapshot of step N, ``--snapshot_every``) or a path
+    (absolute, relative to the working folder or to the run folder). ``run_dir`` may also be a
+    checkpoint or snapshot file itself."""
     run = Path(run_dir)
     if run.is_file():
-        return run.parent, run
+        folder = run.parent
+        return (folder.parent if folder.name == SNAPSHOTS else folder), run
     if not run.is_dir():
         raise CheckpointError(f"{run}: no such run folder")
     key = str(checkpoint)
+    if key.startswith("step_") and key.removeprefix("step_").isdigit():
+        path = snapshot_path(run, int(key.removeprefix("step_")))
+        if path.exists():
+            return run, path
+        steps = snapshot_steps(run)
+        have = (
+            f"its snapshots are at steps {_steps_text(steps)}"
+            if steps
+            else "it has no snapshots (runs keep them from --snapshot_every's first release on)"
+        )
+        raise CheckpointError(f"{run}: no snapshot of step {key.removeprefix('step_')}; {have}")
     if key in CHECKPOINT_FILES:
         path = run / CHECKPOINT_FILES[key]
         if path.exists():
@@ -203,8 +216,15 @@ def resolve_checkpoint(run_dir: str | Path, checkpoint: str | Path = "best") -> 
     if not path.exists() and (run / path).exists():
         path = run / path
     if not path.exists():
-        raise CheckpointError(f"{checkpoint}: checkpoint not found (choose best, final or a file)")
+        raise CheckpointError(
+            f"{checkpoint}: checkpoint not found (choose best, final, step_N or a file)"
+        )
     return run, path
+
+
+def _steps_text(steps: list[int]) -> str:
+    shown = [f"{s:,}" for s in steps]
+    return ", ".join(shown if len(shown) <= 8 else [*shown[:3], "...", *shown[-3:]])
 
 
 def load_policy(
@@ -219,7 +239,8 @@ def load_policy(
     Args:
         run_dir: the run folder (``runs/BEAR_hopper-medium_seed0_...``) or a checkpoint file.
         checkpoint: ``best`` (best.pt, the best evaluation score), ``final`` (checkpoint.pt,
-            the last one) or the path of a checkpoint file.
+            the last one), ``step_N`` (the snapshot of step N) or the path of a checkpoint or
+            snapshot file.
         device: torch device of the networks.
         env: the environment the run evaluated in, used only when neither params.json nor
             the checkpoint's config names it (its action bounds are those of the outputs).

@@ -45,6 +45,43 @@ def _np_state() -> tuple:
     return torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
 
 
+SNAPSHOTS = "snapshots"  # the run folder's subfolder of policy snapshots
+
+
+def snapshot_path(run_dir: str | Path, step: int) -> Path:
+    """``RUN/snapshots/step_NNNNNNN.pt``: zero-padded, so that names sort by step."""
+    return Path(run_dir) / SNAPSHOTS / f"step_{int(step):07d}.pt"
+
+
+def snapshot_steps(run_dir: str | Path) -> list[int]:
+    """The steps of the run's snapshots, in order."""
+    folder = Path(run_dir) / SNAPSHOTS
+    steps = []
+    for p in folder.glob("step_*.pt") if folder.is_dir() else ():
+        tail = p.stem.removeprefix("step_")
+        if tail.isdigit():
+            steps.append(int(tail))
+    return sorted(steps)
+
+
+def save_snapshot(run_dir: Path, algo: Any, step: int, config: dict[str, Any]) -> Path:
+    """The policy at ``step``: what its action rule and its critic need (every network and the
+    algorithm's extra state), without the optimizers, sampler or RNG of a checkpoint."""
+    state = algo.state_dict()
+    state.pop("optims", None)
+    path = snapshot_path(run_dir, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "algo": state,
+        "step": int(step),
+        "snapshot": True,
+        "config": config,
+        "spaces": {"obs_dim": algo.obs_dim, "act_dim": algo.act_dim},
+    }
+    save_checkpoint(path, payload)
+    return path
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically: a crash leaves the previous file intact. A
     failed write removes its partial file and raises DiskFull (disk full) or CheckpointError.
@@ -66,12 +103,14 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         ) from None
 
 
-def check_free_space(run_dir: Path, modules: dict[str, torch.nn.Module]) -> None:
+def check_free_space(
+    run_dir: Path, modules: dict[str, torch.nn.Module], snapshots: int = 0
+) -> None:
     """Fail before training if the disk holding ``run_dir`` cannot take the run's files: a
     checkpoint (parameters and Adam's two moments), ``best.pt`` and the temporary copy written
-    while one is replaced, plus 16 MiB of logs."""
+    while one is replaced, ``snapshots`` snapshots (parameters only), plus 16 MiB of logs."""
     params = sum(p.numel() * p.element_size() for m in modules.values() for p in m.parameters())
-    need = 3 * 3 * params + (16 << 20)
+    need = 3 * 3 * params + snapshots * params + (16 << 20)
     where = Path(run_dir)
     while not where.exists() and where != where.parent:
         where = where.parent
@@ -79,7 +118,8 @@ def check_free_space(run_dir: Path, modules: dict[str, torch.nn.Module]) -> None
     if free < need:
         raise CheckpointError(
             f"{run_dir}: {free / 2**20:.0f} MiB free on its disk; this run needs about "
-            f"{need / 2**20:.0f} MiB (checkpoint.pt, best.pt, a temporary copy, logs)"
+            f"{need / 2**20:.0f} MiB (checkpoint.pt, best.pt, a temporary copy, {snapshots} "
+            "snapshots (--snapshot_every 0: none), logs)"
         )
 
 

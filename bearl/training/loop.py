@@ -54,6 +54,7 @@ from bearl.training.checkpoint import (
     load_checkpoint,
     rng_state,
     save_checkpoint,
+    save_snapshot,
     set_rng_state,
 )
 from bearl.training.evaluation import ActionScale, Evaluator
@@ -156,7 +157,8 @@ def _train(
         print(f"bearl: {behavior_note}", file=sys.stderr)
     if evaluator:
         evaluator.attach(dataset, scale)
-    check_free_space(run_dir, algo.nets)
+    snap_every = cfg.eval_every if cfg.snapshot_every is None else cfg.snapshot_every
+    check_free_space(run_dir, algo.nets, snapshots=cfg.steps // snap_every + 1 if snap_every else 0)
     # a resumed run is restored before the logger reads progress.csv's header
     state, resume_note = RunState(), None
     if resume is not None:
@@ -170,6 +172,7 @@ def _train(
     bar = StepBar(cfg.steps, state.step, label, disable=not cfg.progress)
     means = MetricMeans()
     check_every = 1 if device.type == "cpu" else 100
+    config = {"train": to_dict(cfg), "algo": to_dict(algo_cfg)}
     flushed = FlushDenormals(cfg.flush_denormals and device.type == "cpu")
     for step in range(state.step + 1, cfg.steps + 1):
         batch = sampler.sample()
@@ -190,8 +193,12 @@ def _train(
                 improved = _evaluate(evaluator, algo, step, row, state)
                 bar.training()
             logger.row(row, step)
+            if snap_every and (step % snap_every == 0 or step == cfg.steps):
+                save_snapshot(run_dir, algo, step, config)  # first: a checkpoint has its snapshots
             _save(run_dir, algo, sampler, state, cfg, algo_cfg, improved)
             _report(bar, logger, cfg, row, state, evaluator is not None, step == cfg.steps)
+        elif snap_every and step % snap_every == 0:
+            save_snapshot(run_dir, algo, step, config)
     bar.finish()  # (a no-op when the last step's report has finished it)
     return _finish(run_dir, logger, cfg, algo_cls, env_name, state, data)
 
@@ -531,7 +538,7 @@ def _row_message(row: dict[str, Any], best: dict[str, Any]) -> str:
 # what a run writes in its folder: set aside, not overwritten, when a new run starts there
 _RUN_FILES = (
     "progress.csv", "debug.log", "result.json", "variant.json", "params.json", "progress.png",
-    "best.pt",
+    "best.pt", "snapshots",
 )  # fmt: skip
 
 
