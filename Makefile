@@ -6,8 +6,11 @@ TORCH   ?= torch==2.13.0
 
 .PHONY: setup run test lint format clean
 
-# A virtualenv with a CPU torch installed FIRST (a plain `torch` requirement would pull the
-# multi-GB CUDA build), then bearl in editable mode with its dev extras.
+# A virtualenv with torch installed FIRST, pinned ($(TORCH), default torch==2.13.0), so that
+# installing bearl's requirements keeps that build instead of letting pip pick another; then
+# bearl in editable mode with its dev extras. Where the pin resolves to the multi-GB CUDA build
+# (PyPI's Linux wheels) and a CPU one is wanted, pass the CPU index, as the README says:
+# make setup TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 $(BIN)/bearl: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -20,7 +23,13 @@ setup: $(BIN)/bearl
 run: setup
 	$(BIN)/bearl train
 
-test: setup
+# The docs extra (mkdocs, its theme, mkdocstrings), with which tests/test_site.py builds the
+# documentation site; installed for `make test` only, so that `make run` does not wait for it.
+$(VENV)/.docs-installed: $(BIN)/bearl pyproject.toml
+	$(BIN)/pip install -q -e ".[docs]"
+	touch $(VENV)/.docs-installed
+
+test: setup $(VENV)/.docs-installed
 	$(BIN)/ruff check bearl tests
 	$(BIN)/python -m pytest -q
 
