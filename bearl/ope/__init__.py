@@ -1,0 +1,2 @@
+"""Choosing a policy without a simulator: Fitted Q Evaluation of a run's snapshots, and
+selection rules over runs and snapshots."""

@@ -1,0 +1,222 @@
+"""``bearl ope``: FQE and the run's own critic at every chosen snapshot of a run, from data alone.
+
+For each run: its dataset (the one it trained on, checked by content, or another given with
+``--dataset``, e.g. held-out episodes of the same environment), its snapshots, one batched FQE
+fit of all of them (fqe.py), and the run's own critic's Q(s0, pi(s0)) at the same episode
+starts (the naive estimate). Written to the run folder as ``ope.json``; nothing else in the run
+folder is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bearl.data.dataset import Dataset
+from bearl.errors import BearlError, one_line
+from bearl.files import read_json, write_atomic
+from bearl.ope.fqe import FQEConfig, fit_fqe, normalized_value
+from bearl.policy.load import load_policy
+from bearl.training.checkpoint import snapshot_steps
+
+OPE_FILE = "ope.json"
+FORMAT = 1
+
+
+class OPEError(BearlError):
+    """Bad input to ``bearl ope`` (a run, a snapshot or a dataset that cannot be used)."""
+
+
+def choose_snapshots(run: Path, which: str) -> list[int]:
+    """Snapshot steps for ``which``: ``all``, ``final``, ``best`` (the step of best.pt, chosen
+    with the simulator: for comparison only) or comma-separated steps."""
+    steps = snapshot_steps(run)
+    if not steps:
+        raise OPEError(
+            f"{run}: no snapshots (snapshots/step_N.pt); train with a bearl that keeps them "
+            "(--snapshot_every, on by default) or rerun the run"
+        )
+    if which == "all":
+        return steps
+    if which == "final":
+        return steps[-1:]
+    if which == "best":
+        best = (read_json(run / "result.json") or {}).get("best_step")
+        if best is None or int(best) not in steps:
+            raise OPEError(f"{run}: no snapshot at the best evaluation's step ({best})")
+        return [int(best)]
+    chosen = []
+    for part in which.split(","):
+        if not part.strip().isdigit():
+            raise OPEError(f"--snapshots {which}: expected all, best, final or steps (2000,4000)")
+        step = int(part)
+        if step not in steps:
+            raise OPEError(f"{run}: no snapshot of step {step} (it has {steps[0]}..{steps[-1]})")
+        chosen.append(step)
+    return chosen
+
+
+def run_dataset(run: Path, dataset: str | Dataset | None) -> Dataset:
+    """The dataset to evaluate ``run`` on: ``dataset`` if given, else the one it trained on,
+    which must still be the same transitions (checked against params.json's digest)."""
+    from bearl.data.load import load_dataset
+
+    params = read_json(run / "params.json")
+    if params is None:
+        raise OPEError(f"{run}: no params.json; not a bearl run folder")
+    saved = params.get("dataset") or {}
+    env = params.get("env_name") or saved.get("env_name")
+    if dataset is None:
+        source = (params.get("train") or {}).get("dataset") or saved.get("source")
+        try:
+            data = load_dataset(source)
+        except BearlError as e:
+            raise OPEError(
+                f"{run}: its dataset {source} cannot be loaded ({one_line(e)}); make it again "
+                "or give the data with --dataset"
+            ) from None
+        digest = saved.get("sha1")
+        if digest and data.digest() != digest:
+            raise OPEError(
+                f"{run}: its dataset {source} now holds other transitions than the run trained "
+                "on (params.json's dataset.sha1 differs); give the run's data with --dataset"
+            )
+    else:
+        data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    where = data.info.source
+    if env and data.info.env_name and _family(data.info.env_name) != _family(env):
+        raise OPEError(
+            f"{where}: a dataset of {data.info.env_name}, but {run} trained in {env}; give "
+            "data of the run's environment"
+        )
+    if data.num_episodes < 2:
+        raise OPEError(
+            f"{where}: {data.num_episodes} episode; FQE's estimate and interval need episode "
+            "starts (terminals / timeouts marking where episodes end)"
+        )
+    return data
+
+
+def ope_run(
+    run: str | Path,
+    snapshots: str = "all",
+    cfg: FQEConfig | None = None,
+    dataset: str | Dataset | None = None,
+    progress: bool = False,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """FQE and the run's critic at the chosen snapshots of ``run``; writes ``run/ope.json``
+    (merged with the entries of earlier calls at other steps) and returns its content."""
+    run = Path(run)
+    cfg = cfg or FQEConfig()
+    steps = choose_snapshots(run, snapshots)
+    data = run_dataset(run, dataset)
+    policies = []
+    for step in steps:
+        try:
+            policies.append(load_policy(run, checkpoint=f"step_{step}", device=device))
+        except BearlError as e:
+            msg = f"{run}: snapshot of step {step} does not load ({one_line(e)})"
+            raise OPEError(msg) from None
+    first = policies[0]
+    gamma = cfg.gamma if cfg.gamma is not None else float(getattr(first.algo_config, "gamma", 0.99))
+    if first.obs_dim != data.obs_dim or first.act_dim != data.act_dim:
+        raise OPEError(
+            f"{data.info.source}: {data.obs_dim} observation and {data.act_dim} action values, "
+            f"but the run's policy takes {first.obs_dim} and gives {first.act_dim}"
+        )
+    rules = [p.module(deterministic=False) for p in policies]  # each policy's own rule
+    result = fit_fqe(rules, data, cfg, gamma, progress=progress, device=device)
+    critic = [_critic_start_value(p, data, cfg.start_samples) for p in policies]
+
+    refs = _references(data, first)
+    entries = []
+    for i, step in enumerate(steps):
+        e: dict[str, Any] = {"step": step}
+        values = {
+            "fqe": result.estimate[i],
+            "fqe_low": result.low[i],
+            "fqe_high": result.high[i],
+            "critic": critic[i],
+        }
+        for key, v in values.items():  # normalized where the data has references
+            e[key] = _round(normalized_value(v, *refs, gamma) if refs else v)
+            e[f"{key}_return"] = _round(v)
+        e["fqe_heads_return"] = [_round(v) for v in result.heads[i]]
+        entries.append(e)
+
+    path = run / OPE_FILE
+    old = read_json(path) or {}
+    same = json.dumps(old.get("settings")) == json.dumps(asdict(cfg))  # else: a new fit
+    kept = {e["step"]: e for e in old.get("snapshots", [])} if same else {}
+    kept.update({e["step"]: e for e in entries})
+    out = {
+        "format": FORMAT,
+        "normalized": refs is not None,
+        "gamma": gamma,
+        "dataset": {
+            "source": data.info.source,
+            "sha1": data.digest(),
+            "episodes": data.num_episodes,
+            "transitions": len(data),
+        },
+        "references": list(refs) if refs else None,
+        "settings": asdict(cfg),
+        "seconds": round(result.seconds, 1),
+        "snapshots": [kept[s] for s in sorted(kept)],
+    }
+    write_atomic(path, (json.dumps(out, indent=2) + "\n").encode())
+    return out
+
+
+@torch.no_grad()
+def _critic_start_value(policy, data: Dataset, samples: int) -> float:
+    """The run's own critic: mean over the episode starts of Q(s0, a0), a0 from the policy's
+    rule (``Algorithm.q_value``, as the training diagnostics); NaN without a critic (BC)."""
+    algo = policy.algo
+    s0 = torch.as_tensor(data.observations[data.episode_starts], device=policy.device)
+    total = 0.0
+    for _ in range(samples):
+        a0 = algo.act(s0)
+        q = algo.q_value(s0, a0)
+        if q is None:
+            return math.nan
+        total += float(q.double().mean())
+    return total / samples
+
+
+def _references(data: Dataset, policy) -> tuple[float, float] | None:
+    lo, hi = data.info.ref_min_score, data.info.ref_max_score
+    if lo is None or hi is None:
+        return policy.ref_scores
+    return float(lo), float(hi)
+
+
+def _family(env: str) -> str:
+    """``Hopper-v5`` and ``hopper-medium-v2``'s ``Hopper-v2`` are the same environment."""
+    return env.split("-v")[0].lower()
+
+
+def _round(x: float) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else round(float(x), 4)
+
+
+def ope_runs(runs: list[str | Path], **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`ope_run` for each run, each ope.json written as soon as its run is done."""
+    out = []
+    for run in runs:
+        print(f"bearl ope: {run}", file=sys.stderr, flush=True)
+        out.append(ope_run(run, **kwargs))
+    return out
+
+
+def read_ope(run: str | Path) -> list[dict[str, Any]]:
+    """The snapshots' entries of ``run/ope.json`` (empty when there is none)."""
+    data = read_json(Path(run) / OPE_FILE) or {}
+    return list(data.get("snapshots", []))

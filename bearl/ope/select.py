@@ -1,0 +1,109 @@
+"""``bearl select``: choose a run and a snapshot from data alone (or, for comparison, by the
+rules that need a simulator or ignore the choice).
+
+Rules, each a score per (run, snapshot); the largest wins:
+
+- ``fqe``: the FQE estimate in ``ope.json`` (``bearl ope``), from data alone;
+- ``critic``: the run's own critic at the dataset's episode starts (in ``ope.json``), from data
+  alone, the naive rule every OPE paper compares against;
+- ``final``: every run's last snapshot, ranked by FQE when several runs compete (data alone);
+- ``best-online``: the evaluation score in progress.csv (needs the simulator; a reference).
+
+Over a sweep (runs that differ in settings) the chosen run names the chosen settings.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bearl.errors import BearlError
+from bearl.ope.estimate import OPE_FILE, read_ope
+from bearl.runs.folders import differing_settings, find_runs, run_info
+
+RULES = ("fqe", "critic", "final", "best-online")
+
+
+@dataclass
+class Candidate:
+    """One snapshot of one run with what each rule scores it."""
+
+    run: Path
+    step: int
+    fqe: float | None
+    critic: float | None
+    online: float | None
+    final: bool
+
+
+def candidates(runs: list[str | Path]) -> list[Candidate]:
+    """Every snapshot that ``bearl ope`` scored in the given run folders (or folders of runs)."""
+    out = []
+    for run in find_runs([str(r) for r in runs]):
+        entries = read_ope(run)
+        if not entries:
+            continue
+        online = _online_scores(run)
+        last = max(e["step"] for e in entries)
+        for e in entries:
+            out.append(
+                Candidate(
+                    run,
+                    int(e["step"]),
+                    _num(e.get("fqe")),
+                    _num(e.get("critic")),
+                    online.get(int(e["step"])),
+                    int(e["step"]) == last,
+                )  # fmt: skip
+            )
+    if not out:
+        raise BearlError(
+            f"no {OPE_FILE} in {', '.join(map(str, runs))}: run `bearl ope RUN...` first"
+        )
+    return out
+
+
+def select(runs: list[str | Path], by: str = "fqe") -> tuple[Candidate, dict[str, Any]]:
+    """The candidate that rule ``by`` chooses, with its algorithm, dataset and the settings in
+    which the candidate runs differ (a sweep's choice)."""
+    if by not in RULES:
+        raise BearlError(f"--by {by}: expected one of {', '.join(RULES)}")
+    pool = candidates(runs)
+    if by == "final":
+        pool = [c for c in pool if c.final]
+    key = {"fqe": "fqe", "critic": "critic", "final": "fqe", "best-online": "online"}[by]
+    scored = [c for c in pool if getattr(c, key) is not None]
+    if not scored:
+        raise BearlError(f"--by {by}: no snapshot has a {key} value in these runs")
+    chosen = max(scored, key=lambda c: getattr(c, key))
+    infos = {c.run: run_info(c.run) for c in pool}
+    info = infos[chosen.run]
+    varied = differing_settings(list(infos.values()))  # the settings the sweep chose among
+    shown = {k: info.settings.get(k) for k in varied}
+    return chosen, {"algorithm": info.algorithm, "dataset": info.dataset, **shown}
+
+
+def _online_scores(run: Path) -> dict[int, float]:
+    """Step -> the evaluation's normalized score (or return) in progress.csv."""
+    path = run / "progress.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = {}
+    for r in rows:
+        v = _num(r.get("NormalizedScore") or r.get("AverageReturn"))
+        if v is not None and r.get("Step"):
+            out[int(float(r["Step"]))] = v
+    return out
+
+
+def _num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
