@@ -429,3 +429,241 @@ def test_actions_outside_the_action_space_name_the_field():
     Dataset(np.zeros((n, 3)), acts, np.zeros(n), np.zeros((n, 3)), np.zeros(n, bool)).check_spaces(
         env.observation_space, env.action_space
     )
+
+
+# -- files that declare more than fits in memory (issue #46) ------------------------------------
+# Each file holds a few KB but declares 2,000,000,000 transitions; every loader refuses it from
+# the declared shapes, before reading, with one line. The memory available is fixed at 16 GiB
+# (``small_memory``) so that the numbers are the same on every machine; the CLI tests use the
+# machine's own, with files that declare more than any machine has.
+HUGE = 2_000_000_000
+GIB = 2**30
+
+
+@pytest.fixture
+def small_memory(monkeypatch):
+    import bearl.data.dataset as dataset
+
+    monkeypatch.setattr(dataset, "available_memory", lambda: 16 * GIB)
+
+
+def _declaring_h5(path: Path, rows: int = HUGE, next_observations: bool = True) -> Path:
+    """A D4RL file whose fields (11 observations, 3 actions) declare ``rows`` rows and hold
+    none: chunked and compressed, never written."""
+    fields = {"observations": (rows, 11), "actions": (rows, 3), "rewards": (rows,)}
+    if next_observations:
+        fields["next_observations"] = (rows, 11)
+    with h5py.File(path, "w") as f:
+        for key, shape in fields.items():
+            f.create_dataset(key, shape=shape, dtype="f4", chunks=True, compression="gzip")
+        for key in ("terminals", "timeouts"):
+            f.create_dataset(key, shape=(rows,), dtype=bool, chunks=True, compression="gzip")
+    assert path.stat().st_size < 20_000
+    return path
+
+
+def _assert_too_big(err: BaseException, path: Path, rows: int, gib: str, held_as="float32"):
+    message = str(err)
+    assert message.startswith(f"{path}: declares {rows:,} transitions ({gib} GiB as {held_as})")
+    assert "but 16.0 GiB of memory is available; load it where more memory is free" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("next_observations", [True, False])
+def test_hdf5_that_declares_more_than_fits(tmp_path, small_memory, next_observations):
+    path = _declaring_h5(tmp_path / "x.hdf5", next_observations=next_observations)
+    # held as bearl holds it: 2e9 rows of 11 + 3 + 1 + 11 float32 and two bool flags
+    _assert_too_big(_error(path), path, HUGE, "197.4")
+
+
+@pytest.mark.parametrize("field", ["rewards", "timeouts"])
+def test_hdf5_with_one_field_that_declares_more_than_fits(tmp_path, small_memory, field):
+    """Each field is read whole before lengths are compared, so one long field counts."""
+    arrays = _arrays()
+    del arrays[field]
+    path = _write_h5(tmp_path / "one.hdf5", arrays)
+    with h5py.File(path, "a") as f:
+        f.create_dataset(field, shape=(HUGE,), dtype="f4", chunks=True, compression="gzip")
+    # 2e9 rows of 3 + 1 + 1 + 3 float32 and two flags
+    _assert_too_big(_error(path), path, HUGE, "63.3")
+
+
+def _huge_episode(main: Path, episode: int = 1) -> None:
+    """Replace one episode of a Pendulum Minari file by one that declares HUGE steps."""
+    fields = {
+        "observations": ((HUGE + 1, 3), "f4"),
+        "actions": ((HUGE, 1), "f4"),
+        "rewards": ((HUGE,), "f8"),
+        "terminations": ((HUGE,), bool),
+        "truncations": ((HUGE,), bool),
+    }
+    with h5py.File(main, "a") as f:
+        group = f[f"episode_{episode}"]
+        for key, (shape, dtype) in fields.items():
+            del group[key]
+            group.create_dataset(key, shape=shape, dtype=dtype, chunks=True, compression="gzip")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("by", ["folder", "id"])
+def test_minari_hdf5_that_declares_more_than_fits(tmp_path, monkeypatch, small_memory, by):
+    """A Minari dataset declares its size by writing its episodes, so the test declares it in
+    the HDF5 file minari keeps them in: that file is named."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    main = _three_episode_minari(tmp_path)
+    _huge_episode(main)
+    assert main.stat().st_size < 100_000
+    err = _error(main.parent.parent if by == "folder" else "minari:bad-v0")
+    # episodes of 4 and 5 steps and one of 2e9: 3 + 1 + 1 + 3 float32 and two flags a step
+    _assert_too_big(err, main, HUGE + 9, "63.3")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_minari_metadata_that_declares_more_than_fits(tmp_path, monkeypatch, small_memory):
+    """The steps metadata.json counts are allocated at once: they are checked too."""
+    import json
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    meta = _three_episode_minari(tmp_path).parent / "metadata.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "total_steps": HUGE}))
+    _assert_too_big(_error("minari:bad-v0"), meta, HUGE, "63.3")
+
+
+def _declaring_npz(path: Path) -> Path:
+    """An .npz whose members are headers alone, declaring 2e9 rows."""
+    import zipfile
+
+    shapes = {
+        "observations": (HUGE, 11),
+        "next_observations": (HUGE, 11),
+        "actions": (HUGE, 3),
+        "rewards": (HUGE,),
+        "terminals": (HUGE,),
+    }
+    with zipfile.ZipFile(path, "w") as z:
+        for key, shape in shapes.items():
+            buf = io.BytesIO()
+            header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+            npy_format.write_array_header_1_0(buf, header)
+            z.writestr(f"{key}.npy", buf.getvalue())
+    assert path.stat().st_size < 5_000
+    return path
+
+
+def test_npz_that_declares_more_than_fits(tmp_path, small_memory):
+    path = _declaring_npz(tmp_path / "x.npz")
+    _assert_too_big(_error(path), path, HUGE, "197.4")
+
+
+class _ArrayByShape:
+    """Pickles as a request to numpy for an array of 2e9 x 11 float32 by shape alone."""
+
+    def __init__(self, how: str):
+        self.how = how
+
+    def __reduce__(self):
+        if self.how == "_reconstruct":
+            from numpy._core.multiarray import _reconstruct
+
+            return (_reconstruct, (np.ndarray, (HUGE, 11), b"f"))
+        return (np.ndarray, ((HUGE, 11), np.dtype("f4")))
+
+
+def _npy_of(payload: bytes) -> bytes:
+    buf = io.BytesIO()
+    npy_format.write_array_header_1_0(buf, {"descr": "|O", "fortran_order": False, "shape": ()})
+    return buf.getvalue() + payload
+
+
+@pytest.mark.parametrize("how", ["_reconstruct", "ndarray"])
+@pytest.mark.parametrize("kind", ["pkl", "gz", "npy"])
+def test_pickle_that_declares_more_than_fits(tmp_path, small_memory, kind, how):
+    """A pickle cannot be sized before unpickling; an array it asks numpy for by shape is
+    checked before numpy allocates it."""
+    arrays = _arrays()
+    arrays["observations"] = _ArrayByShape(how)
+    data = pickle.dumps(arrays, protocol=2)
+    data = {"pkl": data, "gz": gzip.compress(data), "npy": _npy_of(data)}[kind]
+    path = tmp_path / f"buffer.{kind}"
+    path.write_bytes(data)
+    assert path.stat().st_size < 5_000
+    _assert_too_big(_error(path), path, HUGE, "82.0")  # the one array: 2e9 x 11 float32
+
+
+def test_arrays_that_fit_but_not_once_more_packed(tmp_path, monkeypatch):
+    """After unpickling, packing the arrays as float32 takes as much again: checked first."""
+    import bearl.data.dataset as dataset
+
+    path = tmp_path / "buffer.pkl"
+    path.write_bytes(pickle.dumps(_arrays()))
+    monkeypatch.setattr(dataset, "available_memory", lambda: 100)  # bytes
+    err = str(_error(path))
+    # 8 rows of 3 + 1 + 1 + 3 float32 and two flags: 272 bytes
+    assert err.startswith(f"{path}: declares 8 transitions (0.0 GiB as float32) but 0.0 GiB")
+
+
+def test_small_datasets_load_and_unknown_memory_skips_the_check(tmp_path, monkeypatch):
+    import bearl.data.dataset as dataset
+
+    h5 = write_d4rl(Dataset(**_arrays()), tmp_path / "small.hdf5")
+    npz = tmp_path / "small.npz"
+    np.savez(npz, **_arrays())
+    pkl = tmp_path / "small.pkl"
+    pkl.write_bytes(pickle.dumps(_arrays()))
+    for available in (None, 16 * GIB, dataset.available_memory()):
+        monkeypatch.setattr(dataset, "available_memory", lambda available=available: available)
+        for path in (h5, npz, pkl):
+            assert len(load_dataset(path)) == N
+
+
+def test_available_memory_reads_meminfo_then_sysconf(monkeypatch):
+    import bearl.data.dataset as dataset
+
+    meminfo = b"MemTotal:       32000000 kB\nMemFree:  100 kB\nMemAvailable:   2048 kB\n"
+    monkeypatch.setattr(dataset, "open", lambda *a, **k: io.BytesIO(meminfo), raising=False)
+    assert dataset.available_memory() == 2048 * 1024
+
+    def no_file(*args, **kwargs):
+        raise FileNotFoundError("/proc/meminfo")
+
+    pages = {"SC_AVPHYS_PAGES": 1000, "SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(dataset, "open", no_file, raising=False)
+    monkeypatch.setattr(dataset.os, "sysconf", lambda name: pages[name])
+    assert dataset.available_memory() == 1000 * 4096
+
+    def unknown(name):
+        raise ValueError(f"unrecognized configuration name {name}")
+
+    monkeypatch.setattr(dataset.os, "sysconf", unknown)
+    assert dataset.available_memory() is None
+
+
+def test_available_memory_of_this_machine():
+    from bearl.data.dataset import available_memory
+
+    available = available_memory()
+    if Path("/proc/meminfo").is_file():
+        assert isinstance(available, int) and available > 0
+
+
+@pytest.mark.parametrize("command", ["data info", "train"])
+def test_cli_says_a_file_declares_more_than_fits_in_one_line(tmp_path, capsys, command):
+    """Through the command line with the machine's own memory: 2**40 rows of 26 float32 are
+    more than 100 TiB, which no machine has."""
+    from bearl.cli import main
+
+    path = _declaring_h5(tmp_path / "x.hdf5", rows=2**40)
+    if command == "data info":
+        argv = ["data", "info", str(path)]
+    else:
+        argv = ["train", "--dataset", str(path), "--env", "Pendulum-v1", "--steps", "1"]
+        argv += ["--log_dir", str(tmp_path), "--progress", "false"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"bearl: error: {path}: declares 1,099,511,627,776 transitions (")
+    assert "GiB as float32) but " in lines[0] and "GiB of memory is available; " in lines[0]
+    assert "Traceback" not in captured.err
+    assert not list(tmp_path.glob("**/BEAR_*")), "a failed start left a run folder behind"

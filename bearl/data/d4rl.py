@@ -33,6 +33,7 @@ from bearl.data.dataset import (
     _as_bool,
     _check_finite,
     check_data_file,
+    check_declared_size,
 )
 from bearl.envs import env_family, reference_scores, resolve_env_id
 from bearl.errors import DatasetError
@@ -52,6 +53,7 @@ def read_d4rl(path: str | os.PathLike) -> Dataset:
     path, src = check_data_file(path)
     try:
         with h5py.File(path, "r") as f:
+            _check_size(f, src)
             packed = _read_packed(f)
             arrays = _read_arrays(f, src, skip_floats=packed is not None)
             meta = _read_metadata(f)
@@ -137,6 +139,14 @@ class _Packed(NamedTuple):
     matrix: np.ndarray
     obs_dim: int
     act_dim: int
+
+
+def _check_size(f: h5py.File, src: str) -> None:
+    """Refuse a file whose fields declare more rows than fit in memory, from their headers
+    alone (a few KB of chunked, compressed, never written fields can declare billions)."""
+    fields = (*REQUIRED_KEYS, "timeouts", "next_observations")
+    shapes = {k: f[k].shape for k in fields if isinstance(f.get(k), h5py.Dataset)}
+    check_declared_size(src, shapes)
 
 
 def _read_packed(f: h5py.File) -> _Packed | None:

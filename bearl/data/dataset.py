@@ -14,6 +14,8 @@ matrix with ``torch.from_numpy`` (no copy) and a minibatch is one row gather.
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -318,6 +320,10 @@ class Sampler:
         idx = torch.randint(
             self.n, (self.batch_size,), device=self.device, generator=self.generator
         )
+        return self.rows(idx)
+
+    def rows(self, idx: torch.Tensor) -> Batch:
+        """The transitions at ``idx`` as a Batch."""
         rows = self.data.index_select(0, idx)
         s, a = self.obs_dim, self.act_dim
         return Batch(
@@ -394,3 +400,64 @@ def check_data_file(path: str | Path) -> tuple[Path, str]:
     if path.stat().st_size == 0:
         raise DatasetError(src, "empty file")
     return path, src
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can have now: ``MemAvailable`` of ``/proc/meminfo`` on
+    Linux, else free physical pages times the page size; None where neither is known."""
+    # hand-written rather than psutil: no dependency for one number
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # the file counts in kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        pages, page_size = os.sysconf("SC_AVPHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # not on this system (macOS, Windows)
+        return None
+    return pages * page_size if pages > 0 and page_size > 0 else None
+
+
+def held_nbytes(n: int, obs_dim: int, act_dim: int) -> int:
+    """Bytes a :class:`Dataset` of ``n`` transitions holds: its float32 matrix
+    ``[observations | actions | rewards | next_observations]`` and two bool flags per row."""
+    return n * (4 * (2 * obs_dim + act_dim + 1) + 2)
+
+
+def check_memory(src: object, transitions: int, nbytes: int, held_as: str = "float32") -> None:
+    """DatasetError, one line naming ``src``, when ``nbytes`` (for ``transitions`` rows held as
+    ``held_as``) exceed the memory available now; nothing where that is not known. Loaders call
+    it with the sizes a file declares before reading its data, so that a file declaring more
+    than fits says so instead of failing in numpy (or being killed) halfway through."""
+    available = available_memory()
+    if available is None or nbytes <= available:
+        return
+    raise DatasetError(
+        src,
+        f"declares {transitions:,} transitions ({_gib(nbytes)} GiB as {held_as}) but "
+        f"{_gib(available)} GiB of memory is available; load it where more memory is free, or "
+        "check the file (a damaged or hand-made file can declare more rows than it holds)",
+    )
+
+
+def check_declared_size(src: object, shapes: dict[str, tuple[int, ...]]) -> None:
+    """:func:`check_memory` for the Dataset that fields of these declared shapes make, shapes
+    given by field name (any of :attr:`Dataset.FIELDS`, other names count toward the rows only;
+    missing or odd ones are left to the validation after reading). Rows: the most any field
+    declares (each is read whole before lengths are compared); widths: those of observations
+    (or next_observations) and actions. The need counted is what the Dataset will hold (floats
+    as float32, flags as bool), not a loader's read buffers: a lower bound of the peak, so that
+    no file that would fit is refused."""
+    shapes = {k: tuple(int(d) for d in s) for k, s in shapes.items() if s}
+    if not shapes:
+        return
+    n = max(s[0] for s in shapes.values())
+    obs = shapes.get("observations") or shapes.get("next_observations") or (n,)
+    act = shapes.get("actions") or (n,)
+    check_memory(src, n, held_nbytes(n, math.prod(obs[1:]), math.prod(act[1:])))
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:,.1f}"

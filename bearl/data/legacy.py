@@ -8,11 +8,19 @@ terminals may be ``[N, 1]``.
 Pickles are read with a restricted unpickler that can only rebuild numpy arrays, numpy
 dtypes/scalars and plain containers: a pickle that names any other callable (``os.system``,
 ``builtins.eval``, a class of some module, ...) is refused before anything is called.
+
+Size: a file declaring more than fits in memory is refused with one line
+(:func:`bearl.data.dataset.check_memory`): an ``.npz`` before reading, by the headers of its
+members. A pickle cannot be sized before it is unpickled (nor can a ``.npy``: it holds a pickled
+dict, and its header says only "one object"), so it is checked where it asks numpy for an array
+by shape (see :class:`_SafeUnpickler`), and once more, by the arrays it gave, before they are
+packed.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import pickle
 import zlib
@@ -23,7 +31,13 @@ from typing import IO, Any
 import numpy as np
 from numpy.lib import format as npy_format
 
-from bearl.data.dataset import Dataset, DatasetInfo, check_data_file
+from bearl.data.dataset import (
+    Dataset,
+    DatasetInfo,
+    check_data_file,
+    check_declared_size,
+    check_memory,
+)
 from bearl.envs import reference_scores
 from bearl.errors import DatasetError, one_line
 
@@ -64,21 +78,53 @@ for _builtins in ("builtins", "__builtin__"):
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the names in ``_ALLOWED``."""
+    """An unpickler that resolves only the names in ``_ALLOWED``.
+
+    Memory: a pickle holds the bytes of its arrays in its own stream, so those cannot be sized
+    before they are read (and a gzip stream may inflate far beyond the file); what a pickle can
+    do that a file's size does not bound is ask numpy for an array by shape alone
+    (``_reconstruct(ndarray, shape, dtype)``, ``ndarray(shape, dtype)``; numpy's own pickles
+    ask for shape ``(0,)`` and then fill it), and those requests are checked against the memory
+    available before numpy allocates. A byte string whose opcode declares more bytes than the
+    stream holds fails in pickle itself ("not a readable pickle")."""
 
     def __init__(self, file: IO[bytes], src: str) -> None:
         super().__init__(file, encoding="latin1")  # latin1: numpy arrays pickled by Python 2
         self.src = src
+        self._guarded = {np.ndarray: self._ndarray, _multiarray._reconstruct: self._reconstruct}
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED[(module, name)]
+            found = _ALLOWED[(module, name)]
         except KeyError:
             raise DatasetError(
                 self.src,
                 f"refusing to unpickle '{module}.{name}': only numpy arrays and plain "
                 "containers are allowed",
             ) from None
+        return self._guarded.get(found, found)
+
+    def _ndarray(self, shape: Any, dtype: Any = float, buffer: Any = None, *args: Any) -> Any:
+        """``numpy.ndarray(...)``, checking an allocation by shape first."""
+        if buffer is None:
+            self._check(shape, dtype)
+        return np.ndarray(shape, dtype, buffer, *args)
+
+    def _reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> Any:
+        """numpy's ``_reconstruct`` (``subtype`` is our stand-in for ndarray), checked first."""
+        self._check(shape, dtype)
+        if subtype is self._guarded[np.ndarray]:
+            subtype = np.ndarray
+        return _multiarray._reconstruct(subtype, shape, dtype)
+
+    def _check(self, shape: Any, dtype: Any) -> None:
+        try:
+            dims = (int(shape),) if isinstance(shape, int) else tuple(int(d) for d in shape)
+            dtype = np.dtype(dtype)
+        except (TypeError, ValueError):
+            return  # not a shape and dtype: numpy refuses it itself
+        nbytes = math.prod(dims) * dtype.itemsize
+        check_memory(self.src, dims[0] if dims else 1, nbytes, held_as=str(dtype))
 
 
 def read_legacy(path: str | os.PathLike) -> Dataset:
@@ -129,6 +175,9 @@ def _to_dataset(obj: Any, src: str) -> Dataset:
         if key not in d:
             keys = ", ".join(sorted(str(k) for k in d))
             raise DatasetError(src, f"missing (the file has: {keys})", key)
+    # the arrays are in memory; packing them takes as much again (as float32)
+    fields = {k: d[k].shape for k in Dataset.FIELDS if isinstance(d.get(k), np.ndarray)}
+    check_declared_size(src, fields)
     env_name = d.get("env_name")
     env_name = str(env_name) if isinstance(env_name, (str, np.str_)) else None
     ref = reference_scores(env_name)
@@ -152,11 +201,7 @@ def _to_dataset(obj: Any, src: str) -> Dataset:
 def _load_npy(f: IO[bytes], src: str) -> Any:
     """The object stored in a ``.npy`` stream; object arrays go through the safe unpickler."""
     try:
-        version = npy_format.read_magic(f)
-        if version == (1, 0):
-            shape, _, dtype = npy_format.read_array_header_1_0(f)
-        else:
-            shape, _, dtype = npy_format.read_array_header_2_0(f)
+        shape, _, dtype = _npy_header(f)
     except ValueError as e:
         raise DatasetError(src, f"not a readable .npy file ({one_line(e)})") from None
     if not dtype.hasobject:
@@ -171,6 +216,7 @@ def _read_npz(path: Path, src: str) -> dict[str, np.ndarray]:
     out = {}
     try:
         with np.load(path, allow_pickle=False) as z:
+            check_declared_size(src, {key: _npz_shape(z, key) for key in z.files})
             for key in z.files:
                 try:
                     out[key] = z[key]
@@ -185,6 +231,26 @@ def _read_npz(path: Path, src: str) -> dict[str, np.ndarray]:
     except Exception as e:  # BadZipFile, truncated members, bad headers
         raise DatasetError(src, f"not a readable .npz file ({one_line(e)})") from None
     return out
+
+
+def _npz_shape(z: Any, key: str) -> tuple[int, ...]:
+    """The shape an ``.npz`` member declares in its header (() for a member that is not an
+    array): every member is read whole, so each counts."""
+    name = key if key in z.zip.namelist() else f"{key}.npy"
+    with z.zip.open(name) as f:
+        try:
+            return _npy_header(f)[0]
+        except ValueError:  # not an array (numpy gives its bytes), or a bad header (read says)
+            return ()
+
+
+def _npy_header(f: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` of the ``.npy`` stream ``f``, which is left at its
+    data; ValueError if it is not one."""
+    version = npy_format.read_magic(f)
+    if version == (1, 0):
+        return npy_format.read_array_header_1_0(f)
+    return npy_format.read_array_header_2_0(f)
 
 
 def _kind(obj: Any) -> str:

@@ -12,6 +12,7 @@ folder per id, e.g. ``mujoco/hopper/medium-v0/data/{main_data.hdf5, metadata.jso
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import warnings
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bearl.data.dataset import Dataset, DatasetInfo
+from bearl.data.dataset import Dataset, DatasetInfo, check_declared_size
 from bearl.envs import make_env, reference_scores
 from bearl.errors import DatasetError, DatasetExists, one_line
 
@@ -159,11 +160,78 @@ def _check_files(data_dir: Path) -> None:
 def _read_episodes(mds: Any, src: str, data_dir: Path) -> Dataset:
     """:func:`_to_dataset`, naming the data file when an episode cannot be read from it."""
     try:
+        _check_size(mds, data_dir)
         return _to_dataset(mds, src)
     except OSError as e:  # h5py: a damaged episode group
         main = data_dir / "main_data.hdf5"
         where = main if main.is_file() else data_dir
         raise DatasetError(where, f"an episode could not be read ({one_line(e)})") from None
+
+
+def _check_size(mds: Any, data_dir: Path) -> None:
+    """Refuse a dataset that declares more steps than fit in memory, before any episode is read:
+    first the steps ``metadata.json`` counts (:func:`_to_dataset` allocates that many rows) with
+    the widths of the recorded spaces, then, for an hdf5 dataset, the steps its episodes declare
+    in ``main_data.hdf5`` (minari reads every field of an episode whole, infos included, and a
+    few KB of chunked, compressed, never written fields can declare billions of rows). The
+    arrow and parquet backends keep each episode in files of its own that minari reads through
+    pyarrow; for them the metadata's count is what is checked."""
+    total = int(mds.total_steps or 0)
+    obs_w, act_w = _space_width(mds.observation_space), _space_width(mds.action_space)
+    sizes = {"observations": (total, obs_w), "actions": (total, act_w)}
+    check_declared_size(data_dir / "metadata.json", sizes)
+    main = data_dir / "main_data.hdf5"
+    if getattr(mds.storage, "FORMAT", None) == "hdf5" and main.is_file():
+        declared = _declared_steps(main)
+        if declared is not None:
+            steps, obs_w, act_w = declared
+            check_declared_size(main, {"observations": (steps, obs_w), "actions": (steps, act_w)})
+
+
+def _space_width(space: Any) -> int:
+    shape = getattr(space, "shape", None)
+    return math.prod(shape) if isinstance(shape, tuple) else 1
+
+
+def _declared_steps(main: Path) -> tuple[int, int, int] | None:
+    """``(steps, widest observation, widest action)`` that the episodes of a Minari
+    ``main_data.hdf5`` declare, from the headers of every field of every episode (an episode's
+    steps: the most rows any of its fields has, less one for observations and infos, which hold
+    T+1). Nothing is read. HDF5's low-level API: several times faster than h5py's objects over
+    thousands of episodes. None where an object cannot be opened (reading it names that)."""
+    import h5py
+
+    def children(group: Any) -> Iterator[tuple[bytes, Any]]:
+        names: list[bytes] = []
+        group.links.iterate(names.append)
+        for name in names:
+            yield name, h5py.h5o.open(group, name)
+
+    def shapes(group: Any, prefix: bytes = b"") -> Iterator[tuple[bytes, tuple[int, ...]]]:
+        for name, obj in children(group):
+            if isinstance(obj, h5py.h5d.DatasetID) and obj.shape:
+                yield prefix + name, obj.shape
+            elif isinstance(obj, h5py.h5g.GroupID):
+                yield from shapes(obj, prefix + name + b"/")
+
+    steps = obs_w = act_w = 0
+    try:
+        with h5py.File(main, "r") as f:
+            for _, episode in children(f.id):
+                if not isinstance(episode, h5py.h5g.GroupID):
+                    continue
+                rows = 0
+                for name, shape in shapes(episode):
+                    t_plus_1 = name == b"observations" or name.startswith(b"infos/")
+                    rows = max(rows, shape[0] - 1 if t_plus_1 else shape[0])
+                    if name == b"observations":
+                        obs_w = max(obs_w, math.prod(shape[1:]))
+                    elif name == b"actions":
+                        act_w = max(act_w, math.prod(shape[1:]))
+                steps += rows
+    except (OSError, KeyError, RuntimeError, ValueError):
+        return None
+    return steps, obs_w, act_w
 
 
 def write_minari(
