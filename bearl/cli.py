@@ -18,37 +18,113 @@ from typing import Any
 from bearl.errors import BearlError, DatasetExists, RunInterrupted
 
 
-def _train_parser(sub) -> None:
-    from bearl.config import (
-        ORIGINAL_FLAGS,
-        ORIGINAL_NO_OPS,
-        TrainConfig,
-        add_algorithm_flags,
-        add_dataclass_flags,
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, refusing abbreviated flags: ``--mmd_sigm 5`` is an unknown flag, not
+    ``--mmd_sigma 5`` (``allow_abbrev`` is False unless given). The subcommands' parsers are of
+    this class too: ``add_subparsers`` makes its parsers of the class of the parser it is
+    called on. ``help_for(parser, argv)``, when given, writes ``--help`` from the whole
+    command line the parser was given, so ``bearl train --help --algo IQL`` lists IQL's
+    settings although ``--algo`` comes after ``--help``."""
+
+    def __init__(self, *args: Any, help_for: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self.help_for = help_for
+        self.argv: list[str] = []
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self.argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        return self.help_for(self, self.argv) if self.help_for else super().format_help()
+
+
+TRAIN_USAGE = "%(prog)s [--algo NAME] [--dataset DATA] [--SETTING VALUE ...] [--config FILE.yaml] "
+TRAIN_USAGE += "[--resume RUN_DIR]"
+
+
+def _train_description(algo: str) -> str:
+    """``bearl train --help``'s description: what it shows (the run settings and one
+    algorithm's), how to see another algorithm's, and the other names settings may have."""
+    from bearl.algos import ALGORITHMS
+    from bearl.config import TrainConfig
+
+    which = f"{algo}'s" + (" (the default --algo)" if algo == TrainConfig.algo else "")
+    return (
+        "Train an algorithm on a fixed dataset, evaluating every --eval_every steps. This "
+        f"lists the settings every run has and {which}; another algorithm's: bearl train "
+        f"--algo NAME --help (NAME: {', '.join(ALGORITHMS)}). Every setting is also accepted in "
+        "a YAML file (--config) and under the original BEAR code's names (--algo_name, "
+        "--env_name, --buffer_name, --eval_freq, --max_timesteps, --log_dir, --cloning); the "
+        "original's flags that did nothing there (--threshold, --use_bootstrap, "
+        "--use_behaviour_policy, --num_random) are accepted with a note saying so."
     )
 
-    p = sub.add_parser(
-        "train",
-        help="train an algorithm on a dataset (default: BEAR on hopper-medium)",
-        description="Train an algorithm on a fixed dataset, evaluating every --eval_every steps. "
-        "Every setting below is also accepted in a YAML file (--config) and under the original "
-        "BEAR code's names (--algo_name, --env_name, --buffer_name, --eval_freq, "
-        "--max_timesteps, --log_dir, --cloning); the original's flags that did nothing there "
-        "(--threshold, --use_bootstrap, --use_behaviour_policy, --num_random) are accepted "
-        "with a note saying so.",
-    )
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``bearl train`` that are no algorithm's setting: --config, --resume and
+    the run settings (TrainConfig)."""
+    from bearl.config import RESUME_SETTINGS, TrainConfig, add_dataclass_flags
+
+    may = ", ".join(f"--{name}" for name in RESUME_SETTINGS)
     p.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of any settings below")
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help="continue the run in RUN_DIR with its own settings; only --steps (to extend it), "
-        "--progress, --threads, --device, --tensorboard and --wandb may change, any other "
-        "setting given must equal the run's. Extending keeps everything the run has done and "
-        "its settings, its warm start included: a warm start capped at 1/5 of the steps the "
-        "run started with stays so, so the extended run differs from a run started at the new "
-        "length from the end of that warm start on (a line says so)",
+        help=f"continue the run in RUN_DIR with its own settings; only {may} may change "
+        "(--steps to extend it), any other setting given must equal the run's. Extending keeps "
+        "everything the run has done and its settings, its warm start included: a warm start "
+        "capped at 1/5 of the steps the run started with stays so, so the extended run differs "
+        "from a run started at the new length from the end of that warm start on (a line says "
+        "so)",
     )
-    add_dataclass_flags(p, TrainConfig, "run")
+    add_dataclass_flags(p, TrainConfig, "run settings (every algorithm)")
+
+
+def _given_algo(argv: list[str]) -> str | None:
+    """The last ``--algo NAME`` (or ``--algo_name``, ``--algo=NAME``) of a command line."""
+    name = None
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        if flag in ("--algo", "--algo_name"):
+            name = value if eq else (argv[i + 1] if i + 1 < len(argv) else name)
+    return name
+
+
+def _train_help(parser: argparse.ArgumentParser, argv: list[str]) -> str:
+    """``bearl train --help``: --config, --resume, the run settings and the settings of the
+    --algo on the command line (default BEAR), each algorithm's group built from the registry;
+    the parser itself reads every algorithm's flags."""
+    from bearl.algos import algorithm_class
+    from bearl.config import TrainConfig, add_algorithm_flags
+
+    try:
+        algo = algorithm_class(_given_algo(argv) or TrainConfig.algo).name
+    except BearlError as e:
+        parser.exit(2, f"{parser.prog}: error: --algo: {e}\n")
+    shown = argparse.ArgumentParser(
+        prog=parser.prog,
+        usage=parser.usage,
+        description=_train_description(algo),
+        formatter_class=parser.formatter_class,
+    )
+    _train_options(shown)
+    add_algorithm_flags(shown, algo)
+    return shown.format_help()
+
+
+def _train_parser(sub) -> None:
+    from bearl.config import ORIGINAL_FLAGS, ORIGINAL_NO_OPS, TrainConfig, add_algorithm_flags
+
+    p = sub.add_parser(
+        "train",
+        help="train an algorithm on a dataset (default: BEAR on hopper-medium)",
+        usage=TRAIN_USAGE,
+        description=_train_description(TrainConfig.algo),
+        help_for=_train_help,
+    )
+    _train_options(p)
     for old in ORIGINAL_FLAGS:  # config.resolve maps them to bearl's names (with notes)
         p.add_argument(f"--{old}", dest=old, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for name in ("cloning", *ORIGINAL_NO_OPS):  # a bare flag means true, as --cloning
@@ -60,7 +136,7 @@ def _train_parser(sub) -> None:
             const="True",
             help=argparse.SUPPRESS,
         )
-    add_algorithm_flags(p)
+    add_algorithm_flags(p)  # every algorithm's settings are read; --help shows one's
     p.set_defaults(func=cmd_train)
 
 
@@ -106,6 +182,7 @@ def _train_summary(run: Path, result: dict[str, Any]) -> str:
     files = [
         ("progress.csv", "the evaluations and training metrics (viskit: variant.json)"),
         ("debug.log", "the run's log (a line per evaluation)"),
+        ("params.json", "the settings the run started with (a resume reads them)"),
         ("result.json", "the scores above"),
         ("progress.png", "the learning curve"),
         ("best.pt", f"the policy of the best evaluation: bearl eval {run}"),
@@ -336,7 +413,8 @@ def _plot_parser(sub) -> None:
         "plot",
         help="learning curves from run folders",
         description="Plot a progress.csv column against gradient steps: runs grouped by "
-        "algorithm and dataset (and --by settings), the mean over seeds with a shaded band.",
+        "algorithm and dataset (and --by settings), the mean over seeds with a shaded band; "
+        "or, with --profile, performance profiles of the runs' scores.",
     )
     p.add_argument("runs", nargs="+", help="run folders, or folders of runs (one level down)")
     p.add_argument("-o", "--out", default="curves.png", help="output file (.png, .svg or .pdf)")
@@ -348,41 +426,83 @@ def _plot_parser(sub) -> None:
     )
     p.add_argument("--smooth", type=int, default=1, help="moving-average window (rows)")
     p.add_argument(
-        "--band",
-        choices=["std", "minmax", "none"],
-        default="std",
-        help="shaded band over seeds: mean ± 1 std, or min to max (default: std)",
-    )
-    p.add_argument(
         "--by",
         action="append",
         default=[],
         metavar="SETTING",
         help="also group runs by this setting (e.g. --by mmd_sigma); repeatable",
     )
+    p.add_argument(
+        "--band",
+        choices=["std", "minmax", "none"],
+        default="std",
+        help="shaded band over seeds: mean ± 1 std (sample std, ddof=1), or min to max "
+        "(default: std)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="performance profiles instead of curves: per algorithm, the fraction of its runs "
+        "(all its datasets) with a score above tau, with a 95%% stratified bootstrap band",
+    )
+    p.add_argument(
+        "--at",
+        type=int,
+        metavar="STEP",
+        help="with --profile: each run's score up to this step (runs short of it left out)",
+    )
+    p.add_argument(
+        "--last",
+        type=int,
+        metavar="K",
+        help="with --profile: each run's score is the mean of its last K evaluations (up to --at)",
+    )
+    p.add_argument(
+        "--resamples",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="with --profile: bootstrap resamples of the band (default: 2000)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="seed of the bootstrap (default: 0)"
+    )
     p.set_defaults(func=cmd_plot)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from bearl.runs.plot import plot_runs
+    from bearl.runs.plot import plot_profile, plot_runs
 
-    print(
-        plot_runs(
-            [Path(r) for r in args.runs],
-            Path(args.out),
-            args.metric,
-            args.smooth,
-            args.band,
-            args.by,
+    runs = [Path(r) for r in args.runs]
+    if args.profile:
+        print(
+            plot_profile(
+                runs,
+                Path(args.out),
+                args.metric,
+                args.at,
+                args.last,
+                args.by,
+                args.resamples,
+                args.seed,
+            )
         )
-    )
+        return 0
+    if args.at is not None or args.last is not None:
+        raise BearlError("--at and --last go with --profile (curves show every step)")
+    print(plot_runs(runs, Path(args.out), args.metric, args.smooth, args.band, args.by))
     return 0
 
 
 def _report_parser(sub) -> None:
     p = sub.add_parser(
         "report",
-        help="table of final and best scores per algorithm and dataset (mean ± std over seeds)",
+        help="table of final and best scores per algorithm and dataset (mean ± sample std over "
+        "seeds)",
+        description="One row per algorithm and dataset (and --by settings): the final and best "
+        "score, mean ± sample std (ddof=1) over seeds; with --at / --last, windows of the "
+        "evaluations up to a step; with --aggregate, --compare or --improvement, tables across "
+        "datasets with stratified bootstrap intervals instead.",
     )
     p.add_argument("runs", nargs="+", help="run folders, or folders of runs (one level down)")
     p.add_argument("--format", choices=["markdown", "csv"], default="markdown")
@@ -400,13 +520,92 @@ def _report_parser(sub) -> None:
         "normalized score, final and best), e.g. Overestimation",
     )
     p.add_argument("-o", "--out", default=None, help="write the table to this file")
+    w = p.add_argument_group("windows (every number then from progress.csv)")
+    w.add_argument(
+        "--at",
+        type=int,
+        metavar="STEP",
+        help="the evaluation at STEP (or the last one before it) and the best up to it; runs "
+        "that have not reached STEP are left out and named",
+    )
+    w.add_argument(
+        "--last",
+        type=int,
+        metavar="K",
+        help="add the mean of the last K evaluations (up to --at), e.g. --last 5; it is then "
+        "each run's score for --ci, --aggregate, --compare and --improvement",
+    )
+    c = p.add_argument_group("columns")
+    c.add_argument(
+        "--data-level",
+        action="store_true",
+        help="add the data's own level (the mean normalized score of its episodes)",
+    )
+    c.add_argument(
+        "--pool-precision",
+        action="store_true",
+        help="average bf16 and fp32 seeds in one row (a settings column says which made them); "
+        "by default they get rows of their own",
+    )
+    c.add_argument(
+        "--ci",
+        action="store_true",
+        help="add each row's 95%% bootstrap interval of the mean score over seeds",
+    )
+    c.add_argument(
+        "--matrix",
+        action="store_true",
+        help="one row per dataset, one column per algorithm, each cell the mean score over "
+        "seeds (the last-K mean with --last; with --ci its interval) and the seed count",
+    )
+    a = p.add_argument_group("across datasets (instead of the table of groups)")
+    a.add_argument(
+        "--aggregate",
+        action="store_true",
+        help="per algorithm over its datasets: mean, median and IQM of its runs, each with a "
+        "95%% stratified bootstrap interval",
+    )
+    a.add_argument(
+        "--compare",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("A", "B"),
+        help="the probability of improvement P(A > B) on each dataset and averaged over them, "
+        "with a 95%% stratified bootstrap interval; repeatable",
+    )
+    a.add_argument(
+        "--improvement",
+        action="store_true",
+        help="P(row > column) for every pair of algorithms, averaged over shared datasets",
+    )
+    b = p.add_argument_group("bootstrap (--ci, --aggregate, --compare, --improvement)")
+    b.add_argument(
+        "--resamples", type=int, default=2000, metavar="N", help="resamples (default: 2000)"
+    )
+    b.add_argument("--seed", type=int, default=0, metavar="S", help="its seed (default: 0)")
     p.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bearl.runs.report import report
+    from bearl.runs.report import Window, report
 
-    text = report(args.runs, args.format, args.by, args.metric)
+    text = report(
+        args.runs,
+        args.format,
+        args.by,
+        args.metric,
+        Window(args.at, args.last),
+        pool_precision=args.pool_precision,
+        ci=args.ci,
+        data_level=args.data_level,
+        aggregate=args.aggregate,
+        compare=args.compare,
+        improvement=args.improvement,
+        matrix=args.matrix,
+        resamples=args.resamples,
+        seed=args.seed,
+    )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
@@ -510,7 +709,9 @@ def _policy_parsers(sub) -> None:
         "eval",
         help="evaluate a trained policy: returns, normalized scores, 95%% CI",
         description="Run episodes of a trained policy and print raw and normalized returns with "
-        "mean, std, median and a Student-t confidence interval of the mean.",
+        "mean, sample std (ddof=1, the std the confidence interval uses), median and a "
+        "Student-t confidence interval of the mean. --json's summaries keep the population "
+        "std (ddof=0, as progress.csv) beside every episode's return.",
     )
     common(ev, "evaluate")
     ev.add_argument("--episodes", type=int, default=10, help="episodes (default: 10)")
@@ -569,7 +770,8 @@ def _policy_parsers(sub) -> None:
         "record",
         help="render episodes of a trained policy to a GIF or MP4",
         description="Render episodes offscreen (MuJoCo: EGL, then OSMesa, unless MUJOCO_GL is "
-        "set) and write them with imageio (pip install 'bearl[video]').",
+        "set) and write them with imageio (pip install 'bearl[video]'; from a clone: "
+        "pip install -e '.[video]').",
     )
     common(rec, "record")
     rec.add_argument("-o", "--out", required=True, metavar="FILE", help="video.mp4 or out.gif")
@@ -588,6 +790,8 @@ def _policy_parsers(sub) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import statistics
+
     from bearl.policy.load import evaluate, load_policy
 
     if not 0.0 < args.confidence < 1.0:
@@ -601,8 +805,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{res['episodes']} episodes, seeds {res['seed']}..{last}, {how}"
     )
     level = f"{100 * args.confidence:g}% CI of the mean"
-    print(f"{'':<11} {'mean':>10} {'std':>10} {'median':>10}   {level}")
-    for label in ("return", "normalized"):
+    print(f"{'':<11} {'mean':>10} {'sample std':>10} {'median':>10}   {level}")
+    for label, values in (("return", res["returns"]), ("normalized", res["normalized_scores"])):
         s = res[label]
         if s is None:
             continue
@@ -611,13 +815,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             if s["ci_low"] is not None
             else "n/a (one episode)"
         )
-        print(f"{label:<11} {s['mean']:>10.2f} {s['std']:>10.2f} {s['median']:>10.2f}   {ci}")
+        std = f"{statistics.stdev(values):>10.2f}" if len(values) > 1 else f"{'n/a':>10}"
+        print(f"{label:<11} {s['mean']:>10.2f} {std} {s['median']:>10.2f}   {ci}")
     if res["normalized"] is None:
         print("(no reference scores for this environment: no normalized score)")
     else:
         lo, hi = res["ref_scores"]
         print(f"(normalized: 100 * (return - ref_min) / (ref_max - ref_min), refs {lo:g}, {hi:g})")
-    print(f"(std: population, as progress.csv; CI: {res['ci_method']}, {res['episodes'] - 1} dof)")
+    json_std = "; --json's std: population, ddof=0, as progress.csv" if args.json else ""
+    dof = res["episodes"] - 1
+    print(f"(sample std: ddof=1, as the CI's; CI: {res['ci_method']}, {dof} dof{json_std})")
     if args.json:
         text = json.dumps(res, indent=2)
         if args.json == "-":
@@ -769,10 +976,87 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ope_parsers(sub) -> None:
+    from bearl.config import add_dataclass_flags
+    from bearl.ope.fqe import FQEConfig
+
+    p = sub.add_parser(
+        "ope",
+        help="estimate each snapshot's value from data alone (Fitted Q Evaluation)",
+        description="For each run: FQE of its snapshots on its dataset (or --dataset), and its "
+        "own critic's estimate at the same episode starts; written to RUN/ope.json (nothing "
+        "else in the run folder changes). Read by `bearl report --metric fqe` and `bearl "
+        "select`.",
+    )
+    p.add_argument("runs", nargs="+", help="run folders, or folders of runs (one level down)")
+    p.add_argument(
+        "--snapshots",
+        default="all",
+        metavar="all|best|final|STEP,...",
+        help="which snapshots (default: all; best is the step of best.pt, chosen with the "
+        "simulator, for comparison)",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="evaluate on this dataset instead of the run's own (e.g. held-out episodes)",
+    )
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_dataclass_flags(p, FQEConfig, "FQE settings")
+    p.set_defaults(func=cmd_ope)
+
+    s = sub.add_parser(
+        "select",
+        help="choose a run and snapshot from data alone (after bearl ope)",
+        description="Name the run and snapshot that a rule chooses among the runs' scored "
+        "snapshots, and the chosen run's settings: fqe and critic use data alone, final takes "
+        "each run's last snapshot (ranked by FQE), best-online the simulator's evaluation "
+        "score (a reference). `bearl eval RUN --checkpoint step_N` then runs the choice.",
+    )
+    s.add_argument("runs", nargs="+", help="run folders, or folders of runs (one level down)")
+    s.add_argument("--by", default="fqe", choices=["fqe", "critic", "final", "best-online"])
+    s.set_defaults(func=cmd_select)
+
+
+def cmd_ope(args: argparse.Namespace) -> int:
+    from bearl.config import build
+    from bearl.ope.estimate import ope_runs
+    from bearl.ope.fqe import FQEConfig
+    from bearl.runs.folders import find_runs
+
+    names = {f.name for f in fields(FQEConfig)}
+    cfg = build(FQEConfig, {k: v for k, v in vars(args).items() if k in names}, strict=False)
+    runs = find_runs(args.runs)
+    for run, out in zip(runs, ope_runs(
+        runs, snapshots=args.snapshots, cfg=cfg, dataset=args.dataset,
+        progress=args.progress, device=args.device,
+    )):  # fmt: skip
+        key = "fqe" if out["normalized"] else "fqe_return"
+        best = max(out["snapshots"], key=lambda e: e.get(key) or float("-inf"))
+        print(
+            f"{run}/ope.json: {len(out['snapshots'])} snapshots, FQE highest at step "
+            f"{best['step']:,} ({best[key]:.1f}{'' if out['normalized'] else ' return'}); "
+            f"{out['seconds']:.0f} s"
+        )
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from bearl.ope.select import select
+
+    chosen, settings = select(args.runs, args.by)
+    shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k not in ("algorithm", "dataset"))
+    print(f"{chosen.run} at step {chosen.step:,} (by {args.by})")
+    print(f"  {settings['algorithm']} on {settings['dataset']}" + (f": {shown}" if shown else ""))
+    print(f"  run it: bearl eval {chosen.run} --checkpoint step_{chosen.step}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from bearl import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bearl",
         description="Offline RL around BEAR: train, evaluate and compare "
         "algorithms on fixed datasets.",
@@ -787,16 +1071,18 @@ def build_parser() -> argparse.ArgumentParser:
     _sweep_parser(sub)
     _policy_parsers(sub)  # eval, export, record
     _bench_parser(sub)
+    _ope_parsers(sub)  # ope, select
     return parser
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
-    """``parser.parse_args``, but an unknown flag is reported by the command it was given to
-    (its usage, then one line naming the closest flag), not by ``bearl`` itself."""
+    """``parser.parse_args``, but an unknown flag (an abbreviated one too) is reported by the
+    command it was given to, in one line naming the closest flags and the command's --help,
+    not after the command's usage: exit status 2, as argparse's own errors."""
     args, extra = parser.parse_known_args(argv)
     if extra:
         command = _command_parser(parser, args)
-        command.error(_unrecognized(command, extra))
+        command.exit(2, f"{command.prog}: error: {_unrecognized(command, extra, args)}\n")
     return args
 
 
@@ -810,17 +1096,28 @@ def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace):
         parser = subs[0].choices[chosen]
 
 
-def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+def _unrecognized(
+    parser: argparse.ArgumentParser, extra: list[str], args: argparse.Namespace | None = None
+) -> str:
+    """``unrecognized arguments: ... (did you mean ...?); COMMAND --help lists its flags``: for
+    each unknown flag, the flags it is the start of (at most three; flags are never
+    abbreviated), else the closest one."""
     import difflib
 
-    flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
-    close = [
-        m[0]
-        for arg in extra
-        if arg.startswith("-") and (m := difflib.get_close_matches(arg.split("=")[0], flags, 1))
-    ]
+    actions = [a for a in parser._actions if any(o.startswith("--") for o in a.option_strings)]
+    flags = [o for a in actions for o in a.option_strings if o.startswith("--")]
+    close: list[str] = []
+    for arg in extra:
+        if not arg.startswith("--"):
+            continue
+        name = arg.split("=")[0]
+        starts = (next((o for o in a.option_strings if o.startswith(name)), None) for a in actions)
+        longer = [o for o in starts if o]
+        close += longer if 0 < len(longer) <= 3 else difflib.get_close_matches(name, flags, 1)
     hint = f" (did you mean {' or '.join(dict.fromkeys(close))}?)" if close else ""
-    return f"unrecognized arguments: {' '.join(extra)}{hint}"
+    algo = getattr(args, "algo", None) if parser.prog == "bearl train" else None
+    command = f"{parser.prog} --algo {algo}" if algo else parser.prog
+    return f"unrecognized arguments: {' '.join(extra)}{hint}; {command} --help lists its flags"
 
 
 def main(argv: list[str] | None = None) -> int:

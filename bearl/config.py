@@ -10,12 +10,14 @@ docstrings; checked with tyro 1.0.17 on 2026-12-01): tyro reads ``--field_name``
 ``--field-name`` alike and suggests close flags, but (1) its booleans are ``--flag`` /
 ``--no-flag``, or with ``FlagConversionOff`` only ``True`` / ``False``: ``--eval_deterministic
 true`` (the spelling of bearl's docs and of the original BEAR code's flags) is refused; (2) its
-errors and help are multi-line boxed panels, where bearl prints one line; (3) ``bearl train
---help`` lists the flags of every algorithm at once, each shared flag with each algorithm's
-default, which needs the flags before ``--algo`` is known; (4) the preset to apply depends on
-``--algo``, ``--env`` and ``--dataset`` given on the same line, so the defaults cannot be
-fixed before parsing. What this module writes by hand is the flag table (``_add_flag``) and
-the field docstrings (``field_docs``, 25 lines of ``ast``); tyro's docstring reader is private.
+errors and help are multi-line boxed panels, where bearl prints one line; (3) ``bearl train``
+reads the flags of every algorithm (the original CLI passed every flag to every algorithm)
+while its ``--help`` lists those of the ``--algo`` given on the same line, so the flags
+cannot wait for ``--algo`` to be known, nor the help be fixed before it is; (4) the preset to
+apply depends on ``--algo``, ``--env`` and ``--dataset`` given on the same line, so the
+defaults cannot be fixed before parsing. What this module writes by hand is the flag table
+(``_add_flag``) and the field docstrings (``field_docs``, 25 lines of ``ast``); tyro's
+docstring reader is private.
 """
 
 from __future__ import annotations
@@ -53,8 +55,10 @@ class TrainConfig:
     D4RL paper) or ``original`` (its authors' code; for BEAR the NeurIPS 2019 code). A run's
     first line says what each is for the algorithm chosen."""
     steps: int = 15_000
-    """Gradient steps in total. The default is sized for the quick start (about 10 minutes of
-    training on 2 CPU cores); the BEAR papers trained for 1M (original) to 3M (rlkit) steps."""
+    """Gradient steps in total. The default is sized for the quick start: BEAR's run took about
+    12 minutes of training and evaluation on one core of a 2-vCPU server (``--threads 1``,
+    fp32; docs/performance.md); the BEAR papers trained for 1M (original) to 3M (rlkit)
+    steps."""
     eval_every: int = 2_500
     """Evaluate, log a progress row and checkpoint every this many gradient steps."""
     eval_episodes: int = 10
@@ -298,11 +302,23 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, title: str) 
         _add_flag(group, f.name, hints[f.name], f"{docs.get(f.name, '')} (default: {_default(f)})")
 
 
-def add_algorithm_flags(parser: argparse.ArgumentParser) -> None:
+def add_algorithm_flags(parser: argparse.ArgumentParser, algo: str | None = None) -> None:
     """One flag per setting of any registered algorithm. A setting several algorithms share
-    (``batch_size``, ``gamma``, ...) appears once, with each algorithm's default."""
+    (``batch_size``, ``gamma``, ...) appears once, with each algorithm's default.
+
+    With ``algo``, the settings of that algorithm only, in one group titled ``<NAME> settings``,
+    each with that algorithm's description and default (``bearl train --algo NAME --help``)."""
     from bearl.algos import ALGORITHMS, algorithm_class
 
+    if algo is not None:
+        algo_cls = algorithm_class(algo)
+        cls = algo_cls.config_cls
+        group = parser.add_argument_group(f"{algo_cls.name} settings")
+        docs, hints = field_docs(cls), _hints(cls)
+        for f in fields(cls):
+            text = f"{docs.get(f.name, '')} (default: {_default_text(algo_cls, f)})"
+            _add_flag(group, f.name, hints[f.name], text)
+        return
     owners: dict[str, list[tuple[str, type, Any]]] = {}
     for name in ALGORITHMS:
         cls = algorithm_class(name).config_cls

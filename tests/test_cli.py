@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 
+from bearl.algos.bc import BC, BCConfig
 from bearl.cli import main
 from bearl.data.d4rl import write_d4rl
 
@@ -36,16 +39,117 @@ def test_every_setting_has_a_description():
         assert not missing, f"{cls.__name__}: no docstring for {missing}"
 
 
-def test_a_shared_flag_describes_each_algorithms_meaning(capsys):
-    with pytest.raises(SystemExit):
-        main(["train", "--help"])
-    out = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
-    lamda = out[out.index("--lamda FLOAT ") :]
-    lamda = lamda[: lamda.index("--delta_conf")]
-    assert "[BEAR] Weight of the ensemble-std penalty" in lamda
-    assert "[DQfD] Weight of the margin loss" in lamda
-    batch = out[out.index("--batch_size INT, --batch-size INT ") :][:200]
-    assert "[" not in batch.split("(defaults:")[0]  # one meaning: no per-algorithm labels
+def _help(argv: list[str], capsys) -> str:
+    """The --help output of ``bearl ARGV``, argparse's line wrapping undone."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_a_shared_flag_shows_the_meaning_and_default_of_the_algorithm_shown(capsys):
+    """--lamda is BEAR's ensemble-std weight and DQfD's margin-loss weight: each algorithm's
+    help describes its own, with its own default, without per-algorithm labels."""
+    bear = _help(["train", "--help"], capsys)
+    lamda = bear[bear.index("--lamda FLOAT ") :][:200]
+    assert "Weight of the ensemble-std penalty" in lamda and "margin" not in lamda
+    dqfd = _help(["train", "--algo", "DQfD", "--help"], capsys)
+    lamda = dqfd[dqfd.index("--lamda FLOAT ") :][:200]
+    assert "Weight of the margin loss" in lamda and "ensemble" not in lamda
+    for out in (bear, dqfd):
+        batch = out[out.index("--batch_size INT, --batch-size INT ") :][:200]
+        assert "[" not in batch.split("(default:")[0] and "(defaults:" not in batch
+
+
+def test_train_help_shows_the_run_settings_and_one_algorithms(capsys):
+    """`bearl train --algo IQL --help` lists the run settings and IQL's, each under a title, not
+    the settings of all nine algorithms; --algo may come after --help."""
+    from bearl.algos import ALGORITHMS
+
+    for argv in (["train", "--algo", "IQL", "--help"], ["train", "--help", "--algo=iql"]):
+        out = _help(argv, capsys)
+        assert "run settings (every algorithm): --algo " in out and "IQL settings: " in out
+        assert "--expectile FLOAT" in out and "--steps INT" in out and "--resume RUN_DIR" in out
+        assert "--mmd_sigma" not in out and "BEAR settings" not in out
+    plain = _help(["train", "--help"], capsys)
+    assert "the settings every run has and BEAR's (the default --algo)" in plain
+    assert f"bearl train --algo NAME --help (NAME: {', '.join(ALGORITHMS)})" in plain
+    assert "--mmd_sigma FLOAT" in plain and "--expectile" not in plain
+    assert "IQL settings" not in plain
+
+
+def test_train_parses_every_algorithms_flags(capsys):
+    """--help shows one algorithm's settings, the parser reads all: IQL's own with --algo IQL,
+    and a BEAR setting with --algo TD3 is ignored with a note, as before."""
+    from bearl.cli import _parse, build_parser
+    from bearl.config import resolve
+
+    skip = {"func", "command", "config", "resume", "debug"}
+
+    def settings(argv):
+        return {k: v for k, v in vars(_parse(build_parser(), argv)).items() if k not in skip}
+
+    _, iql = resolve(settings(["train", "--algo", "IQL", "--expectile", "0.8"]))
+    assert iql.expectile == 0.8
+    capsys.readouterr()
+    _, td3 = resolve(settings(["train", "--algo", "TD3", "--mmd_sigma", "5"]))
+    assert type(td3).__name__ == "TD3Config"
+    assert "bearl: ignoring settings TD3 does not have: mmd_sigma" in capsys.readouterr().err
+
+
+@dataclass
+class _ToyConfig(BCConfig):
+    """A configuration for the test of an algorithm registered at run time."""
+
+    toy_knob: float = 1.5
+    """A knob only this test's algorithm has."""
+
+
+class _Toy(BC):
+    name = "Toy"
+    config_cls = _ToyConfig
+
+
+def test_an_algorithm_registered_at_run_time_has_its_flags_and_help(monkeypatch, capsys):
+    from bearl.algos import ALGORITHMS
+    from bearl.cli import _parse, build_parser
+
+    monkeypatch.setitem(ALGORITHMS, "Toy", _Toy)
+    out = _help(["train", "--algo", "Toy", "--help"], capsys)
+    assert "Toy settings: " in out and "--toy_knob FLOAT" in out and "(default: 1.5)" in out
+    assert "CQL, Toy)" in _help(["train", "--help"], capsys)
+    args = _parse(build_parser(), ["train", "--algo", "Toy", "--toy_knob", "2"])
+    assert args.toy_knob == "2"
+
+
+def test_help_of_an_unknown_algorithm_is_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--algo", "IQK", "--help"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bearl train: error: --algo: unknown algorithm 'IQK'")
+    assert len(err.splitlines()) == 1
+
+
+def test_resume_help_lists_exactly_the_settings_a_resume_may_change():
+    from bearl.cli import build_parser
+    from bearl.config import RESUME_SETTINGS
+
+    (train,) = [
+        a.choices["train"] for a in build_parser()._actions if hasattr(a, "choices") and a.choices
+    ]
+    text = next(a.help for a in train._actions if "--resume" in a.option_strings)
+    listed = re.search(r"only (.*?) may change", text).group(1)
+    assert listed.split(", ") == [f"--{name}" for name in RESUME_SETTINGS]
+    assert "--flush_denormals" in listed
+
+
+def test_steps_help_states_the_measured_time_of_the_default_run():
+    from bearl.config import TrainConfig, field_docs
+
+    text = field_docs(TrainConfig)["steps"]
+    assert "about 12 minutes" in text and "one core of a 2-vCPU server" in text
+    assert "10 minutes" not in text
 
 
 def test_train_help_documents_every_bear_knob(capsys):
@@ -163,11 +267,53 @@ def test_train_with_original_flags(tmp_path, capsys):
     assert f"continue with bearl train --resume {run.absolute()} --steps N" in out
     assert "{" not in out  # no JSON blob
     assert "result.json" in out and "progress.png" in out
+    assert "  params.json    the settings the run started with (a resume reads them)\n" in out
     (run,) = (tmp_path / "runs").iterdir()
     variant = json.loads((run / "variant.json").read_text())
     assert variant["algo"]["kernel_type"] == "gaussian"
     assert variant["algo"]["num_samples_match"] == 5
     assert (run / "progress.png").exists()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished two-step BEAR run on Pendulum, made through the CLI."""
+    tmp = tmp_path_factory.mktemp("finished")
+    src = tmp / "data.hdf5"
+    write_d4rl(make_random_dataset(n=200), src)
+    args = ["train", "--dataset", str(src), "--env", "Pendulum-v1", "--steps", "2"]
+    args += ["--eval_every", "2", "--eval_episodes", "1", "--progress", "false"]
+    assert main(args + ["--log_dir", str(tmp), "--run_name", "run"]) == 0
+    return tmp / "run"
+
+
+def test_resuming_a_finished_run_says_it_is_complete(finished_run, capsys):
+    capsys.readouterr()
+    assert main(["train", "--resume", str(finished_run)]) == 0
+    out, err = capsys.readouterr()
+    line = (
+        f"bearl: {finished_run} is already complete at 2 steps; to extend it: "
+        f"bearl train --resume {finished_run} --steps M (M > 2)"
+    )
+    assert line in err.splitlines(), err
+    assert out.startswith("BEAR on data.hdf5, 2 steps: ")
+
+
+def test_eval_prints_the_sample_std(finished_run, tmp_path, capsys):
+    """The std beside the t interval is the sample std (ddof=1), as the interval's."""
+    import statistics
+
+    out_json = tmp_path / "eval.json"
+    assert main(["eval", str(finished_run), "--episodes", "3", "--json", str(out_json)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    res = json.loads(out_json.read_text())
+    assert lines[1].split()[:3] == ["mean", "sample", "std"]
+    row = next(x for x in lines if x.startswith("return "))
+    assert row.split()[2] == f"{statistics.stdev(res['returns']):.2f}"
+    if statistics.pstdev(res["returns"]) > 0.1:  # (equal returns: both stds are 0)
+        assert f"{statistics.pstdev(res['returns']):.2f}" != row.split()[2]
+    assert any(x.startswith("(sample std: ddof=1") for x in lines)
+    assert "--json's std: population" in lines[-2]
 
 
 # Every flag the original BEAR main.py parses (docs/bear.md), with a value it accepts;
@@ -232,33 +378,109 @@ def test_an_algorithm_of_the_original_that_bearl_does_not_provide_says_why(capsy
 
 
 @pytest.mark.parametrize(
-    "argv, usage, line",
+    "argv, line",
     [
         (
             ["train", "--mmd_sgima", "3"],
-            "usage: bearl train ",
-            "bearl train: error: unrecognized arguments: --mmd_sgima 3 (did you mean --mmd_sigma?)",
+            "bearl train: error: unrecognized arguments: --mmd_sgima 3 (did you mean "
+            "--mmd_sigma?); bearl train --help lists its flags",
+        ),
+        (
+            ["train", "--algo", "IQL", "--expectle", "0.8"],
+            "bearl train: error: unrecognized arguments: --expectle 0.8 (did you mean "
+            "--expectile?); bearl train --algo IQL --help lists its flags",
         ),
         (
             ["data", "make", "hopper-medium", "--sise=5"],
-            "usage: bearl data make ",
-            "bearl data make: error: unrecognized arguments: --sise=5 (did you mean --size?)",
+            "bearl data make: error: unrecognized arguments: --sise=5 (did you mean --size?); "
+            "bearl data make --help lists its flags",
         ),
         (
             ["eval", "run", "--zzz"],
-            "usage: bearl eval ",
-            "bearl eval: error: unrecognized arguments: --zzz",
+            "bearl eval: error: unrecognized arguments: --zzz; bearl eval --help lists its flags",
         ),
     ],
 )
-def test_an_unknown_flag_shows_its_commands_usage_and_the_closest_flag(argv, usage, line, capsys):
+def test_an_unknown_flag_is_one_line_with_the_closest_flag(argv, line, capsys):
+    """One line on stderr, exit status 2: not the command's usage (40 lines for train) first."""
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[0].startswith(usage)
-    assert err[-1] == line  # one line of error after the usage
-    assert sum("error" in x for x in err) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err == line + "\n"
+
+
+def test_the_unknown_flag_line_of_the_installed_command():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bearl.cli", "train", "--mmd_sigm", "5"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "bearl train: error: unrecognized arguments: --mmd_sigm 5 (did you mean --mmd_sigma?); "
+        "bearl train --help lists its flags"
+    ]
+
+
+# An abbreviation of a flag, at every entry point, and the flag argparse would have taken it
+# for before (allow_abbrev=True): each is refused, naming that flag.
+ABBREVIATIONS = {
+    "train": (["train", "--mmd_sigm", "5"], "--mmd_sigma"),
+    "train run setting": (["train", "--eval_ev", "100"], "--eval_every"),
+    "train, another algorithm's setting": (
+        ["train", "--algo", "IQL", "--expect", "0.8"],
+        "--expectile",
+    ),
+    "original flag name": (["train", "--algo_nam", "BEAR"], "--algo_name"),
+    "original flag name, = form": (["train", "--max_timestep=5"], "--max_timesteps"),
+    "eval": (["eval", "run", "--episod", "3"], "--episodes"),
+    "export": (["export", "run", "-o", "p.pt", "--determ"], "--deterministic"),
+    "record": (["record", "run", "-o", "v.gif", "--max-st", "5"], "--max-steps"),
+    "report": (["report", "runs", "--metr", "Overestimation"], "--metric"),
+    "plot": (["plot", "runs", "--smoo", "3"], "--smooth"),
+    "sweep": (["sweep", "spec.yaml", "--loc"], "--local"),
+    "bench": (["bench", "--thread", "1"], "--threads"),
+    "data make": (["data", "make", "hopper-medium", "--siz", "5"], "--size"),
+    "data info": (["data", "info", "x.hdf5", "--js"], "--json"),
+    "data convert": (
+        ["data", "convert", "x.hdf5", "--to", "d4rl", "o.hdf5", "--overw"],
+        "--overwrite",
+    ),
+    "data train-behavior": (["data", "train-behavior", "--ste", "5"], "--steps"),
+    "data export-policies": (["data", "export-policies", "r", "--episo", "5"], "--episodes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ABBREVIATIONS))
+def test_an_abbreviated_flag_is_refused(case, capsys):
+    from bearl.cli import _parse, build_parser
+
+    argv, flag = ABBREVIATIONS[case]
+    with pytest.raises(SystemExit) as e:
+        _parse(build_parser(), argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "unrecognized arguments: " in err, err
+    assert f"(did you mean {flag}?)" in err or f"(did you mean {flag} or" in err, err
+
+
+def test_every_parser_refuses_abbreviations():
+    """The root parser and every subcommand's, however it was made."""
+    import argparse
+
+    from bearl.cli import build_parser
+
+    def walk(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+
+    parsers = list(walk(build_parser()))
+    assert len(parsers) >= 15
+    assert [p.prog for p in parsers if p.allow_abbrev] == []
 
 
 def test_the_training_bar_measures_its_rate_after_the_start_and_shows_evaluations(capsys):

@@ -243,6 +243,31 @@ CASES = {
         ],
         [f"{t / 'spec.yaml'}: base: unknown setting(s): stesp (did you mean steps?)"],
     ),
+    # abbreviations are names that do not exist: never taken for the longer name they start
+    "sweep spec key that abbreviates one": lambda t: (
+        ["sweep", str(_bytes(t / "spec.yaml", b"algo: [BEAR]\ndatasets: [x]\n")), "--dry-run"],
+        [f"{t / 'spec.yaml'}: unknown key(s) algo (did you mean algos?)"],
+    ),
+    "sweep spec part key that abbreviates one": lambda t: (
+        [
+            "sweep",
+            str(_bytes(t / "spec.yaml", b"datasets: [x]\nparts:\n  - {algo: [BC]}\n")),
+            "--dry-run",
+        ],
+        [f"{t / 'spec.yaml'}: parts[0]: unknown key(s) algo (did you mean algos?)"],
+    ),
+    "sweep spec setting that abbreviates one": lambda t: (
+        [
+            "sweep",
+            str(_bytes(t / "spec.yaml", b"algos: [BEAR]\ndatasets: [x]\nbase: {mmd_sigm: 5}\n")),
+            "--dry-run",
+        ],
+        [f"{t / 'spec.yaml'}: base: unknown setting(s): mmd_sigm (did you mean mmd_sigma?)"],
+    ),
+    "config file setting that abbreviates one": lambda t: (
+        ["train", "--config", str(_bytes(t / "my.yaml", b"eval_ev: 100\n"))],
+        [str(t / "my.yaml"), "unknown setting(s): eval_ev (did you mean eval_every?)"],
+    ),
     "sweep spec with an unknown algorithm": lambda t: (
         [
             "sweep",

@@ -150,7 +150,7 @@ def test_plot_groups_runs_by_algorithm_and_dataset(runs):
     ys = np.array([[10, 30, 20], [20, 50, 40], [30, 40, 60]], dtype=float)
     assert bear.runs == 3 and list(bear.steps) == [10, 20, 30]
     np.testing.assert_allclose(bear.mean, ys.mean(0))
-    np.testing.assert_allclose(bear.high - bear.mean, ys.std(0))
+    np.testing.assert_allclose(bear.high - bear.mean, ys.std(0, ddof=1))  # the sample std
     _, mm = curves([runs / "bear_a_0", runs / "bear_a_1"], band="minmax", smooth=2)
     smoothed = np.array([[10, 20, 25], [20, 35, 45]], dtype=float)  # trailing mean of 2 rows
     np.testing.assert_allclose(mm[0].low, smoothed.min(0))
@@ -230,7 +230,8 @@ def test_plot_marks_the_data_level_and_the_warm_start_and_speaks_of_std_only_ove
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         plot_runs([one], tmp_path / "one.svg")
         text = svg_text(tmp_path / "one.svg")
-        assert "std" not in text and "NormalizedScore" in text
+        assert "std" not in text and "NormalizedScore" not in text  # a readable title
+        assert "normalized score" in text
         assert "the data's level (36.1)" in text and "warm start ends (3k)" in text
         assert "10k" in text and "×10" not in text and "1e4" not in text
         plot_runs([one], tmp_path / "ret.svg", metric="AverageReturn")
@@ -241,7 +242,7 @@ def test_plot_marks_the_data_level_and_the_warm_start_and_speaks_of_std_only_ove
         assert "std" not in text and "10k" in text
         write_run(tmp_path / "one", "r1", "BEAR", "hopper-medium", 1, [6.0, 8.0, 30.0], **kw)
         plot_runs([tmp_path / "one"], tmp_path / "two.svg")
-        assert "NormalizedScore: mean ± 1 std over seeds" in svg_text(tmp_path / "two.svg")
+        assert "normalized score: mean ± 1 std over seeds" in svg_text(tmp_path / "two.svg")
         old = write_run(tmp_path / "old", "r0", "BEAR", "hopper-medium", 0, [5.0, 9.0], every=5000)
         plot_runs([old], tmp_path / "old.svg")  # an older bearl's run: no level, no warm start
         assert "level" not in svg_text(tmp_path / "old.svg")
@@ -262,9 +263,9 @@ def test_report_numbers_match_a_direct_computation(runs):
     finals, bests = [20.0, 40.0, 60.0], [30.0, 50.0, 60.0]
     assert bear.seeds == 3 and bear.steps == "30" and bear.measure == "normalized"
     assert bear.final_mean == pytest.approx(np.mean(finals))
-    assert bear.final_std == pytest.approx(np.std(finals))
+    assert bear.final_std == pytest.approx(np.std(finals, ddof=1))  # the sample std
     assert bear.best_mean == pytest.approx(np.mean(bests))
-    assert bear.best_std == pytest.approx(np.std(bests))
+    assert bear.best_std == pytest.approx(np.std(bests, ddof=1))
     # one run of hopper-medium has no result.json: read from its progress.csv
     b = rows["BEAR", "hopper-medium"]
     assert b.seeds == 2 and b.running == 1 and rows["BC", "a.hdf5"].running == 0
@@ -277,7 +278,7 @@ def test_report_markdown_and_csv(runs):
     lines = md.splitlines()
     assert lines[0].startswith("| algorithm | dataset | seeds | steps | final score")
     bear = next(line for line in lines if line.startswith("| BEAR | a.hdf5"))
-    assert f"{np.mean([20, 40, 60]):.1f} ± {np.std([20, 40, 60]):.1f}" in bear
+    assert f"{np.mean([20, 40, 60]):.1f} ± {np.std([20, 40, 60], ddof=1):.1f}" in bear
     # a seed without result.json is counted with its numbers so far, and said to be running
     assert any(line.startswith("| BEAR | hopper-medium | 2 (1 running) |") for line in lines)
     assert "| BEAR | a.hdf5 | 3 |" in md and any(line.startswith("Running: ") for line in lines)
@@ -288,7 +289,7 @@ def test_report_markdown_and_csv(runs):
     assert len(table) == 4
     bc = next(r for r in table if r["algorithm"] == "BC")
     assert float(bc["final_mean"]) == pytest.approx(6.0)
-    assert float(bc["best_std"]) == pytest.approx(np.std([7.0, 7.0]))
+    assert float(bc["best_std"]) == pytest.approx(np.std([7.0, 7.0], ddof=1))
     assert bc["seeds"] == "2" and bc["measure"] == "normalized" and bc["running"] == "0"
 
 
@@ -339,7 +340,7 @@ def test_report_shows_small_metrics_with_enough_places(tmp_path):
             w.writerows(rows)
     line = report([tmp_path], metric="NearestActionDistance").splitlines()[2]
     finals = [0.0246, 0.0369]  # the last rows of the two seeds
-    assert f"| {np.mean(finals):.4f} ± {np.std(finals):.4f} |" in line
+    assert f"| {np.mean(finals):.4f} ± {np.std(finals, ddof=1):.4f} |" in line
     assert report([tmp_path]).splitlines()[2].endswith("| 2.0 ± 0.0 | 2.0 ± 0.0 |")
     assert report([tmp_path], metric="Overestimation").splitlines()[2].endswith("| 2.00 ± 0.00 |")
 
@@ -1197,7 +1198,7 @@ def test_report_shows_precision_and_never_averages_bf16_with_fp32(tmp_path):
     assert "| precision |" in table.splitlines()[0]
     rows = {line.split("|")[3].strip(): line for line in table.splitlines() if "| BEAR" in line}
     assert set(rows) == {"fp32", "bf16"}
-    assert "25.0 ± 5.0" in rows["fp32"] and "| 2 |" in rows["fp32"]  # the old run is fp32
+    assert "25.0 ± 7.1" in rows["fp32"] and "| 2 |" in rows["fp32"]  # the old run is fp32
     assert "50.0" in rows["bf16"] and "| 1 |" in rows["bf16"]
     only_fp32 = report([root / "old_0", root / "fp32_1"])
     assert "precision" not in only_fp32  # nothing to show when every run is fp32

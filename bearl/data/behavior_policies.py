@@ -125,7 +125,7 @@ def train_behavior(cfg: BehaviorConfig, resume: bool = False, progress: bool = T
     except ImportError as e:
         raise BearlError(
             f"training behaviour policies with {cfg.algo} needs {e.name.split('.')[0]}: "
-            "pip install 'bearl[datagen]'"
+            "pip install 'bearl[datagen]' (from a clone: pip install -e '.[datagen]')"
         ) from None
     from bearl.progress import progress_bar
 

@@ -168,8 +168,8 @@ def _export_onnx(
         import onnx
     except ImportError:
         raise BearlError(
-            "ONNX export needs the onnx package: pip install 'bearl[export]' "
-            "(onnx, and onnxruntime to run the file)"
+            "ONNX export needs the onnx package: pip install 'bearl[export]' (from a clone: "
+            "pip install -e '.[export]'; onnx, and onnxruntime to run the file)"
         ) from None
     buf = io.BytesIO()
     kwargs: dict[str, Any] = {

@@ -473,8 +473,9 @@ def evaluate(
     FRESH_SEED_OFFSET, episodes the best checkpoint was not selected on); torch's RNG (the
     algorithm's action sampling) is seeded with ``seed`` too, inside a forked RNG state.
     ``env`` evaluates in another environment (e.g. another version) after checking that its
-    spaces fit. Each summary has mean, std (population, as progress.csv), median, min, max and
-    the ``confidence`` Student-t interval of the mean (from the sample std, ddof=1).
+    spaces fit. Each summary has mean, std (population, ddof=0, as progress.csv), median, min,
+    max and the ``confidence`` Student-t interval of the mean (from the sample std, ddof=1);
+    ``bearl eval`` prints the sample std, computed from ``returns`` / ``normalized_scores``.
     """
     from bearl.envs import env_family, make_env, reference_scores, resolve_env_id
     from bearl.policy.stats import describe

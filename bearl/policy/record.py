@@ -8,7 +8,7 @@ works the error says which system package to install. Other environments render 
 means (the classic-control ones with pygame).
 
 Files are written with imageio: GIF through Pillow, MP4 through imageio-ffmpeg
-(``pip install 'bearl[video]'``).
+(``pip install 'bearl[video]'``; from a clone ``pip install -e '.[video]'``).
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def _writer_check(out: Path) -> None:
         import imageio  # noqa: F401
     except ImportError:
         raise BearlError(
-            "writing videos needs imageio: pip install 'bearl[video]' (or pip install imageio)"
+            "writing videos needs imageio: pip install 'bearl[video]' (from a clone: "
+            "pip install -e '.[video]'; or pip install imageio)"
         ) from None
     if suffix == ".mp4":
         try:

@@ -1,6 +1,8 @@
 """Learning curves from run folders: runs grouped by algorithm and dataset (and optionally by
-settings), the mean over seeds with a shaded band (std or min-max over seeds). Runs on several
-datasets get one panel per dataset, each algorithm in the same colour in every panel.
+settings), the mean over seeds with a shaded band (sample std, ddof=1, or min-max over seeds).
+Runs on several datasets get one panel per dataset, each algorithm in the same colour in every
+panel. With ``--profile``, performance profiles instead: per algorithm, the fraction of its runs
+(on all its datasets) with a score above tau, against tau, with a stratified bootstrap band.
 
 ``bearl plot RUN_DIR... -o fig.png``: each argument is a run folder or a folder of runs (searched
 one level down). The format follows the output extension (.png, .svg, .pdf).
@@ -16,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from bearl.errors import BearlError
+from bearl.files import read_json
+from bearl.runs import stats
 from bearl.runs.folders import (
     find_runs,
     group_runs,
@@ -23,7 +27,6 @@ from bearl.runs.folders import (
     settings_suffix,
     warn_mixed_groups,
 )
-from bearl.files import read_json
 from bearl.training.curve import (
     AXIS_LABELS,
     data_level,
@@ -34,10 +37,38 @@ from bearl.training.curve import (
     warm_start_end,
 )
 
-__all__ = ["AXIS_LABELS", "curves", "plot_runs", "read_progress"]
+__all__ = ["AXIS_LABELS", "curves", "plot_profile", "plot_runs", "read_progress", "title_of"]
 
 BANDS = ("std", "minmax", "none")
 FORMATS = (".png", ".svg", ".pdf")
+
+TITLES = {
+    "NormalizedScore": "normalized score",
+    "DeterministicNormalizedScore": "normalized score of the mean action",
+    "AverageReturn": "average return",
+    "DeterministicAverageReturn": "average return of the mean action",
+    "BestScore": "best normalized score so far",
+    "Overestimation": "overestimation of the critic at the start states",
+    "QEstimateStart": "the critic's estimate at the start states",
+    "DiscountedReturnStart": "discounted return from the start states",
+    "ActionMSE": "mean squared difference of the policy's actions from the data's",
+    "NearestActionDistance": "distance of the policy's state-action pairs to the data",
+    "UpdatesPerSecond": "gradient steps per second",
+}
+"""Figure titles of progress.csv columns; any other column is spelt out by ``title_of``."""
+
+
+def title_of(metric: str) -> str:
+    """A readable title for a progress.csv column: ``TITLES``, else its words in lower case
+    (``critic_loss`` -> "critic loss", ``AverageEpisodeLength`` -> "average episode length";
+    acronyms kept: ``ActionKL`` -> "action KL")."""
+    import re
+
+    if metric in TITLES:
+        return TITLES[metric]
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+|[A-Z]+", metric.replace("_", " "))
+    text = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in words)
+    return text or metric
 
 
 @dataclass
@@ -103,8 +134,7 @@ def curves(
         ys = np.stack([_smooth(d[metric], smooth)[np.isin(d["Step"], steps)] for d in series])
         mean = _nan_reduce(np.nanmean, ys)
         if band == "std":
-            sd = _nan_reduce(np.nanstd, ys)
-            low, high = mean - sd, mean + sd
+            low, high = mean - _sample_std(ys), mean + _sample_std(ys)
         elif band == "minmax":
             low, high = _nan_reduce(np.nanmin, ys), _nan_reduce(np.nanmax, ys)
         else:
@@ -170,7 +200,8 @@ def plot_runs(
         ax.set_visible(False)
     seeds = max(c.runs for c in items) > 1  # a band over seeds to speak of
     what = {"std": "mean ± 1 std over seeds", "minmax": "mean, min-max over seeds"}
-    title = f"{metric}: {what.get(band, 'mean over seeds')}" if seeds else metric
+    name = title_of(metric)
+    title = f"{name}: {what.get(band, 'mean over seeds')}" if seeds else name
     if smooth > 1:
         title += f", moving average of {smooth} evaluations"
     if len(datasets) == 1:
@@ -184,10 +215,97 @@ def plot_runs(
     return out
 
 
+def plot_profile(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    metric: str = "NormalizedScore",
+    at: int | None = None,
+    last: int | None = None,
+    by: Sequence[str] = (),
+    resamples: int = stats.RESAMPLES,
+    seed: int = stats.SEED,
+) -> Path:
+    """Performance profiles (``bearl plot --profile``): per algorithm (and ``by`` settings), the
+    fraction of its runs, on all its datasets, whose score is above tau, against tau, with a
+    95 % stratified bootstrap band (runs resampled within each dataset). A run's score is its
+    final value, its value at step ``at``, or with ``last`` the mean of its last ``last``
+    evaluations (up to ``at``), as in ``bearl report``; runs short of ``at`` are left out."""
+    from bearl.runs.report import Window, _comparable, strata, summarize
+    from bearl.training.curve import step_label
+
+    out = Path(out)
+    if out.suffix.lower() not in FORMATS:
+        raise BearlError(f"{out}: choose an output file ending in {', '.join(FORMATS)}")
+    if resamples < 1:
+        raise BearlError(f"--resamples {resamples}: give 1 or more")
+    window = Window(at, last)
+    rows = summarize(runs, by, metric, window, pool_precision=True)
+    short = [s for r in rows for s in r.short]
+    if short:
+        print(f"bearl: left out, short of step {at:,}: {', '.join(short)}", file=sys.stderr)
+    used, note = _comparable(rows)
+    if note:
+        print(f"bearl: {note}", file=sys.stderr)
+    groups = strata(used)
+    if not groups:
+        raise BearlError("no run has a score to profile" + (f" at step {at:,}" if at else ""))
+    everything = np.concatenate([v for g in groups.values() for v in g.values()])
+    lo, hi = float(everything.min()), float(everything.max())
+    pad = 0.05 * (hi - lo) or 1.0
+    taus = np.linspace(lo - pad, hi + pad, 241)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    banded = False
+    for i, (series, by_data) in enumerate(groups.items()):
+        parts = list(by_data.values())
+        frac, low, high = stats.performance_profile(parts, taus, resamples, seed)
+        n, k = sum(map(len, parts)), len(parts)
+        color = palette[i % len(palette)]
+        label = f"{series}  (n={n}, {k} dataset{'s' if k > 1 else ''})"
+        ax.plot(taus, frac, color=color, lw=1.8, label=label, drawstyle="steps-post")
+        if low is not None:
+            ax.fill_between(taus, low, high, color=color, alpha=0.2, lw=0, step="post")
+            banded = True
+    measure = "return" if used and all(r.measure == "return" for r in used) else None
+    name = title_of("AverageReturn" if measure else metric)
+    ax.set_xlabel(f"{name} τ")
+    ax.set_ylabel("fraction of runs with score > τ")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best", framealpha=0.85)
+    if last:
+        score = f"mean of the last {last} evaluations" + (f" up to {step_label(at)}" if at else "")
+    else:
+        score = f"evaluation at {step_label(at)}" if at is not None else "final evaluation"
+    title = f"performance profile: {name} ({score})"
+    if banded:
+        title += "\n95% stratified bootstrap band"
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out
+
+
 def _common(values: list) -> object:
     """The value all of ``values`` share, else None."""
     first = values[0] if values else None
     return first if all(v == first for v in values) else None
+
+
+def _sample_std(ys: np.ndarray) -> np.ndarray:
+    """The sample std (ddof=1) over runs (rows) at each step, ignoring empty cells; 0 where
+    fewer than two runs have a value (no spread to show)."""
+    n = np.isfinite(ys).sum(axis=0)
+    sd = _nan_reduce(lambda y, axis: np.nanstd(y, axis=axis, ddof=1), np.where(n >= 2, ys, 0.0))
+    return np.where(n >= 2, sd, 0.0)
 
 
 def _nan_reduce(fn, ys: np.ndarray) -> np.ndarray:

@@ -63,8 +63,9 @@ REPORT_EVERY = 30.0  # seconds between progress summaries while trials run
 # change, and the folder's own name
 NOT_COMPARED = set(RESUME_SETTINGS) | {"log_dir", "run_name"}
 RAY_MISSING = (
-    "bearl sweep runs trials on Ray, which is not installed: pip install 'bearl[ray]' "
-    "(or pass --local to run the trials one after another in this process)"
+    "bearl sweep runs trials on Ray, which is not installed: pip install 'bearl[ray]' (from a "
+    "clone: pip install -e '.[ray]'), or pass --local to run the trials one after another in "
+    "this process"
 )
 
 
@@ -123,7 +124,7 @@ def load_spec(source: str | Path | dict[str, Any], where: str | None = None) -> 
     unknown = set(data) - SPEC_KEYS
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(sorted(unknown))} "
+            f"{where}: unknown key(s) {_unknown_keys(unknown, SPEC_KEYS)} "
             f"(a spec has {', '.join(sorted(SPEC_KEYS))}; settings go under grid or base)"
         )
 
@@ -176,6 +177,28 @@ def load_spec(source: str | Path | dict[str, Any], where: str | None = None) -> 
     return SweepSpec(names("algos"), names("datasets"), seeds, grid, base, str(log_dir), where)
 
 
+def _unknown_keys(unknown: set[str], keys: set[str]) -> str:
+    """Spec keys that are none, each with the closest key (``algo (did you mean algos?)``; a key
+    is never taken for a longer one it starts) or, for a setting, where it goes."""
+    import difflib
+
+    from bearl.config import setting_names
+
+    settings = setting_names() - RESERVED  # algo, dataset, seed: the spec's algos, datasets...
+    parts = []
+    for name in sorted(map(str, unknown)):
+        close = difflib.get_close_matches(name, sorted(keys), n=1, cutoff=0.6)
+        if name in SPEC_KEYS:  # a key of the top of a spec, not of its parts
+            parts.append(f"{name} (a key of the spec's top, not of a part)")
+        elif name in settings:
+            parts.append(f"{name} (a setting: under base or grid)")
+        elif close:
+            parts.append(f"{name} (did you mean {close[0]}?)")
+        else:
+            parts.append(name)
+    return ", ".join(parts)
+
+
 def _load_parts(data: dict[str, Any], where: str) -> SweepSpec:
     """A spec with ``parts``: each part completed from the top and read as a spec."""
     parts = data.get("parts")
@@ -193,7 +216,7 @@ def _load_parts(data: dict[str, Any], where: str) -> SweepSpec:
         unknown = set(part) - PART_KEYS
         if unknown:
             raise ConfigError(
-                f"{here}: unknown key(s) {', '.join(sorted(unknown))} "
+                f"{here}: unknown key(s) {_unknown_keys(unknown, PART_KEYS)} "
                 f"(a part has {', '.join(sorted(PART_KEYS))})"
             )
         merged = {k: v for k, v in top.items() if k not in ("grid", "base")}

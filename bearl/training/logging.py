@@ -53,14 +53,20 @@ class RunLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise BearlError("--tensorboard needs: pip install 'bearl[tensorboard]'") from None
+                raise BearlError(
+                    "--tensorboard needs: pip install 'bearl[tensorboard]' "
+                    "(from a clone: pip install -e '.[tensorboard]')"
+                ) from None
             self.tb = SummaryWriter(str(self.run_dir / "tb"))
         self.wandb = None
         if wandb_project:
             try:
                 import wandb
             except ImportError:
-                raise BearlError("--wandb needs: pip install 'bearl[wandb]'") from None
+                raise BearlError(
+                    "--wandb needs: pip install 'bearl[wandb]' "
+                    "(from a clone: pip install -e '.[wandb]')"
+                ) from None
             self.wandb = wandb.init(
                 project=wandb_project,
                 config=wandb_config,

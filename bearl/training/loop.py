@@ -97,9 +97,16 @@ def train(
         dataset: an in-memory Dataset to train on instead of loading ``cfg.dataset``.
     """
 
+    complete = None  # a resumed run that has nothing left to train: what to say when it is read
     if resume is not None:
         run_dir = Path(resume)
         cfg, algo_cfg = _configs_of_run(run_dir, cfg, algo_cfg)
+        done = read_json(run_dir / "result.json")
+        if isinstance(done, dict) and done.get("steps") == cfg.steps:
+            complete = (
+                f"bearl: {run_dir} is already complete at {cfg.steps:,} steps; to extend it: "
+                f"bearl train --resume {run_dir} --steps M (M > {cfg.steps})"
+            )
     else:
         cfg = cfg or TrainConfig()
         if algo_cfg is None:
@@ -109,7 +116,10 @@ def train(
         run_dir = _new_run_dir(cfg)
     with _claim(run_dir):  # before the (possibly long) dataset load
         try:
-            return _train(cfg, algo_cfg, run_dir, resume, dataset)
+            result = _train(cfg, algo_cfg, run_dir, resume, dataset)
+            if complete:
+                print(complete, file=sys.stderr)
+            return result
         except DiskFull as e:  # one line: the file, and how to go on from the last checkpoint
             raise DiskFull(e.path, e.reason, _disk_full_note(run_dir)) from None
         except KeyboardInterrupt:

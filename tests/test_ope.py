@@ -1,0 +1,179 @@
+"""Offline policy evaluation: FQE against values known in closed form, ``bearl ope`` on a run's
+snapshots (ope.json, nothing else touched, one line for each bad input), ``bearl select``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bearl.cli import main
+from bearl.config import resolve
+from bearl.data.dataset import Dataset
+from bearl.ope.estimate import OPEError, ope_run
+from bearl.ope.fqe import FQEConfig, fit_fqe, normalized_value
+from bearl.ope.select import select
+from bearl.training.loop import train
+
+from conftest import make_random_dataset
+
+SMALL = {
+    "dataset": "memory",
+    "env": "Pendulum-v1",
+    "eval_every": 20,
+    "eval_episodes": 1,
+    "actor_hidden": "32,32",
+    "critic_hidden": "32,32",
+    "vae_hidden": "32,32",
+    "warm_start_steps": 10,
+    "batch_size": 32,
+    "num_eval_samples": 4,
+    "progress": False,
+}
+FAST = FQEConfig(steps=60, hidden=(16, 16), heads=2, batch_size=32, start_samples=2)
+
+
+def bandit(n: int = 2000, episode_len: int = 20) -> Dataset:
+    """States that do not matter, reward = the action (1-D, in [-1, 1]), episodes cut by time
+    (no terminal), so Q(s, a) = a + gamma * V and V = E[pi] / (1 - gamma)."""
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(n, 2)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(n, 1)).astype(np.float32)
+    timeouts = np.zeros(n, bool)
+    timeouts[episode_len - 1 :: episode_len] = True
+    return Dataset(obs, act, act[:, 0].copy(), np.roll(obs, -1, 0), np.zeros(n, bool), timeouts)
+
+
+def constant(value: float):
+    return lambda s: torch.full((s.shape[0], 1), value)
+
+
+def test_fqe_finds_each_policys_own_value_in_one_batched_fit():
+    """Two policies in one ensemble: their targets use their own actions, so each critic
+    converges to its own value (+1 and -1 at gamma 0.5), not to a mixture."""
+    cfg = FQEConfig(steps=1500, hidden=(32, 32), lr=3e-3, tau=0.05, heads=3, batch_size=128)
+    res = fit_fqe([constant(0.5), constant(-0.5)], bandit(), cfg, gamma=0.5)
+    assert res.estimate == pytest.approx([1.0, -1.0], abs=0.1)
+    assert res.heads.shape == (2, 3)
+    assert (res.low <= res.estimate).all() and (res.estimate <= res.high).all()
+
+
+def test_fqe_is_reproducible_and_leaves_the_callers_random_state_alone():
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = fit_fqe([constant(0.2)], bandit(), FAST, gamma=0.5)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = fit_fqe([constant(0.2)], bandit(), FAST, gamma=0.5)
+    c = fit_fqe([constant(0.2)], bandit(), FQEConfig(**{**vars(FAST), "seed": 1}), gamma=0.5)
+    assert np.array_equal(a.heads, b.heads) and not np.array_equal(a.heads, c.heads)
+
+
+def test_normalized_value_maps_the_discounted_references_to_0_and_100():
+    gamma = 0.99
+    lo, hi = -20.0, 3000.0
+    per_step = lambda r: r / 1000 * (1 - gamma**1000) / (1 - gamma)  # noqa: E731
+    assert normalized_value(per_step(lo), lo, hi, gamma) == pytest.approx(0.0)
+    assert normalized_value(per_step(hi), lo, hi, gamma) == pytest.approx(100.0)
+
+
+def trained_run(tmp_path: Path, name: str = "r", **over) -> Path:
+    cfg, algo_cfg = resolve({**SMALL, "log_dir": str(tmp_path), "run_name": name, **over})
+    train(cfg, algo_cfg, dataset=make_random_dataset())
+    return tmp_path / name
+
+
+def digests(run: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(run)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(run.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_ope_writes_one_entry_per_snapshot_and_touches_nothing_else(tmp_path):
+    run = trained_run(tmp_path, steps=40)
+    before = digests(run)
+    out = ope_run(run, cfg=FAST, dataset=make_random_dataset())
+    after = digests(run)
+    assert after.pop("ope.json") and after == before
+    saved = json.loads((run / "ope.json").read_text())
+    assert saved == json.loads(json.dumps(out))
+    assert [e["step"] for e in saved["snapshots"]] == [20, 40]
+    for e in saved["snapshots"]:
+        assert {"step", "fqe", "fqe_low", "fqe_high", "critic"} <= set(e)
+        assert {"fqe_return", "critic_return"} <= set(e)  # the discounted returns beside
+        assert e["fqe_low"] <= e["fqe"] <= e["fqe_high"]
+    assert saved["normalized"] is True and saved["dataset"]["episodes"] == 12
+    # a later call for one step keeps the other step's entry
+    ope_run(run, snapshots="20", cfg=FAST, dataset=make_random_dataset())
+    assert [e["step"] for e in json.loads((run / "ope.json").read_text())["snapshots"]] == [20, 40]
+
+
+def test_ope_refuses_bad_input_in_one_line(tmp_path):
+    run = trained_run(tmp_path, steps=20)
+    none = trained_run(tmp_path, "none", steps=20, snapshot_every=0)
+    with pytest.raises(OPEError, match="no snapshots"):
+        ope_run(none, cfg=FAST, dataset=make_random_dataset())
+    with pytest.raises(OPEError, match="no snapshot of step 30"):
+        ope_run(run, snapshots="30", cfg=FAST, dataset=make_random_dataset())
+    other_env = make_random_dataset(env_name="Hopper-v5")
+    with pytest.raises(OPEError, match="a dataset of Hopper-v5, but .* trained in Pendulum-v1"):
+        ope_run(run, cfg=FAST, dataset=other_env)
+    one = make_random_dataset(n=50)  # a single episode: no starts to average over
+    with pytest.raises(OPEError, match="1 episode; FQE's estimate and interval need"):
+        ope_run(run, cfg=FAST, dataset=one)
+    with pytest.raises(OPEError, match="its dataset memory cannot be loaded"):
+        ope_run(run, cfg=FAST)  # the run's own dataset was in memory: gone
+    assert not (run / "ope.json").exists()
+
+
+def test_bearl_ope_and_select_on_the_command_line(tmp_path, capsys, monkeypatch):
+    run = trained_run(tmp_path, steps=40)
+    data = tmp_path / "data.hdf5"
+    from bearl.data.d4rl import write_d4rl
+
+    write_d4rl(make_random_dataset(), data)
+    args = ["ope", str(run), "--dataset", str(data), "--steps", "30", "--heads", "2"]
+    assert main([*args, "--hidden", "16,16", "--batch_size", "32", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "ope.json: 2 snapshots, FQE highest at step" in out
+    assert main(["select", str(tmp_path), "--by", "fqe"]) == 0
+    out = capsys.readouterr().out
+    assert f"bearl eval {run} --checkpoint step_" in out
+
+
+def write_ope(run: Path, entries: list[dict], scores: dict[int, float], algo="BC", lr=None):
+    run.mkdir(parents=True)
+    train = {"algo": algo, "dataset": "hopper-medium", "seed": 0}
+    algo_cfg = {} if lr is None else {"lr": lr}
+    (run / "params.json").write_text(
+        json.dumps({"algorithm": algo, "train": train, "algo": algo_cfg, "seed": 0})
+    )
+    rows = "\n".join(f"{s},{v}" for s, v in scores.items())
+    (run / "progress.csv").write_text(f"Step,NormalizedScore\n{rows}\n")
+    (run / "ope.json").write_text(json.dumps({"snapshots": entries}))
+
+
+def test_select_applies_each_rule_and_names_the_sweeps_choice(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_ope(a, [{"step": 10, "fqe": 50, "critic": 900}, {"step": 20, "fqe": 40, "critic": 10}],
+              {10: 30.0, 20: 45.0}, lr=1e-3)  # fmt: skip
+    write_ope(b, [{"step": 10, "fqe": 20, "critic": 5}, {"step": 20, "fqe": 45, "critic": 1}],
+              {10: 60.0, 20: 20.0}, lr=3e-4)  # fmt: skip
+    assert (select([tmp_path], "fqe")[0].run, select([tmp_path], "fqe")[0].step) == (a, 10)
+    assert select([tmp_path], "critic")[0].step == 10 and select([tmp_path], "critic")[0].run == a
+    final = select([tmp_path], "final")[0]
+    assert (final.run, final.step) == (b, 20)  # the last snapshots, ranked by FQE: 45 > 40
+    online, settings = select([tmp_path], "best-online")
+    assert (online.run, online.step) == (b, 10)
+    assert settings == {"algorithm": "BC", "dataset": "hopper-medium", "lr": 3e-4}
+
+
+def test_select_without_ope_says_what_to_run(tmp_path, capsys):
+    trained_run(tmp_path, steps=20)
+    assert main(["select", str(tmp_path)]) == 2
+    assert "run `bearl ope RUN...` first" in capsys.readouterr().err
