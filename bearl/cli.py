@@ -178,7 +178,7 @@ def _train_summary(run: Path, result: dict[str, Any]) -> str:
         level = result.get("data_score") if scored else result.get("data_return")
         if level is not None:
             head += f"; the data's own level is {level:.1f} (the mean over its episodes)"
-    lines = [head, f"run folder: {run}"]
+    lines = [head, *_study_context(result), f"run folder: {run}"]
     files = [
         ("progress.csv", "the evaluations and training metrics (viskit: variant.json)"),
         ("debug.log", "the run's log (a line per evaluation)"),
@@ -190,6 +190,30 @@ def _train_summary(run: Path, result: dict[str, Any]) -> str:
     ]
     lines += [f"  {name:<14} {text}" for name, text in files if (run / name).exists()]
     return "\n".join(lines)
+
+
+def _study_context(result: dict[str, Any]) -> list[str]:
+    """Lines that put a suite dataset's score in context: the 200k-step study's BC at this
+    budget and BC and BEAR at 200k steps (bearl/data/study_200k.json, made by
+    studies/bear_200k/quickstart_context.py), and the command that runs longer."""
+    from importlib import resources
+
+    from bearl.files import dataset_label
+
+    data = dataset_label(str(result.get("dataset")))
+    table = json.loads(resources.files("bearl.data").joinpath("study_200k.json").read_text())
+    row = table.get(data)
+    if row is None or result.get("final_score") is None:
+        return []
+    bc, bear = row.get("BC", {}), row.get("BEAR", {})
+    quick = f"BC at {row['quick_steps']:,} steps {bc['at_quick']:.1f}; " if "at_quick" in bc else ""
+    steps = max(int(result.get("steps") or 0), 200_000)
+    return [
+        f"in context, bearl's 200k-step study on {data} (studies/bear_200k, {bear.get('seeds')} "
+        f"seed(s)): {quick}at 200k steps BC {bc.get('last5_200k', float('nan')):.1f}, BEAR "
+        f"{bear.get('last5_200k', float('nan')):.1f} (mean of the last five evaluations)",
+        f"to train longer: bearl train --dataset {data} --steps {steps} (hours on one core)",
+    ]
 
 
 def _data_parser(sub) -> None:

@@ -67,3 +67,25 @@ def test_validation_table_of_two_runs(tmp_path):
     text = v.table(points)
     assert "| hopper-medium | fqe | 4 | 1.00 | 0.0 |" in text
     assert "| mean of datasets | final |" in text
+
+
+def test_the_packaged_study_context_is_what_the_runs_give():
+    """bearl/data/study_200k.json (the end of `bearl train` quotes it) is the output of
+    studies/bear_200k/quickstart_context.py over the committed runs."""
+    from importlib import resources
+
+    ctx = script("quickstart_context")
+    packaged = json.loads(resources.files("bearl.data").joinpath("study_200k.json").read_text())
+    assert packaged == json.loads(json.dumps(ctx.context()))
+
+
+def test_the_end_of_a_run_puts_its_score_in_context():
+    from bearl.cli import _study_context
+
+    result = {"algo": "BEAR", "dataset": "hopper-medium", "steps": 15000, "final_score": 25.0}
+    lines = _study_context(result)
+    packaged = script("quickstart_context").context()["hopper-medium"]
+    assert f"BC at 15,000 steps {packaged['BC']['at_quick']:.1f}" in lines[0]
+    assert f"BEAR {packaged['BEAR']['last5_200k']:.1f}" in lines[0]
+    assert "bearl train --dataset hopper-medium --steps 200000" in lines[1]
+    assert _study_context({**result, "dataset": "my/data.hdf5"}) == []
