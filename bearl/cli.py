@@ -1027,6 +1027,12 @@ def _ope_parsers(sub) -> None:
     )
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument(
+        "--redo",
+        action="store_true",
+        help="fit again runs whose ope.json already holds these snapshots with these settings "
+        "(skipped by default, so that an interrupted call goes on where it stopped)",
+    )
     add_dataclass_flags(p, FQEConfig, "FQE settings")
     p.set_defaults(func=cmd_ope)
 
@@ -1054,7 +1060,7 @@ def cmd_ope(args: argparse.Namespace) -> int:
     runs = find_runs(args.runs)
     for run, out in zip(runs, ope_runs(
         runs, snapshots=args.snapshots, cfg=cfg, dataset=args.dataset,
-        progress=args.progress, device=args.device,
+        progress=args.progress, device=args.device, redo=args.redo,
     )):  # fmt: skip
         key = "fqe" if out["normalized"] else "fqe_return"
         best = max(out["snapshots"], key=lambda e: e.get(key) or float("-inf"))

@@ -141,6 +141,13 @@ def test_bearl_ope_and_select_on_the_command_line(tmp_path, capsys, monkeypatch)
     assert main([*args, "--hidden", "16,16", "--batch_size", "32", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "ope.json: 2 snapshots, FQE highest at step" in out
+    stamp = (run / "ope.json").stat().st_mtime_ns
+    assert main([*args, "--hidden", "16,16", "--batch_size", "32", "--no-progress"]) == 0
+    assert "done before" in capsys.readouterr().err  # an interrupted call goes on, not again
+    assert (run / "ope.json").stat().st_mtime_ns == stamp
+    assert main([*args, "--hidden", "16,16", "--batch_size", "32", "--no-progress", "--redo"]) == 0
+    assert (run / "ope.json").stat().st_mtime_ns != stamp
+    capsys.readouterr()
     assert main(["select", str(tmp_path), "--by", "fqe"]) == 0
     out = capsys.readouterr().out
     assert f"bearl eval {run} --checkpoint step_" in out

@@ -207,13 +207,33 @@ def _round(x: float) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else round(float(x), 4)
 
 
-def ope_runs(runs: list[str | Path], **kwargs: Any) -> list[dict[str, Any]]:
-    """:func:`ope_run` for each run, each ope.json written as soon as its run is done."""
+def ope_runs(runs: list[str | Path], redo: bool = False, **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`ope_run` for each run, each ope.json written as soon as its run is done; a run
+    whose ope.json already holds the chosen snapshots with the same settings is skipped
+    unless ``redo`` (so that an interrupted ``bearl ope`` over many runs goes on where it
+    stopped)."""
     out = []
-    for run in runs:
-        print(f"bearl ope: {run}", file=sys.stderr, flush=True)
+    for i, run in enumerate(runs, 1):
+        done = None if redo else _done(Path(run), kwargs.get("snapshots", "all"), kwargs.get("cfg"))
+        if done is not None:
+            print(f"bearl ope [{i}/{len(runs)}] {run}: done before", file=sys.stderr, flush=True)
+            out.append(done)
+            continue
+        print(f"bearl ope [{i}/{len(runs)}] {run}", file=sys.stderr, flush=True)
         out.append(ope_run(run, **kwargs))
     return out
+
+
+def _done(run: Path, snapshots: str, cfg: FQEConfig | None) -> dict[str, Any] | None:
+    """The run's ope.json when it already holds ``snapshots`` fitted with ``cfg``."""
+    old = read_json(run / OPE_FILE)
+    if not old or json.dumps(old.get("settings")) != json.dumps(asdict(cfg or FQEConfig())):
+        return None
+    try:
+        want = set(choose_snapshots(run, snapshots))
+    except OPEError:
+        return None
+    return old if want <= {e["step"] for e in old.get("snapshots", [])} else None
 
 
 def read_ope(run: str | Path) -> list[dict[str, Any]]:
