@@ -17,7 +17,7 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -79,6 +79,7 @@ class FQEResult:
     heads: np.ndarray  # [policies, heads]
     seconds: float
     steps: int
+    trace: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (step, estimates)
 
 
 Rule = Callable[[torch.Tensor], torch.Tensor]
@@ -91,9 +92,11 @@ def fit_fqe(
     gamma: float,
     progress: bool = False,
     device: str | torch.device = "cpu",
+    trace_every: int = 0,
 ) -> FQEResult:
     """FQE of every policy in ``rules`` (each maps observations ``[B, S]`` to actions ``[B, A]``
-    in the dataset's action space) on ``dataset``; returns the value at its episode starts."""
+    in the dataset's action space) on ``dataset``; returns the value at its episode starts
+    (and, with ``trace_every``, the estimates every that many steps, to see them converge)."""
     device = torch.device(device)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     torch_state = torch.random.get_rng_state()
@@ -111,6 +114,7 @@ def fit_fqe(
         weights = _bootstrap_weights(dataset.num_episodes, h, gen).to(device)  # [h, episodes]
 
         bar = StepBar(cfg.steps, 0, f"FQE of {p} policies", disable=not progress)
+        trace: list[tuple[int, np.ndarray]] = []
         t0 = time.perf_counter()
         for step in range(1, cfg.steps + 1):
             idx = torch.randint(len(dataset), (cfg.batch_size,), generator=gen).to(device)
@@ -132,6 +136,9 @@ def fit_fqe(
                     t.lerp_(c, cfg.tau)
             if step % 100 == 0 or step == cfg.steps:
                 bar.advance(step)
+            if trace_every and step % trace_every == 0:
+                values = _start_values(critic, rules, dataset, cfg.start_samples, h, device)
+                trace.append((step, values.mean(1)))
         bar.finish()
         seconds = time.perf_counter() - t0
         per_head = _start_values(critic, rules, dataset, cfg.start_samples, h, device)
@@ -142,7 +149,7 @@ def fit_fqe(
         half = 1.96 * per_head.std(1, ddof=1)
     else:
         half = np.full(p, np.nan)
-    return FQEResult(est, est - half, est + half, per_head, seconds, cfg.steps)
+    return FQEResult(est, est - half, est + half, per_head, seconds, cfg.steps, trace)
 
 
 @torch.no_grad()

@@ -1,0 +1,79 @@
+"""Which FQE settings? Each variant's estimates of the same snapshots, every ``--trace`` steps,
+against the truth at the snapshots' steps (progress.csv), with the seconds each fit took.
+
+    python studies/offline_selection/fqe_settings.py RUN [RUN...] --steps 6000 --trace 1000 \
+        --every 2 --json studies/offline_selection/fqe_settings.json
+
+All the runs must share one dataset. ``--every 2`` takes every other snapshot of each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from bearl.ope.estimate import run_dataset
+from bearl.ope.fqe import FQEConfig, fit_fqe
+from bearl.perf import machine_line
+from bearl.policy.load import load_policy
+from bearl.training.checkpoint import snapshot_steps
+
+VARIANTS = {
+    "256x2 lr1e-4 tau.005": FQEConfig(hidden=(256, 256), lr=1e-4, tau=0.005, heads=1),
+    "128x2 lr3e-4 tau.01": FQEConfig(hidden=(128, 128), lr=3e-4, tau=0.01, heads=1),
+}
+
+
+def truth(run: Path) -> dict[int, float]:
+    with open(run / "progress.csv", newline="") as f:
+        return {int(float(r["Step"])): float(r["DiscountedReturnStart"]) for r in csv.DictReader(f)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--trace", type=int, default=1000)
+    p.add_argument("--every", type=int, default=1, help="every N-th snapshot of each run")
+    p.add_argument("--json", default=None)
+    a = p.parse_args()
+    runs = [Path(r) for r in a.runs]
+    data = run_dataset(runs[0], None)
+    rules, true, names = [], [], []
+    for run in runs:
+        t = truth(run)
+        for step in snapshot_steps(run)[a.every - 1 :: a.every]:
+            rules.append(load_policy(run, checkpoint=f"step_{step}").module(deterministic=False))
+            true.append(t[step])
+            names.append(f"{run.name}@{step}")
+    gamma = 0.99
+    out = {"machine": machine_line(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    out["snapshots"], out["truth"], out["variants"] = names, true, {}
+    for name, cfg in VARIANTS.items():
+        res = fit_fqe(rules, data, replace(cfg, steps=a.steps), gamma, trace_every=a.trace)
+        rows = []
+        for step, est in res.trace:
+            rho = stats.spearmanr(est, true).statistic
+            err = float(np.mean(np.abs(est - np.array(true))))
+            rows.append({"step": step, "spearman": round(float(rho), 3), "abs_error": err})
+            print(f"{name:24s} step {step:6d}: Spearman {rho:+.2f}, abs. error {err:8.1f}")
+        print(f"{name:24s} {res.seconds:.0f} s for {a.steps} steps of {len(rules)} critics")
+        out["variants"][name] = {
+            "settings": asdict(replace(cfg, steps=a.steps)),
+            "seconds": round(res.seconds, 1),
+            "trace": rows,
+            "estimates": [float(x) for x in res.estimate],
+        }
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
