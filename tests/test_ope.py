@@ -108,6 +108,12 @@ def test_ope_writes_one_entry_per_snapshot_and_touches_nothing_else(tmp_path):
         assert {"fqe_return", "critic_return"} <= set(e)  # the discounted returns beside
         assert e["fqe_low"] <= e["fqe"] <= e["fqe_high"]
     assert saved["normalized"] is True and saved["dataset"]["episodes"] == 12
+    from bearl.runs.report import run_scores
+
+    scores = run_scores(run, metric="fqe")  # bearl report --metric fqe: last and largest
+    last = saved["snapshots"][-1]["fqe"]
+    assert scores.final_score == pytest.approx(last)
+    assert scores.best_score == pytest.approx(max(e["fqe"] for e in saved["snapshots"]))
     # a later call for one step keeps the other step's entry
     ope_run(run, snapshots="20", cfg=FAST, dataset=make_random_dataset())
     assert [e["step"] for e in json.loads((run / "ope.json").read_text())["snapshots"]] == [20, 40]

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bearl.errors import BearlError
 from bearl.files import as_int, dataset_label, read_json, slug  # noqa: F401 (slug re-exported)
 
@@ -170,3 +172,25 @@ def show_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ",".join(str(x) for x in value)
     return str(value)
+
+
+OPE_FILE = "ope.json"  # written by `bearl ope` (bearl/ope/estimate.py)
+
+
+def with_ope(run_dir: str | Path, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``columns`` (a run's progress.csv) with the run's ope.json entries as columns of their
+    own (``fqe``, ``fqe_low``, ``fqe_high``, ``critic`` and their ``_return``s), at the rows of
+    their steps (NaN elsewhere), so that ``--metric fqe`` reads them as any other column."""
+    data = read_json(Path(run_dir) / OPE_FILE)
+    if not isinstance(data, dict) or "Step" not in columns:
+        return columns
+    steps = columns["Step"]
+    out = dict(columns)
+    for entry in data.get("snapshots", []):
+        rows = np.flatnonzero(steps == entry.get("step"))
+        for key, value in entry.items():
+            if key == "step" or not isinstance(value, int | float):
+                continue
+            col = out.setdefault(key, np.full(len(steps), np.nan))
+            col[rows] = float(value)
+    return out

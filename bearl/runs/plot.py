@@ -26,6 +26,7 @@ from bearl.runs.folders import (
     run_info,
     settings_suffix,
     warn_mixed_groups,
+    with_ope,
 )
 from bearl.training.curve import (
     AXIS_LABELS,
@@ -104,7 +105,7 @@ def curves(
     data = {}
     for r in find_runs(paths):
         try:
-            data[r] = read_progress(r)
+            data[r] = with_ope(r, read_progress(r))
         except BearlError as e:
             print(f"bearl: skipping {r}: {e}", file=sys.stderr)
     if not data:

@@ -52,6 +52,7 @@ from bearl.runs.folders import (
     settings_suffix,
     shown_setting,
     warn_mixed_groups,
+    with_ope,
 )
 
 FORMATS = ("markdown", "csv")
@@ -203,7 +204,7 @@ def run_scores(run_dir: str | Path, metric: str = SCORE, window: Window = Window
         )
     from bearl.runs.plot import read_progress
 
-    d = read_progress(run_dir)
+    d = with_ope(run_dir, read_progress(run_dir))
     finished = path.exists()
     steps = as_int(d["Step"][-1]) if "Step" in d and len(d["Step"]) else None
     if window.active:
