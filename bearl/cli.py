@@ -49,16 +49,13 @@ def _train_description(algo: str) -> str:
     algorithm's), how to see another algorithm's, and the other names settings may have."""
     from bearl.algos import ALGORITHMS
     from bearl.config import TrainConfig
+    from bearl.original_flags import HELP_TEXT
 
     which = f"{algo}'s" + (" (the default --algo)" if algo == TrainConfig.algo else "")
     return (
         "Train an algorithm on a fixed dataset, evaluating every --eval_every steps. This "
         f"lists the settings every run has and {which}; another algorithm's: bearl train "
-        f"--algo NAME --help (NAME: {', '.join(ALGORITHMS)}). Every setting is also accepted in "
-        "a YAML file (--config) and under the original BEAR code's names (--algo_name, "
-        "--env_name, --buffer_name, --eval_freq, --max_timesteps, --log_dir, --cloning); the "
-        "original's flags that did nothing there (--threshold, --use_bootstrap, "
-        "--use_behaviour_policy, --num_random) are accepted with a note saying so."
+        f"--algo NAME --help (NAME: {', '.join(ALGORITHMS)}). {HELP_TEXT}"
     )
 
 
@@ -115,7 +112,8 @@ def _train_help(parser: argparse.ArgumentParser, argv: list[str]) -> str:
 
 
 def _train_parser(sub) -> None:
-    from bearl.config import ORIGINAL_FLAGS, ORIGINAL_NO_OPS, TrainConfig, add_algorithm_flags
+    from bearl.config import TrainConfig, add_algorithm_flags
+    from bearl.original_flags import add_original_flags
 
     p = sub.add_parser(
         "train",
@@ -125,38 +123,24 @@ def _train_parser(sub) -> None:
         help_for=_train_help,
     )
     _train_options(p)
-    for old in ORIGINAL_FLAGS:  # config.resolve maps them to bearl's names (with notes)
-        p.add_argument(f"--{old}", dest=old, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    for name in ("cloning", *ORIGINAL_NO_OPS):  # a bare flag means true, as --cloning
-        p.add_argument(
-            f"--{name}",
-            dest=name,
-            default=argparse.SUPPRESS,
-            nargs="?",
-            const="True",
-            help=argparse.SUPPRESS,
-        )
+    add_original_flags(p)  # the original BEAR code's names, mapped by config.resolve_run
     add_algorithm_flags(p)  # every algorithm's settings are read; --help shows one's
     p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from bearl.config import check_settings, load_yaml, resolve
-    from bearl.training.loop import train
+    from bearl.config import check_settings, load_yaml, resolve_run
+    from bearl.training.loop import train_run
 
     skip = {"func", "command", "config", "resume", "debug", "data_command"}
     flags = {k: v for k, v in vars(args).items() if k not in skip}
     values = load_yaml(args.config) if args.config else {}
     check_settings(values, args.config)  # a typo in the file names the file
     values.update(flags)
-    if args.resume:  # the run's own settings; only those of config.RESUME_SETTINGS may change
-        from bearl.training.loop import resume_config
-
-        cfg = resume_config(args.resume, values)
-        result = train(cfg, resume=args.resume)
-    else:
-        cfg, algo_cfg = resolve(values)
-        result = train(cfg, algo_cfg)
+    # resolved once; a resumed run keeps its own settings but for config.RESUME_SETTINGS
+    settings = resolve_run(values, resume=args.resume)
+    result = train_run(settings)
+    cfg = settings.train
     run = Path(args.resume) if args.resume else Path(cfg.log_dir) / result["run_dir"]
     print(_train_summary(run.absolute(), result))
     return 0

@@ -3,7 +3,12 @@
 Every field of :class:`TrainConfig` and of each algorithm's config dataclass becomes a flag,
 spelled both ``--field_name`` (the original BEAR code's style) and ``--field-name``. The
 docstring written under a field is its help text. Precedence, lowest first:
-dataclass defaults < preset < ``--config FILE.yaml`` < command-line flags.
+dataclass defaults < preset < ``--config FILE.yaml`` < command-line flags. :func:`resolve_run`
+is the one place where the settings a user gives (flags, YAML, a dict, configs built in Python,
+and for a resumed run its params.json) become a run's configs; the original code's flag names
+are mapped first (``bearl/original_flags.py``), and what is particular to an algorithm (BEAR's
+warm start capped to a short run) is its own hook (``run_preset``, ``extension_note``,
+``default_text``: bearl/algos/base.py).
 
 Why argparse and not tyro (which also derives a CLI from dataclasses and their field
 docstrings; checked with tyro 1.0.17 on 2026-12-01): tyro reads ``--field_name`` and
@@ -27,6 +32,7 @@ import ast
 import dataclasses
 import difflib
 import inspect
+import json
 import sys
 import types
 import typing
@@ -37,6 +43,7 @@ from typing import Any
 
 from bearl.envs import env_family
 from bearl.errors import ConfigError, one_line
+from bearl.original_flags import normalize_names, original_flag_notes, original_names
 
 
 @dataclass
@@ -44,7 +51,7 @@ class TrainConfig:
     """What to train on and how the run is driven (algorithm-independent)."""
 
     algo: str = "BEAR"
-    """Algorithm: BEAR, BCQ, TD3, BC, KLControl, DQfD, TD3BC, IQL or CQL (case-insensitive)."""
+    """Algorithm: a name in the registry, bearl/algos/__init__.py (case-insensitive)."""
     dataset: str = "hopper-medium"
     """Dataset: a file (D4RL HDF5, original pickle, npy/npz), a Minari id (``minari:ID``) or
     folder, a D4RL name from the local cache (``hopper-medium-v2``) or a bearl suite name."""
@@ -130,80 +137,9 @@ RESUME_SETTINGS = (
     "wandb",
 )
 
-# The original code's flag names that differ from ours.
-ORIGINAL_FLAGS: dict[str, str] = {
-    "algo_name": "algo",
-    "env_name": "env",
-    "buffer_name": "dataset",
-    "eval_freq": "eval_every",
-    "max_timesteps": "steps",
-}
-
-
-# Flags the original main.py parsed that did nothing there: accepted, each with one line
-# saying so (docs/bear.md, "The original command line").
-ORIGINAL_NO_OPS: dict[str, str] = {
-    "threshold": "BEAR never read it (the MMD threshold was hard-coded at 0.05; here it is "
-    "--target_mmd_thresh)",
-    "use_bootstrap": "BEAR was built with use_bootstrap=False whatever it said (bearl has no "
-    "bootstrap masks)",
-    "use_behaviour_policy": "it was logged to variant.json and never used",
-    "num_random": "it was logged to variant.json and never used",
-}
-
-
-def original_flag_notes(values: dict[str, Any]) -> list[str]:
-    """One line for each original-only flag in ``values`` whose effect here is not what its
-    name suggests: the flags that did nothing there, ``--cloning`` and ``--eval_freq``."""
-    notes = [
-        f"--{name} does nothing here, nor did it in the original: {why}"
-        for name, why in ORIGINAL_NO_OPS.items()
-        if name in values
-    ]
-    if "cloning" in values and _true(values["cloning"]):
-        notes.append(
-            "--cloning runs BC here (as --algo BC); in the original it did "
-            "nothing (its behaviour cloning was --algo_name=BC)"
-        )
-    algo = str(values.get("algo_name", values.get("algo", "BEAR")))
-    if "eval_freq" in values and algo.lower() == "bear" and not _true(values.get("cloning")):
-        notes.append(
-            f"--eval_freq {values['eval_freq']} is --eval_every here; BEAR's warm start is "
-            "--warm_start_steps gradient steps, not 20 x eval_freq as in the original"
-        )
-    return notes
-
-
-def _true(value: Any) -> bool:
-    return str(value).strip().lower() in ("true", "1", "yes", "on")
-
-
-WARM_START_MAX_FRACTION = 5  # presets' warm starts take at most 1/5 of a run's steps
-
-
 # The presets' names; each algorithm's file holds their values (``presets``) and what they are
 # in words (``preset_docs``).
 PRESETS: tuple[str, ...] = ("paper", "original")
-
-
-def warm_start_note(train: TrainConfig, algo_cfg: Any, steps: int) -> str | None:
-    """What extending a run to ``steps`` keeps of its warm start, when a new run of that length
-    would warm up for longer (the run's warm start was capped for its shorter length); None
-    when the two would not differ."""
-    warm = getattr(algo_cfg, "warm_start_steps", None)
-    if warm is None or steps <= train.steps:
-        return None
-    preset = preset_overrides(train.algo, train.preset, train.env or train.dataset)
-    full = preset.get("warm_start_steps", getattr(type(algo_cfg), "warm_start_steps", warm))
-    if warm != train.steps // WARM_START_MAX_FRACTION or full <= warm:
-        return None  # not capped (or set by hand): a new run would warm up as long
-    new = min(full, steps // WARM_START_MAX_FRACTION)
-    return (
-        f"extending to {steps} steps keeps the run's warm start of {warm} steps (the preset's "
-        f"{full}, capped at 1/{WARM_START_MAX_FRACTION} of the {train.steps} steps it started "
-        f"with); a new {steps}-step run would warm up for {new}, so the two differ from step "
-        f"{warm + 1} on"
-    )
 
 
 def preset_overrides(algo: str, preset: str, env: str | None) -> dict[str, Any]:
@@ -211,8 +147,7 @@ def preset_overrides(algo: str, preset: str, env: str | None) -> dict[str, Any]:
     ``presets`` and ``env_presets`` in its file)."""
     from bearl.algos import algorithm_class
 
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset '{preset}' (choose paper or original)")
+    _check_preset(preset)
     return algorithm_class(algo).preset(preset, env_family(env) if env else None)
 
 
@@ -297,9 +232,19 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, title: str) 
     """Add ``--field_name`` / ``--field-name`` for every field of ``cls`` (default suppressed,
     so only flags the user gave appear in the namespace)."""
     group = parser.add_argument_group(title)
-    docs, hints = field_docs(cls), _hints(cls)
+    hints = _hints(cls)
     for f in fields(cls):
-        _add_flag(group, f.name, hints[f.name], f"{docs.get(f.name, '')} (default: {_default(f)})")
+        _add_flag(group, f.name, hints[f.name], f"{_help(cls, f.name)} (default: {_default(f)})")
+
+
+def _help(cls: type, name: str) -> str:
+    """A field's help text: its docstring; ``--algo``'s also names the algorithms registered."""
+    text = field_docs(cls).get(name, "")
+    if cls is TrainConfig and name == "algo":
+        from bearl.algos import ALGORITHMS
+
+        text += f" Registered: {', '.join(ALGORITHMS)}."
+    return text
 
 
 def add_algorithm_flags(parser: argparse.ArgumentParser, algo: str | None = None) -> None:
@@ -347,17 +292,10 @@ def add_algorithm_flags(parser: argparse.ArgumentParser, algo: str | None = None
 
 
 def _default_text(algo_cls: Any, f: dataclasses.Field) -> str:
-    """A setting's default as ``--help`` shows it; for a warm start, the presets' values and
-    their cap, which is what a run uses (the dataclass default is the paper preset's)."""
-    if f.name != "warm_start_steps":
-        return str(_default(f))
-    per = " or ".join(f"{algo_cls.preset(p).get(f.name, _default(f))} ({p})" for p in PRESETS)
-    steps = TrainConfig.steps
-    return (
-        f"the preset's, {per}, capped at 1/{WARM_START_MAX_FRACTION} of --steps: "
-        f"{steps // WARM_START_MAX_FRACTION} at the default --steps {steps}; a value given "
-        "is never capped"
-    )
+    """A setting's default as ``--help`` shows it: the dataclass default, or what the algorithm
+    says a run uses instead (its ``default_text``: BEAR's warm start, capped to the run)."""
+    text = algo_cls.default_text(f.name, TrainConfig.steps)
+    return str(_default(f)) if text is None else text
 
 
 def _default(f: dataclasses.Field) -> Any:
@@ -424,9 +362,9 @@ def setting_names() -> set[str]:
     every algorithm's config, and the original code's flag names."""
     from bearl.algos import ALGORITHMS, algorithm_class
 
-    names = {f.name for f in fields(TrainConfig)} | {"cloning"}
+    names = {f.name for f in fields(TrainConfig)}
     names |= {f.name for a in ALGORITHMS for f in fields(algorithm_class(a).config_cls)}
-    return names | set(ORIGINAL_FLAGS) | set(ORIGINAL_NO_OPS)
+    return names | original_names()
 
 
 def unknown_settings(names: Any, where: str | None = None, known: Any = None) -> ConfigError:
@@ -448,12 +386,51 @@ def check_settings(values: dict[str, Any], where: str | None = None) -> None:
         raise unknown_settings(unknown, where)
 
 
-def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
-    """Split user values into a TrainConfig and the algorithm config, applying the preset.
+# -- the one resolver: user settings -> a run's configs -----------------------------------------
+@dataclass
+class RunConfig:
+    """A run's settings, resolved once by ``resolve_run``: what the training loop runs."""
 
-    ``values`` mixes loop and algorithm fields (from YAML and flags, flags last). The original
-    ``--env_name`` may name a D4RL dataset (``hopper-medium-v2``): it is then the dataset too.
+    train: TrainConfig
+    algo: Any
+    """The algorithm's config (an instance of its ``config_cls``)."""
+    resume: Path | None = None
+    """The run folder a resumed run continues (None: a new run)."""
+    started_steps: int | None = None
+    """A resumed run: the ``--steps`` it started with (its params.json keeps them)."""
+    extension_note: str | None = None
+    """A resumed run extended: what it keeps that a new run of its new length would set
+    otherwise (the algorithm's ``extension_note``: BEAR's capped warm start)."""
+
+
+def resolve_run(
+    values: dict[str, Any] | None = None,
+    *,
+    cfg: TrainConfig | None = None,
+    algo_cfg: Any = None,
+    resume: str | Path | None = None,
+) -> RunConfig:
+    """The one place where settings given by a user become a run's configs.
+
+    The settings come as ``values`` (by name, as strings or typed: flags, a YAML file, a dict,
+    the original code's names too) or as configs built in Python (``cfg``, ``algo_cfg``: what
+    ``bearl.train`` is given).
+
+    A new run: the algorithm's preset for the env family and the run's length
+    (``run_preset``), then the values given on top; ``cfg`` without ``algo_cfg`` is resolved as
+    its values; both configs given are taken as they are.
+
+    ``resume``: the run folder's own settings (params.json); only the settings of
+    ``RESUME_SETTINGS`` are taken from what is given (``--steps`` extends the run); any other
+    setting given that differs from the run's raises ConfigError naming them all in one line
+    (a ``cfg``'s ``log_dir`` and ``run_name`` are not compared: the folder is ``resume``).
     """
+    if resume is not None:
+        return _resumed(Path(resume), dict(values or {}), cfg, algo_cfg)
+    if algo_cfg is not None:
+        return RunConfig(cfg or TrainConfig(), algo_cfg)
+    if values is None:
+        values = to_dict(cfg or TrainConfig())
     for note in original_flag_notes(values):
         print(f"bearl: {note}", file=sys.stderr)
     values = normalize_names(values)
@@ -481,31 +458,112 @@ def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
             file=sys.stderr,
         )
         user_algo = {k: v for k, v in user_algo.items() if k in algo_names}
-    preset = preset_overrides(cls.name, train.preset, train.env or train.dataset)
-    warm = preset.get("warm_start_steps", getattr(cls.config_cls, "warm_start_steps", None))
-    if warm is not None and warm > train.steps // WARM_START_MAX_FRACTION:
-        # a short run would be all warm start: cap it (documented in docs/bear.md)
-        preset["warm_start_steps"] = train.steps // WARM_START_MAX_FRACTION
+    _check_preset(train.preset)
+    preset = cls.run_preset(train.preset, _family(train), train.steps)
     merged = {**preset, **user_algo}
     try:
-        algo_cfg = build(algo_cls_cfg, merged)
-        if hasattr(algo_cfg, "validate"):
-            algo_cfg.validate()
+        algo = build(algo_cls_cfg, merged)
+        if hasattr(algo, "validate"):
+            algo.validate()
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    return train, algo_cfg
+    return RunConfig(train, algo)
 
 
-def normalize_names(values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` under bearl's names: the original's flag names mapped (``eval_freq`` ->
-    ``eval_every``), its flags that did nothing dropped, its ``mode: hardcoded`` as ``fixed``
-    and ``cloning: true`` as ``algo: BC``."""
-    values = {ORIGINAL_FLAGS.get(k, k): v for k, v in values.items() if k not in ORIGINAL_NO_OPS}
-    if str(values.get("mode", "")).lower() == "hardcoded":  # the original's name for fixed
-        values["mode"] = "fixed"
-    if _true(values.pop("cloning", False)):
-        values["algo"] = "BC"
-    return values
+def resolve(values: dict[str, Any]) -> tuple[TrainConfig, Any]:
+    """The TrainConfig and the algorithm config of a new run with settings ``values`` (by name,
+    from YAML and flags, flags last), as ``resolve_run`` resolves them. The original
+    ``--env_name`` may name a D4RL dataset (``hopper-medium-v2``): it is then the dataset
+    too."""
+    run = resolve_run(values)
+    return run.train, run.algo
+
+
+def saved_configs(run_dir: str | Path) -> tuple[TrainConfig, Any]:
+    """The configs a run folder's params.json holds (the settings the run started with)."""
+    from bearl.algos import algorithm_class
+
+    path = Path(run_dir) / "params.json"
+    if not path.exists():
+        raise ConfigError(f"{run_dir}: not a bearl run folder (no params.json)")
+    variant = json.loads(path.read_text())
+    cfg = build(TrainConfig, variant["train"])
+    return cfg, build(algorithm_class(cfg.algo).config_cls, variant["algo"])
+
+
+def _resumed(run_dir: Path, values: dict[str, Any], cfg: Any, algo_cfg: Any) -> RunConfig:
+    """:func:`resolve_run` of a resumed run: the run's configs, with RESUME_SETTINGS from
+    ``values`` or ``cfg``; ConfigError when any other setting given differs from the run's."""
+    from bearl.algos import algorithm_class
+
+    check_settings(values)
+    for note in original_flag_notes(values):
+        print(f"bearl: {note}", file=sys.stderr)
+    values = normalize_names(values)
+    saved, saved_algo = saved_configs(run_dir)
+    changed: dict[str, tuple[Any, Any]] = {}
+    if cfg is not None:  # every setting of a config built in Python is given
+        values.update({k: v for k, v in vars(cfg).items() if k not in ("log_dir", "run_name")})
+    if algo_cfg is not None:
+        if type(algo_cfg) is type(saved_algo):
+            values.update(vars(algo_cfg))
+        else:
+            changed["algo"] = (type(algo_cfg).__name__, type(saved_algo).__name__)
+    hints = {**typing.get_type_hints(type(saved_algo)), **typing.get_type_hints(TrainConfig)}
+    own = {"algo": saved_algo, **{f.name: saved_algo for f in fields(saved_algo)}}
+    own.update({f.name: saved for f in fields(TrainConfig)})
+    for name, value in values.items():
+        if name in RESUME_SETTINGS:
+            continue
+        if name not in own:  # a setting of another algorithm (or none): not this run's
+            changed[name] = (value, None)
+            continue
+        now = parse_value(hints[name], value, name)
+        if name == "algo":
+            now = algorithm_class(now).name
+        before = getattr(own[name], name)
+        if now != before:
+            changed[name] = (value, before)  # as given
+    if changed:
+        raise _kept_on_resume(run_dir, changed)
+    keep = {k: values[k] for k in RESUME_SETTINGS if k in values}
+    train = build(TrainConfig, {**to_dict(saved), **keep})
+    train.validate()
+    note = algorithm_class(saved.algo).extension_note(
+        saved_algo, saved.preset, _family(saved), saved.steps, train.steps
+    )
+    return RunConfig(train, saved_algo, run_dir, saved.steps, note)
+
+
+def _kept_on_resume(run_dir: Path, changed: dict[str, tuple[Any, Any]]) -> ConfigError:
+    """One line: the settings given that differ from the run's, and what a resume may change."""
+    given = ", ".join(f"--{k} {_text(now)}" for k, (now, _) in changed.items())
+    kept = ", ".join(
+        f"{k} {_text(before)}" if before is not None else f"no {k}"
+        for k, (_, before) in changed.items()
+    )
+    may = ", ".join(f"--{k}" for k in RESUME_SETTINGS)
+    return ConfigError(
+        f"{run_dir / 'params.json'}: {given}: a resumed run keeps its own settings ({kept}); "
+        f"a resume may change only {may} (start a new run for other settings)"
+    )
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _check_preset(preset: str) -> None:
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset '{preset}' (choose paper or original)")
+
+
+def _family(train: TrainConfig) -> str | None:
+    """The env family a run's presets are chosen for (from --env, else the dataset's name)."""
+    env = train.env or train.dataset
+    return env_family(env) if env else None
 
 
 def _looks_like_dataset(name: str) -> bool:
@@ -531,3 +589,13 @@ def default_settings(algorithm: str) -> dict[str, Any]:
     except ConfigError:
         return {}
     return {**to_dict(algo_cls.config_cls()), **to_dict(TrainConfig())}
+
+
+def __getattr__(name: str) -> Any:
+    # studies/hopper_suite/peer_bear.py reads BEAR's warm-start cap here; it is BEAR's own
+    # (bearl/algos/bear.py)
+    if name == "WARM_START_MAX_FRACTION":
+        from bearl.algos.bear import WARM_START_MAX_FRACTION
+
+        return WARM_START_MAX_FRACTION
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

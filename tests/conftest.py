@@ -94,10 +94,10 @@ _HOLDER = """
 import sys, time
 from contextlib import ExitStack
 from pathlib import Path
-from bearl.training.loop import _claim
+from bearl.training.run_folder import claim
 with ExitStack() as stack:
     for path in sys.argv[1:]:
-        stack.enter_context(_claim(Path(path)))
+        stack.enter_context(claim(Path(path)))
     print("held", flush=True)
     time.sleep(120)
 """

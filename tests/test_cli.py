@@ -10,9 +10,12 @@ from dataclasses import dataclass
 
 import pytest
 
+from bearl.algos.base import Algorithm
 from bearl.algos.bc import BC, BCConfig
+from bearl.algos.settings import BatchSettings
 from bearl.cli import main
 from bearl.data.d4rl import write_d4rl
+from bearl.nets import ActorAction, DeterministicActor
 
 from conftest import make_random_dataset
 
@@ -108,6 +111,90 @@ class _ToyConfig(BCConfig):
 class _Toy(BC):
     name = "Toy"
     config_cls = _ToyConfig
+
+
+@dataclass
+class _TinyConfig(BatchSettings):
+    """Settings of the algorithm a test registers at run time."""
+
+    tiny_lr: float = 1e-3
+    """Adam learning rate of its policy."""
+    tiny_hidden: tuple[int, ...] = (16,)
+    """Hidden layers of its policy."""
+
+
+class _Tiny(Algorithm):
+    """An algorithm written in one file, outside bearl: it regresses the dataset's actions."""
+
+    name = "Tiny"
+    config_cls = _TinyConfig
+
+    def __init__(self, config: _TinyConfig, obs_dim: int, act_dim: int, device="cpu") -> None:
+        super().__init__(config, obs_dim, act_dim, device)
+        self.actor = DeterministicActor(obs_dim, act_dim, config.tiny_hidden)
+        self.add_networks({"actor": self.actor}, {"actor": (self.actor, config.tiny_lr)})
+
+    def update(self, batch):
+        loss = (self.actor(batch.observations) - batch.actions).pow(2).mean()
+        self.optimize("actor", loss)
+        self.step += 1
+        return {"actor_loss": loss.detach()}
+
+    def action_rule(self, deterministic: bool = False):
+        return ActorAction(self.actor)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # as tests/test_policy.py
+def test_an_algorithm_registered_at_run_time_trains_evaluates_exports_and_reports(tmp_path, capsys):
+    """Adding an algorithm is one file and one registry line: a class written here, registered
+    with ``bearl.algos.register``, has its own ``--help``, and ``bearl train`` (new and
+    resumed), ``bearl eval``, ``bearl export`` and ``bearl report`` take it as any other, no
+    other file edited. It is unregistered after."""
+    import importlib.util
+
+    from bearl.algos import ALGORITHMS, register, unregister
+    from bearl.errors import ConfigError
+
+    src = tmp_path / "d.hdf5"
+    write_d4rl(make_random_dataset(), src)
+    run = tmp_path / "tiny"
+    register(_Tiny)
+    try:
+        with pytest.raises(ConfigError, match="registered already"):
+            register(type("Tiny", (_Tiny,), {}))
+        out = _help(["train", "--algo", "tiny", "--help"], capsys)
+        assert "Tiny settings: " in out and "--tiny_lr FLOAT" in out and "(default: 0.001)" in out
+        assert "--mmd_sigma" not in out and "Registered: BEAR," in out and ", Tiny." in out
+        flags = ["--dataset", str(src), "--env", "Pendulum-v1", "--eval_every", "10"]
+        flags += ["--eval_episodes", "1", "--batch_size", "16", "--tiny_hidden", "8,8"]
+        flags += ["--log_dir", str(tmp_path), "--run_name", "tiny", "--progress", "false"]
+        assert main(["train", "--algo", "tiny", "--steps", "10", *flags]) == 0
+        assert main(["train", "--resume", str(run), "--steps", "20", "--tiny_lr", "0.1"]) == 2
+        assert "a resumed run keeps its own settings (tiny_lr 0.001)" in capsys.readouterr().err
+        assert main(["train", "--resume", str(run), "--steps", "20"]) == 0
+        assert "Tiny on " in capsys.readouterr().out
+        result = json.loads((run / "result.json").read_text())
+        assert (result["algo"], result["steps"]) == ("Tiny", 20)
+        params = json.loads((run / "params.json").read_text())
+        assert params["algo"]["tiny_hidden"] == [8, 8]
+
+        assert main(["eval", str(run), "--episodes", "2"]) == 0
+        assert "Tiny from " in capsys.readouterr().out
+        assert main(["export", str(run), "-o", str(tmp_path / "tiny.pt")]) == 0
+        import torch
+
+        scripted = torch.jit.load(str(tmp_path / "tiny.pt"))
+        assert scripted(torch.zeros(4, 3)).shape == (4, 1)
+        if importlib.util.find_spec("onnx") is not None:
+            assert main(["export", str(run), "-o", str(tmp_path / "tiny.onnx")]) == 0
+        capsys.readouterr()
+        assert main(["report", str(run)]) == 0
+        assert "Tiny" in capsys.readouterr().out
+    finally:
+        unregister("tiny")
+    assert "Tiny" not in ALGORITHMS
+    assert main(["train", "--algo", "Tiny", "--log_dir", str(tmp_path), "--run_name", "x"]) == 2
+    assert "unknown algorithm 'Tiny'" in capsys.readouterr().err
 
 
 def test_an_algorithm_registered_at_run_time_has_its_flags_and_help(monkeypatch, capsys):
@@ -347,7 +434,8 @@ ORIGINAL_MAIN_FLAGS = {
 def test_every_flag_of_the_original_main_py_is_accepted(capsys):
     """Each parses, and those that did nothing in the original say so in one line each."""
     from bearl.cli import build_parser
-    from bearl.config import ORIGINAL_NO_OPS, resolve
+    from bearl.config import resolve
+    from bearl.original_flags import ORIGINAL_NO_OPS
 
     argv = ["train"] + [f"--{k}={v}" for k, v in ORIGINAL_MAIN_FLAGS.items()]
     args = build_parser().parse_args(argv)

@@ -1,8 +1,12 @@
 """The algorithms, each one file that owns everything about itself (config and presets, update,
 action rule, what export and bench need). This registry is the one list of them: adding an
-algorithm is one file and one line here."""
+algorithm is one file and one line here (``ALGORITHMS``); one defined outside bearl (a user's
+file, a test) is added with :func:`register`. Everything else (``bearl train --algo`` and its
+``--help``, ``bearl eval``, ``export``, ``report``, ``bench``, sweeps) reads this list."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from bearl.algos.base import Algorithm
 from bearl.algos.bc import BC
@@ -40,6 +44,28 @@ def algorithm_class(name: str) -> type[Algorithm]:
     return ALGORITHMS[key]
 
 
+def register(cls: type[Algorithm]) -> type[Algorithm]:
+    """Add the Algorithm subclass ``cls`` to the registry under ``cls.name`` (usable as a class
+    decorator); from then on ``bearl train --algo NAME`` trains it, ``--help`` lists its
+    settings, and its runs evaluate, export and report as any other. ConfigError when the name
+    (case-insensitive) is another class's or ``cls`` is no algorithm with a config dataclass."""
+    config = getattr(cls, "config_cls", None)
+    if not (isinstance(cls, type) and issubclass(cls, Algorithm)) or not (
+        isinstance(config, type) and dataclasses.is_dataclass(config)
+    ):
+        raise ConfigError(f"{cls!r}: not an Algorithm subclass with a config_cls dataclass")
+    taken = {k.lower(): v for k, v in ALGORITHMS.items()}.get(cls.name.lower())
+    if taken is not None and taken is not cls:
+        raise ConfigError(f"algorithm '{cls.name}' is registered already ({taken.__qualname__})")
+    ALGORITHMS[cls.name] = cls
+    return cls
+
+
+def unregister(name: str) -> type[Algorithm]:
+    """Remove the algorithm registered under ``name`` (case-insensitive) and return its class."""
+    return ALGORITHMS.pop(algorithm_class(name).name)
+
+
 __all__ = [
     "ALGORITHMS",
     "NOT_PROVIDED",
@@ -54,4 +80,4 @@ __all__ = [
     "IQL",
     "KLControl",
 ]
-__all__ += ["algorithm_class"]
+__all__ += ["algorithm_class", "register", "unregister"]

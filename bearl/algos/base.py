@@ -19,10 +19,15 @@ And as data, on the class: ``config_cls`` (a dataclass of its settings, see sett
 ``presets`` (``paper`` / ``original`` overrides of the config's defaults), ``preset_docs`` (what
 each preset is, in words: the start line of a run says it), ``env_presets``
 (per preset, per env family), ``bench_settings`` (what ``bearl bench`` runs, matched to the
-d3rlpy peer) and ``bench_peer_flags`` (how those settings are spelled for the peer).
+d3rlpy peer) and ``bench_peer_flags`` (how those settings are spelled for the peer). Three
+class methods let an algorithm fit its preset to a run's length (``run_preset``), say what
+extending such a run keeps (``extension_note``) and what ``--help`` states as the default
+(``default_text``); configuration calls them for every algorithm alike.
 
-Subclasses list their networks in ``self.nets`` and optimizers in ``self.optims`` (plain dicts),
-and any extra tensors/counters in ``self.extra_state()``; the base class saves and restores them.
+Subclasses build their networks (in their own order: building one draws its initial weights)
+and hand them to ``add_networks``, which lists them in ``self.nets``, moves them to the device
+and gives each optimizer its Adam in ``self.optims`` (plain dicts); any extra tensors/counters go
+in ``self.extra_state()``. The base class saves and restores them.
 """
 
 from __future__ import annotations
@@ -55,6 +60,29 @@ class Algorithm:
         """The config values of ``preset`` (``paper`` or ``original``) for an env family."""
         return {**cls.presets.get(preset, {}), **cls.env_presets.get(preset, {}).get(family, {})}
 
+    @classmethod
+    def run_preset(cls, preset: str, family: str | None, steps: int) -> dict[str, Any]:
+        """The config values ``preset`` gives a run of ``steps`` gradient steps (the values of
+        ``preset()``; an algorithm that scales a setting to the run's length overrides it:
+        BEAR's and CQL's warm start, bear.py)."""
+        return cls.preset(preset, family)
+
+    @classmethod
+    def extension_note(
+        cls, config: Any, preset: str, family: str | None, started: int, steps: int
+    ) -> str | None:
+        """What a run of ``config`` (``preset``, env ``family``) that started for ``started``
+        steps keeps when extended to ``steps``, where a new ``steps``-step run would be set
+        otherwise (``run_preset``); None when the two would not differ."""
+        return None
+
+    @classmethod
+    def default_text(cls, name: str, steps: int) -> str | None:
+        """``--help``'s default of setting ``name`` when a run's is not the config's default
+        (a setting ``run_preset`` scales; ``steps``: the default ``--steps``); None: the
+        config's default."""
+        return None
+
     def __init__(self, config: Any, obs_dim: int, act_dim: int, device: str | torch.device) -> None:
         self.cfg = config
         self.obs_dim, self.act_dim = obs_dim, act_dim
@@ -62,6 +90,20 @@ class Algorithm:
         self.nets: dict[str, nn.Module] = {}
         self.optims: dict[str, torch.optim.Optimizer] = {}
         self.step = 0  # gradient steps taken
+
+    def add_networks(
+        self,
+        nets: dict[str, nn.Module],
+        optims: dict[str, tuple[nn.Module | list[torch.Tensor], float]] | None = None,
+    ) -> None:
+        """List ``nets`` in ``self.nets`` by name (after any listed before), move them to the
+        device, then give each of ``optims`` (name -> (a network or a list of tensors, learning
+        rate)) its Adam in ``self.optims``. Nothing here draws a random number: the networks'
+        initial weights are drawn where the caller builds them."""
+        for name, net in nets.items():
+            self.nets[name] = net.to(self.device)
+        for name, (params, lr) in (optims or {}).items():
+            self.optims[name] = adam(params, lr)
 
     def prepare(self, dataset: Any) -> None:
         """Read what the algorithm needs from the whole dataset (a ``bearl.data.Dataset``)

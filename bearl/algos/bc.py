@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bearl.algos.base import Algorithm, adam
+from bearl.algos.base import Algorithm
 from bearl.algos.settings import ORIGINAL_VAE, ActorSettings, BatchSettings, VAESettings
 from bearl.data.dataset import Batch
 from bearl.nets import VAE, ActorAction, DeterministicActor, MeanAction, TanhGaussianActor
@@ -114,20 +114,16 @@ class BC(Algorithm):
         c = config
         if c.bc_type == "vae":
             self.policy = VAE(obs_dim, act_dim, c.vae_hidden, kl_weight=c.vae_kl_weight)
-            self.nets = {"vae": self.policy}
-            lr = c.vae_lr
+            name, lr = "vae", c.vae_lr
         elif c.bc_type == "gaussian":
             self.policy = TanhGaussianActor(
                 obs_dim, act_dim, c.actor_hidden, c.actor_log_std_bounds
             )
-            self.nets = {"actor": self.policy}
-            lr = c.actor_lr
+            name, lr = "actor", c.actor_lr
         else:
             self.policy = DeterministicActor(obs_dim, act_dim, c.actor_hidden)
-            self.nets = {"actor": self.policy}
-            lr = c.actor_lr
-        self.policy.to(self.device)
-        self.optims = {"policy": adam(self.policy, lr)}
+            name, lr = "actor", c.actor_lr
+        self.add_networks({name: self.policy}, {"policy": (self.policy, lr)})
 
     # -- the fitted loss ---------------------------------------------------------------------------
     def loss(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bearl.algos.base import Algorithm, adam, soft_update
+from bearl.algos.base import Algorithm, soft_update
 from bearl.algos.settings import (
     ActorSettings,
     BatchSettings,
@@ -120,20 +120,19 @@ class BCQ(Algorithm):
         self.critic = EnsembleCritic(obs_dim, act_dim, c.critic_hidden, n=2)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.nets = {
+        nets = {
             "vae": self.vae,
             "actor": self.actor,
             "critic": self.critic,
             "actor_target": self.actor_target,
             "critic_target": self.critic_target,
         }
-        for m in self.nets.values():
-            m.to(self.device)
-        self.optims = {
-            "vae": adam(self.vae, c.vae_lr),
-            "actor": adam(self.actor, c.actor_lr),
-            "critic": adam(self.critic, c.critic_lr),
+        optims = {
+            "vae": (self.vae, c.vae_lr),
+            "actor": (self.actor, c.actor_lr),
+            "critic": (self.critic, c.critic_lr),
         }
+        self.add_networks(nets, optims)
 
     # -- 1. behaviour model ------------------------------------------------------------------------
     def _vae_step(self, b: Batch) -> torch.Tensor:

@@ -12,7 +12,8 @@ Read top to bottom. Pieces (paper section / equation in brackets):
 4. Lagrange multiplier alpha = exp(log_alpha) by dual gradient ascent on (D - eps), log_alpha
    clamped to [log_alpha_min, lagrange_thresh] (``mode="auto"``), or fixed (``mode="fixed"``).
 5. During the first ``warm_start_steps`` gradient steps the actor only matches the behaviour
-   support (loss = alpha * D).
+   support (loss = alpha * D); a preset's warm start takes at most 1/5 of a run's steps
+   (``CappedWarmStart``).
 
 Fixes of the original code (docs/bear.md lists every difference): each loss is
 back-propagated before any optimizer step that changes what its graph depends on (the original
@@ -30,7 +31,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from bearl.algos.base import Algorithm, adam, soft_update
+from bearl.algos.base import Algorithm, soft_update
 from bearl.algos.settings import (
     ORIGINAL_CODE,
     ORIGINAL_VAE,
@@ -168,6 +169,60 @@ BENCH_SETTINGS: dict = {
 }
 
 
+# -- a run's length (docs/bear.md): a preset's warm start takes at most 1/5 of a run's steps -----
+WARM_START_MAX_FRACTION = 5
+
+
+class CappedWarmStart:
+    """BEAR's rule for a preset's ``warm_start_steps`` (CQL follows it too): a short run would
+    be all warm start, so a preset's value is capped at 1/WARM_START_MAX_FRACTION of the run's
+    steps; a value given is never capped. Mixed into an Algorithm, it provides the hooks the
+    configuration calls (base.py: ``run_preset``, ``extension_note``, ``default_text``)."""
+
+    @classmethod
+    def run_preset(cls, preset: str, family: str | None, steps: int) -> dict:
+        values = cls.preset(preset, family)
+        warm = values.get("warm_start_steps", cls.config_cls.warm_start_steps)
+        if warm > steps // WARM_START_MAX_FRACTION:
+            values["warm_start_steps"] = steps // WARM_START_MAX_FRACTION
+        return values
+
+    @classmethod
+    def extension_note(
+        cls, config, preset: str, family: str | None, started: int, steps: int
+    ) -> str | None:
+        """Extending a run whose warm start was capped for its first length keeps that warm
+        start; a new run of the new length would warm up for longer."""
+        warm = config.warm_start_steps
+        if steps <= started:
+            return None
+        full = cls.preset(preset, family).get("warm_start_steps", cls.config_cls.warm_start_steps)
+        if warm != started // WARM_START_MAX_FRACTION or full <= warm:
+            return None  # not capped (or set by hand): a new run would warm up as long
+        new = min(full, steps // WARM_START_MAX_FRACTION)
+        return (
+            f"extending to {steps} steps keeps the run's warm start of {warm} steps (the "
+            f"preset's {full}, capped at 1/{WARM_START_MAX_FRACTION} of the {started} steps it "
+            f"started with); a new {steps}-step run would warm up for {new}, so the two differ "
+            f"from step {warm + 1} on"
+        )
+
+    @classmethod
+    def default_text(cls, name: str, steps: int) -> str | None:
+        """The presets' warm starts and their cap (the dataclass default is one preset's)."""
+        if name != "warm_start_steps":
+            return None
+        default = cls.config_cls.warm_start_steps
+        per = " or ".join(
+            f"{cls.preset(p).get(name, default)} ({p})" for p in ("paper", "original")
+        )
+        return (
+            f"the preset's, {per}, capped at 1/{WARM_START_MAX_FRACTION} of --steps: "
+            f"{steps // WARM_START_MAX_FRACTION} at the default --steps {steps}; a value given "
+            "is never capped"
+        )
+
+
 class BestOfSampled(nn.Module):
     """BEAR's action rule (the original's): ``n`` samples of the actor per state, and the one
     with the highest Q_1."""
@@ -182,7 +237,7 @@ class BestOfSampled(nn.Module):
         return pick_best(cand, self.critic(obs.unsqueeze(1), cand, member=0))  # by Q_1 [B, K]
 
 
-class BEAR(Algorithm):
+class BEAR(CappedWarmStart, Algorithm):
     """BEAR with every knob of the original work; see the module docstring."""
 
     name: ClassVar[str] = "BEAR"
@@ -207,7 +262,7 @@ class BEAR(Algorithm):
         self.critic = EnsembleCritic(obs_dim, act_dim, c.critic_hidden, n=c.num_qs)
         self.vae = VAE(obs_dim, act_dim, c.vae_hidden, kl_weight=c.vae_kl_weight)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.nets = {
+        nets = {
             "actor": self.actor,
             "critic": self.critic,
             "vae": self.vae,
@@ -215,18 +270,17 @@ class BEAR(Algorithm):
         }
         if c.backup_with_target_actor:
             self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
-            self.nets["actor_target"] = self.actor_target
-        for m in self.nets.values():
-            m.to(self.device)
+            nets["actor_target"] = self.actor_target
         self.log_alpha = torch.tensor(
             float(c.init_log_alpha), device=self.device, requires_grad=True
         )
-        self.optims = {
-            "actor": adam(self.actor, c.actor_lr),
-            "critic": adam(self.critic, c.critic_lr),
-            "vae": adam(self.vae, c.vae_lr),
-            "alpha": adam([self.log_alpha], c.alpha_lr),
+        optims = {
+            "actor": (self.actor, c.actor_lr),
+            "critic": (self.critic, c.critic_lr),
+            "vae": (self.vae, c.vae_lr),
+            "alpha": ([self.log_alpha], c.alpha_lr),
         }
+        self.add_networks(nets, optims)
         self.eps = c.target_mmd_thresh if c.distance_type == "MMD" else c.target_kl_thresh
         self.std_factor = (
             c.lamda * ((1.0 - c.delta_conf) / c.delta_conf) ** 0.5

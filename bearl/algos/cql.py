@@ -7,7 +7,8 @@ Read top to bottom. Pieces (paper section / equation in brackets):
    with automatic entropy tuning of alpha = exp(log_alpha) towards the target entropy
    -act_dim: one Adam step on -log_alpha * (log pi(a|s) + target_entropy). During the first
    ``warm_start_steps`` gradient steps the actor is cloned instead (the authors' code's
-   ``policy_eval_start``): min E[ alpha * log pi(a|s) - log pi(a_data|s) ].
+   ``policy_eval_start``): min E[ alpha * log pi(a|s) - log pi(a_data|s) ]; a preset's warm
+   start is capped at 1/5 of a run's steps, as BEAR's (``CappedWarmStart``, bear.py).
 2. Critics: twin Q-functions on the clipped double-Q target (the B^pi of Eq. 4),
    y = r + gamma * (1 - terminal) * min_k Q'_k(s', a'),  a' ~ pi(.|s')  (``backup="sample"``).
    Eq. 4's backup has no entropy term and the authors' MuJoCo command runs without one
@@ -49,7 +50,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from bearl.algos.base import Algorithm, adam, soft_update
+from bearl.algos.base import Algorithm, soft_update
+from bearl.algos.bear import CappedWarmStart
 from bearl.algos.settings import ActorSettings, BatchSettings, CriticSettings
 from bearl.data.dataset import Batch
 from bearl.nets import EnsembleCritic, MeanAction, SampledAction, TanhGaussianActor
@@ -173,7 +175,7 @@ def importance_sampled_logsumexp(
     return temp * torch.logsumexp(x / temp, dim=-1)
 
 
-class CQL(Algorithm):
+class CQL(CappedWarmStart, Algorithm):
     """CQL(H) on SAC, with the Lagrange variant and the backups of the authors' code; see the
     module docstring."""
 
@@ -194,13 +196,7 @@ class CQL(Algorithm):
         self.actor = TanhGaussianActor(obs_dim, act_dim, c.actor_hidden, c.actor_log_std_bounds)
         self.critic = EnsembleCritic(obs_dim, act_dim, c.critic_hidden, n=2)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.nets = {
-            "actor": self.actor,
-            "critic": self.critic,
-            "critic_target": self.critic_target,
-        }
-        for m in self.nets.values():
-            m.to(self.device)
+        nets = {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
         self.target_entropy = float(-act_dim if c.target_entropy is None else c.target_entropy)
         self.log_alpha = torch.tensor(
             float(c.init_log_alpha), device=self.device, requires_grad=True
@@ -208,13 +204,14 @@ class CQL(Algorithm):
         self.log_alpha_prime = torch.tensor(
             float(c.init_log_alpha_prime), device=self.device, requires_grad=True
         )
-        self.optims = {
-            "actor": adam(self.actor, c.actor_lr),
-            "critic": adam(self.critic, c.critic_lr),
-            "alpha": adam([self.log_alpha], c.alpha_lr),
+        optims = {
+            "actor": (self.actor, c.actor_lr),
+            "critic": (self.critic, c.critic_lr),
+            "alpha": ([self.log_alpha], c.alpha_lr),
         }
         if c.lagrange:
-            self.optims["alpha_prime"] = adam([self.log_alpha_prime], c.alpha_prime_lr)
+            optims["alpha_prime"] = ([self.log_alpha_prime], c.alpha_prime_lr)
+        self.add_networks(nets, optims)
 
     # -- 2. critics ---------------------------------------------------------------------------
     @torch.no_grad()

@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bearl.algos.base import adam
 from bearl.algos.settings import ORIGINAL_CODE, ORIGINAL_VAE, BehaviorSettings, VAESettings
 from bearl.algos.td3 import TD3, TD3Config
 from bearl.data.dataset import Batch
@@ -99,11 +98,8 @@ class DQfD(TD3):
     def __init__(self, config: DQfDConfig, obs_dim: int, act_dim: int, device="cpu") -> None:
         super().__init__(config, obs_dim, act_dim, device)
         if config.demo_action == "vae":
-            self.vae = VAE(obs_dim, act_dim, config.vae_hidden, kl_weight=config.vae_kl_weight).to(
-                self.device
-            )
-            self.nets["vae"] = self.vae
-            self.optims["vae"] = adam(self.vae, config.vae_lr)
+            self.vae = VAE(obs_dim, act_dim, config.vae_hidden, kl_weight=config.vae_kl_weight)
+            self.add_networks({"vae": self.vae}, {"vae": (self.vae, config.vae_lr)})
 
     # -- 1. behaviour model (demo_action=vae) ------------------------------------------------------
     @torch.no_grad()

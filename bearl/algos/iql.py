@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bearl.algos.base import Algorithm, adam, soft_update
+from bearl.algos.base import Algorithm, soft_update
 from bearl.algos.settings import ActorSettings, BatchSettings, CriticSettings
 from bearl.data.dataset import Batch
 from bearl.nets import EnsembleCritic, GaussianActor, MeanAction, ValueNet
@@ -162,19 +162,18 @@ class IQL(Algorithm):
         self.critic = EnsembleCritic(obs_dim, act_dim, c.critic_hidden, n=2)
         self.value = ValueNet(obs_dim, c.value_hidden)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.nets = {
+        nets = {
             "actor": self.actor,
             "critic": self.critic,
             "value": self.value,
             "critic_target": self.critic_target,
         }
-        for m in self.nets.values():
-            m.to(self.device)
-        self.optims = {
-            "actor": adam(self.actor, c.actor_lr),
-            "critic": adam(self.critic, c.critic_lr),
-            "value": adam(self.value, c.value_lr),
+        optims = {
+            "actor": (self.actor, c.actor_lr),
+            "critic": (self.critic, c.critic_lr),
+            "value": (self.value, c.value_lr),
         }
+        self.add_networks(nets, optims)
         # rewards are multiplied by this in every update; set by prepare(), kept in extra_state
         self.reward_scale = torch.ones((), device=self.device)
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bearl.algos.base import Algorithm, adam, soft_update
+from bearl.algos.base import Algorithm, soft_update
 from bearl.algos.settings import ORIGINAL_CODE, ActorSettings, BatchSettings, CriticSettings
 from bearl.data.dataset import Batch
 from bearl.nets import EnsembleCritic, MeanAction, SampledAction, TanhGaussianActor
@@ -108,23 +108,22 @@ class KLControl(Algorithm):
         self.behavior = TanhGaussianActor(obs_dim, act_dim, c.actor_hidden, c.actor_log_std_bounds)
         self.critic = EnsembleCritic(obs_dim, act_dim, c.critic_hidden, n=2)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.nets = {
+        nets = {
             "actor": self.actor,
             "behavior": self.behavior,
             "critic": self.critic,
             "critic_target": self.critic_target,
         }
-        for m in self.nets.values():
-            m.to(self.device)
         self.log_alpha = torch.tensor(
             float(c.init_log_alpha), device=self.device, requires_grad=True
         )
-        self.optims = {
-            "actor": adam(self.actor, c.actor_lr),
-            "behavior": adam(self.behavior, c.behavior_lr),
-            "critic": adam(self.critic, c.critic_lr),
-            "alpha": adam([self.log_alpha], c.alpha_lr),
+        optims = {
+            "actor": (self.actor, c.actor_lr),
+            "behavior": (self.behavior, c.behavior_lr),
+            "critic": (self.critic, c.critic_lr),
+            "alpha": ([self.log_alpha], c.alpha_lr),
         }
+        self.add_networks(nets, optims)
         # metrics of the latest actor step, reported on the steps in between
         self.actor_metrics: dict[str, torch.Tensor] = {}
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bearl.algos.base import Algorithm, adam, soft_update
+from bearl.algos.base import Algorithm, soft_update
 from bearl.algos.settings import ORIGINAL_CODE, ActorSettings, BatchSettings, CriticSettings
 from bearl.data.dataset import Batch
 from bearl.nets import ActorAction, DeterministicActor, EnsembleCritic
@@ -84,18 +84,15 @@ class TD3(Algorithm):
         self.critic = EnsembleCritic(obs_dim, act_dim, c.critic_hidden, n=2)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.nets = {
+        nets = {
             "actor": self.actor,
             "critic": self.critic,
             "actor_target": self.actor_target,
             "critic_target": self.critic_target,
         }
-        for m in self.nets.values():
-            m.to(self.device)
-        self.optims = {
-            "actor": adam(self.actor, c.actor_lr),
-            "critic": adam(self.critic, c.critic_lr),
-        }
+        self.add_networks(
+            nets, {"actor": (self.actor, c.actor_lr), "critic": (self.critic, c.critic_lr)}
+        )
         # metrics of the latest actor step, reported on the steps in between
         self.actor_metrics: dict[str, torch.Tensor] = {}
 

@@ -89,8 +89,8 @@ class TD3BC(TD3):
 
     def __init__(self, config: TD3BCConfig, obs_dim: int, act_dim: int, device="cpu") -> None:
         super().__init__(config, obs_dim, act_dim, device)
-        self.obs_norm = ObsNormalizer(obs_dim).to(self.device)
-        self.nets["obs_norm"] = self.obs_norm
+        self.obs_norm = ObsNormalizer(obs_dim)
+        self.add_networks({"obs_norm": self.obs_norm})
 
     # -- 0. state normalisation -----------------------------------------------------------------
     def prepare(self, dataset) -> None:

@@ -113,7 +113,8 @@ class Trial:
 # -- spec -> trials -------------------------------------------------------------------------
 def load_spec(source: str | Path | dict[str, Any], where: str | None = None) -> SweepSpec:
     """Read and check a spec from a YAML file or a dict (``where``: its name in errors)."""
-    from bearl.config import ORIGINAL_FLAGS, load_yaml
+    from bearl.config import load_yaml
+    from bearl.original_flags import ORIGINAL_FLAGS
 
     where = where or ("spec" if isinstance(source, dict) else str(source))
     data = dict(source) if isinstance(source, dict) else load_yaml(source)
@@ -414,7 +415,8 @@ def run_trial(values: dict[str, Any]) -> dict[str, Any]:
         if status == "conflict":
             return {**out, "status": "conflict", "error": detail}
         from bearl.config import resolve
-        from bearl.training.loop import RunFolderBusy, train
+        from bearl.training.loop import train
+        from bearl.training.run_folder import RunFolderBusy
 
         cfg, algo_cfg = resolve(dict(values))
         torch.set_num_threads(1)
