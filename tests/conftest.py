@@ -15,6 +15,21 @@ import torch
 
 from bearl.data.dataset import Batch, Dataset, DatasetInfo
 
+# A BEAR run of a few steps on make_random_dataset(): small networks, 2 evaluation episodes.
+TINY_RUN = {
+    "dataset": "memory",
+    "env": "Pendulum-v1",
+    "eval_every": 20,
+    "eval_episodes": 2,
+    "actor_hidden": "32,32",
+    "critic_hidden": "32,32",
+    "vae_hidden": "32,32",
+    "warm_start_steps": 10,
+    "batch_size": 32,
+    "num_eval_samples": 4,
+    "progress": False,
+}
+
 
 def make_random_dataset(
     n: int = 600,

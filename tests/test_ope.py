@@ -19,21 +19,9 @@ from bearl.ope.fqe import FQEConfig, fit_fqe, normalized_value
 from bearl.ope.select import select
 from bearl.training.loop import train
 
-from conftest import make_random_dataset
+from conftest import TINY_RUN, make_random_dataset
 
-SMALL = {
-    "dataset": "memory",
-    "env": "Pendulum-v1",
-    "eval_every": 20,
-    "eval_episodes": 1,
-    "actor_hidden": "32,32",
-    "critic_hidden": "32,32",
-    "vae_hidden": "32,32",
-    "warm_start_steps": 10,
-    "batch_size": 32,
-    "num_eval_samples": 4,
-    "progress": False,
-}
+SMALL = {**TINY_RUN, "eval_episodes": 1}
 FAST = FQEConfig(steps=60, hidden=(16, 16), heads=2, batch_size=32, start_samples=2)
 
 

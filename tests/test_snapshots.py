@@ -12,21 +12,9 @@ from bearl.policy.load import load_policy
 from bearl.training.checkpoint import load_checkpoint, snapshot_path, snapshot_steps
 from bearl.training.loop import train
 
-from conftest import make_random_dataset
+from conftest import TINY_RUN, make_random_dataset
 
-SMALL = {
-    "dataset": "memory",
-    "env": "Pendulum-v1",
-    "eval_every": 20,
-    "eval_episodes": 1,
-    "actor_hidden": "32,32",
-    "critic_hidden": "32,32",
-    "vae_hidden": "32,32",
-    "warm_start_steps": 10,
-    "batch_size": 32,
-    "num_eval_samples": 4,
-    "progress": False,
-}
+SMALL = {**TINY_RUN, "eval_episodes": 1}
 
 
 def run(tmp_path, name, **over):

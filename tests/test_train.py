@@ -11,21 +11,9 @@ import torch
 from bearl.config import resolve
 from bearl.training.loop import MACHINE_COLUMNS, TrainingDiverged, train
 
-from conftest import make_random_dataset, run_folders_held
+from conftest import TINY_RUN, make_random_dataset, run_folders_held
 
-SMALL = {
-    "dataset": "memory",
-    "env": "Pendulum-v1",
-    "eval_every": 20,
-    "eval_episodes": 2,
-    "actor_hidden": "32,32",
-    "critic_hidden": "32,32",
-    "vae_hidden": "32,32",
-    "warm_start_steps": 10,
-    "batch_size": 32,
-    "num_eval_samples": 4,
-    "progress": False,
-}
+SMALL = TINY_RUN
 
 TRAINING_COLUMNS = {
     "critic_loss",
