@@ -829,6 +829,21 @@ def test_local_sweep_runs_skips_and_resumes(tmp_path):
     assert "batch_size" in next(iter(summary["errors"].values()))
 
 
+@pytest.mark.parametrize("on_ray", [False, True])
+def test_a_sweep_records_its_log_dir_as_written(tmp_path, monkeypatch, on_ray):
+    """A relative log_dir stays relative in the trials' params.json (no machine path in
+    committed run folders), on --local and in Ray workers alike."""
+    if on_ray:
+        pytest.importorskip("ray")
+    spec = _tiny_spec(tmp_path, seeds=(0,))
+    spec["log_dir"] = "studies/x/runs"
+    monkeypatch.chdir(tmp_path)
+    summary = run_sweep(spec, local=not on_ray, out=io.StringIO())
+    assert summary["counts"]["done"] == 1, summary
+    params = json.loads((tmp_path / "studies/x/runs/BEAR_pendulum_seed0/params.json").read_text())
+    assert params["train"]["log_dir"] == "studies/x/runs"
+
+
 def test_bf16_trials_wait_for_a_cpu_with_native_bf16(tmp_path, monkeypatch, capsys):
     """Where bf16 matmuls are converted (several times slower than fp32), a sweep defers its
     bf16 trials, runs the rest, and exits 3; --converted-bf16 runs them all the same."""

@@ -276,7 +276,7 @@ def _expand(spec: SweepSpec) -> list[Trial]:
         unknown = set(values) - anywhere
         if unknown:
             raise unknown_settings(unknown, f"{spec.source}: {part}", anywhere)
-    log_dir = Path(spec.log_dir).expanduser().absolute()
+    log_dir = Path(spec.log_dir).expanduser()  # as written: params.json holds no machine path
     trials: dict[str, Trial] = {}
     for dataset, algo_name in itertools.product(spec.datasets, spec.algos):
         algo = algorithm_class(algo_name).name
@@ -432,6 +432,18 @@ def run_trial(values: dict[str, Any]) -> dict[str, Any]:
         return {**out, "status": "failed", "error": f"{type(e).__name__}: {e}"}
     finally:
         torch.set_num_threads(threads)
+
+
+def run_trial_in(folder: str, values: dict[str, Any]) -> dict[str, Any]:
+    """:func:`run_trial` from ``folder`` (the sweep's working folder): a Ray worker may start
+    elsewhere, and the trials' relative log_dir and dataset paths are relative to the sweep's."""
+    import os
+
+    if os.path.isdir(folder):
+        os.chdir(folder)
+    else:  # a worker on another machine: the folder's path as it is here
+        values = {**values, "log_dir": os.path.join(folder, values["log_dir"])}
+    return run_trial(values)
 
 
 # -- progress ----------------------------------------------------------------------------------
@@ -766,13 +778,14 @@ def _ray_loop(
     """Run ``todo`` as Ray tasks, ``max_concurrent`` at once; ``running``: the tasks in flight
     (object ref -> trial), for the caller to cancel on an interrupt."""
     limit = max_concurrent or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    remote: Callable[..., Any] = ray.remote(num_cpus=1, max_retries=0)(run_trial)
+    remote: Callable[..., Any] = ray.remote(num_cpus=1, max_retries=0)(run_trial_in)
     pending = list(todo)
+    here = str(Path.cwd())
 
     def fill() -> None:
         while pending and len(running) < limit:
             t = pending.pop(0)
-            running[remote.remote(t.values)] = t
+            running[remote.remote(here, t.values)] = t
             progress.start(t)
 
     fill()
