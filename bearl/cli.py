@@ -986,7 +986,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _ope_parsers(sub) -> None:
     from bearl.config import add_dataclass_flags
-    from bearl.ope.fqe import FQEConfig
+    from bearl.training.fqe import FQEConfig
 
     p = sub.add_parser(
         "ope",
@@ -1036,8 +1036,8 @@ def _ope_parsers(sub) -> None:
 def cmd_ope(args: argparse.Namespace) -> int:
     from bearl.config import build
     from bearl.ope.estimate import ope_runs
-    from bearl.ope.fqe import FQEConfig
     from bearl.runs.folders import find_runs
+    from bearl.training.fqe import FQEConfig
 
     names = {f.name for f in fields(FQEConfig)}
     cfg = build(FQEConfig, {k: v for k, v in vars(args).items() if k in names}, strict=False)

@@ -75,6 +75,14 @@ class TrainConfig:
     under ``snapshots/step_NNNNNNN.pt`` in the run folder, for choosing a step offline
     (``bearl ope``, ``load_policy(run, checkpoint="step_N")``); default: at every evaluation
     step (every ``--eval_every``, with or without episodes); 0: none."""
+    fqe_every: int = 0
+    """Log an estimate of the current policy's value from data alone every this many steps (a
+    multiple of ``--eval_every``): ``FQEReturnStart`` (discounted return at the dataset's
+    episode starts) and ``FQEScore`` (normalized) in progress.csv, a learning curve without a
+    simulator (with ``--eval_episodes 0``). One FQE critic follows the policy through the run
+    (docs/ope.md); 0: none."""
+    fqe_updates: int = 2_000
+    """FQE gradient steps at each ``--fqe_every`` (about one per training step by default)."""
     eval_deterministic: bool = False
     """Also run each evaluation with the algorithm's deterministic action (BEAR, BCQ: the
     actor's mean instead of the best of sampled actions by Q) on the same episodes, logged as
@@ -118,6 +126,16 @@ class TrainConfig:
         if self.snapshot_every is not None and self.snapshot_every < 0:
             raise ConfigError(
                 f"--snapshot_every must be 0 (none) or a number of steps, got {self.snapshot_every}"
+            )
+        if self.fqe_every < 0 or self.fqe_updates < 1:
+            raise ConfigError(
+                f"--fqe_every must be 0 (none) or a number of steps and --fqe_updates at least "
+                f"1, got {self.fqe_every} and {self.fqe_updates}"
+            )
+        if self.fqe_every % self.eval_every:
+            raise ConfigError(
+                f"--fqe_every ({self.fqe_every}) must be a multiple of --eval_every "
+                f"({self.eval_every}): the estimate goes into the progress rows"
             )
         if self.precision not in ("fp32", "bf16"):
             raise ConfigError(f"--precision: expected fp32 or bf16, got '{self.precision}'")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,10 @@ import torch
 from bearl.cli import main
 from bearl.config import resolve
 from bearl.data.dataset import Dataset
+from bearl.errors import BearlError
 from bearl.ope.estimate import OPEError, ope_run
-from bearl.ope.fqe import FQEConfig, fit_fqe, normalized_value
 from bearl.ope.select import select
+from bearl.training.fqe import FQEConfig, FQETracker, fit_fqe, normalized_value
 from bearl.training.loop import train
 
 from conftest import TINY_RUN, make_random_dataset
@@ -58,6 +60,63 @@ def test_fqe_is_reproducible_and_leaves_the_callers_random_state_alone():
     b = fit_fqe([constant(0.2)], bandit(), FAST, gamma=0.5)
     c = fit_fqe([constant(0.2)], bandit(), FQEConfig(**{**vars(FAST), "seed": 1}), gamma=0.5)
     assert np.array_equal(a.heads, b.heads) and not np.array_equal(a.heads, c.heads)
+
+
+def test_the_tracking_fqe_follows_a_policy_that_changes():
+    """``--fqe_every``'s critic is warm-started at every call: it reaches the policy's value,
+    then the new value when the policy changes (+1, then -1 at gamma 0.5)."""
+    cfg = FQEConfig(hidden=(32, 32), lr=3e-3, tau=0.05, heads=1, batch_size=128)
+    tracker = FQETracker(bandit(), 0.5, None, updates=500, cfg=cfg)
+    for _ in range(3):
+        out = tracker(constant(0.5))
+    assert out["FQEReturnStart"] == pytest.approx(1.0, abs=0.1) and out["FQEScore"] is None
+    for _ in range(3):
+        out = tracker(constant(-0.5))
+    assert out["FQEReturnStart"] == pytest.approx(-1.0, abs=0.1)
+    assert tracker.fqe.steps == 3000
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_fqe_every_gives_a_learning_curve_without_changing_the_run(tmp_path):
+    """--fqe_every logs FQEReturnStart / FQEScore into progress.csv (blank between), leaves the
+    training's numbers as they are without it, and goes on exactly after a resume."""
+    no_sim = {"eval_episodes": 0, "steps": 60, "fqe_updates": 5}
+    plain = trained_run(tmp_path, "plain", **no_sim)
+    fqe = trained_run(tmp_path, "fqe", fqe_every=40, **no_sim)
+    rows = read_csv(fqe / "progress.csv")
+    assert [r["Step"] for r in rows] == ["20", "40", "60"]
+    assert rows[0]["FQEReturnStart"] == "" and rows[0]["FQEScore"] == ""
+    assert all(np.isfinite(float(r["FQEReturnStart"])) for r in rows[1:])
+    machine = {"WallTime", "UpdatesPerSecond", "MemoryMiB", "FQEReturnStart", "FQEScore"}
+
+    def strip(rs):
+        return [{k: v for k, v in r.items() if k not in machine} for r in rs]
+
+    assert strip(rows) == strip(read_csv(plain / "progress.csv"))
+    cut = trained_run(tmp_path, "cut", fqe_every=40, **{**no_sim, "steps": 40})
+    cfg, _ = resolve({**SMALL, "fqe_every": 40, **no_sim})
+    train(cfg, resume=cut, dataset=make_random_dataset())
+    again = read_csv(cut / "progress.csv")
+    assert [r["FQEReturnStart"] for r in again] == [r["FQEReturnStart"] for r in rows]
+
+
+@pytest.mark.parametrize(
+    "over, flag",
+    [
+        ({"fqe_every": 30}, "--fqe_every (30) must be a multiple of --eval_every (20)"),
+        ({"fqe_every": -1}, "--fqe_every must be 0"),
+        ({"fqe_updates": 0}, "--fqe_updates"),
+    ],
+)
+def test_bad_fqe_settings_are_one_line(over, flag):
+    with pytest.raises(BearlError, match=re.escape(flag)):
+        resolve({**SMALL, **over})
 
 
 def test_normalized_value_maps_the_discounted_references_to_0_and_100():

@@ -21,10 +21,10 @@ import torch
 from bearl.data.dataset import Dataset
 from bearl.errors import BearlError, one_line
 from bearl.files import read_json, write_atomic
-from bearl.ope.fqe import FQEConfig, fit_fqe, normalized_value
 from bearl.policy.load import load_policy
 from bearl.runs.folders import OPE_FILE
 from bearl.training.checkpoint import snapshot_steps
+from bearl.training.fqe import FQEConfig, fit_fqe, normalized_value
 
 FORMAT = 1
 

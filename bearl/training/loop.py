@@ -46,6 +46,7 @@ from bearl.training.checkpoint import (
     set_rng_state,
 )
 from bearl.training.evaluation import ActionScale, Evaluator
+from bearl.training.fqe import FQETracker
 from bearl.training.logging import truncate_progress
 from bearl.training.run_folder import (
     RunFolder,
@@ -128,6 +129,12 @@ def _train(run: RunConfig, run_dir: Path, dataset: Dataset | None) -> dict[str, 
         )
         dataset.check_spaces(*evaluator.spaces, env_name)
     scale = ActionScale.of(evaluator.spaces[1] if evaluator else None, dataset.act_dim, device)
+    tracker = None
+    if cfg.fqe_every:  # a learning curve from data alone
+        info = dataset.info
+        refs = references_or_d4rl(info.ref_min_score, info.ref_max_score, env_name)
+        gamma = getattr(algo_cfg, "gamma", 0.99)
+        tracker = FQETracker(dataset, gamma, refs, cfg.fqe_updates, device, cfg.seed)
     algo_cls = algorithm_class(cfg.algo)
     algo = algo_cls(algo_cfg, dataset.obs_dim, dataset.act_dim, device)
     if cfg.precision != "fp32":
@@ -147,7 +154,7 @@ def _train(run: RunConfig, run_dir: Path, dataset: Dataset | None) -> dict[str, 
     # a resumed run is restored before the logger reads progress.csv's header
     state, resume_note = RunState(), None
     if resume is not None:
-        state, resume_note = _restore(run_dir, algo, sampler)
+        state, resume_note = _restore(run_dir, algo, sampler, tracker)
     folder = RunFolder(run_dir, run, algo_cls.name, env_name, data)
     logger = open_logs(folder, dataset, state.step)
     for note in (behavior_note, resume_note):
@@ -178,10 +185,17 @@ def _train(run: RunConfig, run_dir: Path, dataset: Dataset | None) -> dict[str, 
                 bar.phase(f"evaluating {cfg.eval_episodes} episodes")
                 improved = _evaluate(evaluator, algo, step, row, state)
                 bar.training()
+            if tracker:
+                if step % cfg.fqe_every == 0 or step == cfg.steps:
+                    bar.phase(f"FQE, {cfg.fqe_updates} steps")
+                    row.update(tracker(lambda s: scale.to_env(algo.act(s))))
+                    bar.training()
+                else:
+                    row.update(tracker.empty())
             logger.row(row, step)
             if snap_every and (step % snap_every == 0 or step == cfg.steps):
                 save_snapshot(run_dir, algo, step, config)  # first: a checkpoint has its snapshots
-            _save(run_dir, algo, sampler, state, cfg, algo_cfg, improved)
+            _save(run_dir, algo, sampler, state, cfg, algo_cfg, improved, tracker)
             _report(bar, logger, cfg, row, state, evaluator is not None, step == cfg.steps)
         elif snap_every and step % snap_every == 0:
             save_snapshot(run_dir, algo, step, config)
@@ -247,7 +261,9 @@ def _evaluate(evaluator: Evaluator, algo, step: int, row: dict, state: RunState)
     return improved
 
 
-def _save(run_dir: Path, algo, sampler, state: RunState, cfg, algo_cfg, improved: bool) -> None:
+def _save(
+    run_dir: Path, algo, sampler, state: RunState, cfg, algo_cfg, improved: bool, tracker=None
+) -> None:
     """checkpoint.pt (and best.pt after the best evaluation so far), written atomically."""
     payload = {
         "algo": algo.state_dict(),
@@ -260,6 +276,8 @@ def _save(run_dir: Path, algo, sampler, state: RunState, cfg, algo_cfg, improved
         "config": {"train": to_dict(cfg), "algo": to_dict(algo_cfg)},
         "spaces": {"obs_dim": algo.obs_dim, "act_dim": algo.act_dim},
     }
+    if tracker is not None:  # the FQE critic following the policy goes on after a resume
+        payload["fqe"] = tracker.fqe.state_dict()
     if improved:  # first: a checkpoint.pt of this step always has its best.pt
         save_checkpoint(run_dir / "best.pt", payload)
     save_checkpoint(run_dir / "checkpoint.pt", payload)
@@ -280,7 +298,7 @@ def _report(
     state.next_row()
 
 
-def _restore(run_dir: Path, algo, sampler) -> tuple[RunState, str | None]:
+def _restore(run_dir: Path, algo, sampler, tracker=None) -> tuple[RunState, str | None]:
     """Networks, optimizers, sampler and RNG from checkpoint.pt; progress.csv cut back to it.
     Also returns a warning (printed here) when the checkpoint's sampler cannot go on exactly
     on this device."""
@@ -291,6 +309,8 @@ def _restore(run_dir: Path, algo, sampler) -> tuple[RunState, str | None]:
         note = f"warning: {run_dir / 'checkpoint.pt'}: {note}"
         print(f"bearl: {note}", file=sys.stderr)
     set_rng_state(ckpt["rng"])
+    if tracker is not None and "fqe" in ckpt:
+        tracker.fqe.load_state_dict(ckpt["fqe"])
     state = RunState(int(ckpt["step"]), float(ckpt["wall_time"]), ckpt["best"])
     truncate_progress(run_dir / "progress.csv", state.step)
     state.last = ckpt.get("last_row") or _full_precision(

@@ -20,14 +20,20 @@ import numpy as np
 from scipy import stats
 
 from bearl.ope.estimate import run_dataset
-from bearl.ope.fqe import FQEConfig, fit_fqe
 from bearl.perf import machine_line
 from bearl.policy.load import load_policy
 from bearl.training.checkpoint import snapshot_steps
+from bearl.training.fqe import FQEConfig, fit_fqe
 
 VARIANTS = {
     "256x2 lr1e-4 tau.005": FQEConfig(hidden=(256, 256), lr=1e-4, tau=0.005, heads=1),
     "128x2 lr3e-4 tau.01": FQEConfig(hidden=(128, 128), lr=3e-4, tau=0.01, heads=1),
+    # the target's lag (1 / tau steps) times the horizon (1 / (1 - gamma)) bounds how fast
+    # values propagate: 20k steps at tau .005 are only ~100 backups (0.99^100 = 0.37 left)
+    "128x2 lr3e-4 tau.005": FQEConfig(hidden=(128, 128), lr=3e-4, tau=0.005, heads=1),
+    "128x2 lr3e-4 tau.02": FQEConfig(hidden=(128, 128), lr=3e-4, tau=0.02, heads=1),
+    "128x2 lr3e-4 tau.05": FQEConfig(hidden=(128, 128), lr=3e-4, tau=0.05, heads=1),
+    "256x2 lr3e-4 tau.02": FQEConfig(hidden=(256, 256), lr=3e-4, tau=0.02, heads=1),
 }
 
 
@@ -42,7 +48,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--trace", type=int, default=1000)
     p.add_argument("--every", type=int, default=1, help="every N-th snapshot of each run")
-    p.add_argument("--json", default=None)
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names")
+    p.add_argument("--json", default=None, help="written after every variant")
     a = p.parse_args()
     runs = [Path(r) for r in a.runs]
     data = run_dataset(runs[0], None)
@@ -56,7 +63,8 @@ def main() -> None:
     gamma = 0.99
     out = {"machine": machine_line(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out["snapshots"], out["truth"], out["variants"] = names, true, {}
-    for name, cfg in VARIANTS.items():
+    for name in a.variants.split(","):
+        cfg = VARIANTS[name]
         res = fit_fqe(rules, data, replace(cfg, steps=a.steps), gamma, trace_every=a.trace)
         rows = []
         for step, est in res.trace:
@@ -70,9 +78,10 @@ def main() -> None:
             "seconds": round(res.seconds, 1),
             "trace": rows,
             "estimates": [float(x) for x in res.estimate],
+            "trace_estimates": [[round(float(x), 3) for x in est] for _, est in res.trace],
         }
-    if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
+        if a.json:
+            Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

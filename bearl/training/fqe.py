@@ -1,0 +1,289 @@
+"""Fitted Q Evaluation (Le, Voloshin & Yue, ICML 2019) of many policies at once.
+
+FQE fits Q^pi to a fixed dataset by regressing Q(s, a) on r + gamma * (1 - d) * Q'(s', a'),
+a' ~ pi(s') drawn with the policy's own action rule, Q' a slowly following target network. The
+policy's value is then the mean of Q(s0, pi(s0)) over the dataset's episode starts.
+
+The critics of every policy (a run's snapshots, or the snapshots of several runs on one dataset)
+train together as one batched ensemble of small MLPs: one minibatch, one matmul per layer for
+all of them. Each policy gets ``heads`` critics, each fitted to its own bootstrap resample of the
+dataset's episodes (Poisson(1) weights per episode, the same for every policy, so that policies
+are compared on the same resamples); the spread of the heads' estimates gives the interval.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from bearl.data.dataset import Dataset
+from bearl.nets import EnsembleLinear
+from bearl.progress import StepBar
+
+
+@dataclass
+class FQEConfig:
+    """Settings of the FQE fit (defaults chosen from measurements: studies/offline_selection)."""
+
+    steps: int = 20_000
+    """Gradient steps of every critic."""
+    batch_size: int = 256
+    """Transitions per minibatch (the same minibatch for every critic)."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of each critic."""
+    lr: float = 1e-4
+    """Adam learning rate."""
+    tau: float = 0.005
+    """Soft update rate of the target critics."""
+    gamma: float | None = None
+    """Discount; None: the run's own ``gamma``."""
+    heads: int = 5
+    """Critics per policy, each on its own bootstrap resample of the episodes (1: no interval)."""
+    start_samples: int = 10
+    """Actions drawn per episode start for the estimate (the action rule may be random)."""
+    seed: int = 0
+    """Seed of the critics' initialisation, the resamples and the minibatches."""
+
+
+class FQECritics(nn.Module):
+    """``n`` independent MLP critics Q_i(s, a); inputs shared ``[B, S+A]`` or per critic
+    ``[n, B, S+A]``; output ``[n, B]``."""
+
+    def __init__(self, n: int, in_dim: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        dims = [in_dim, *hidden]
+        self.layers = nn.ModuleList(EnsembleLinear(n, i, o) for i, o in zip(dims[:-1], dims[1:]))
+        self.out = EnsembleLinear(n, dims[-1], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x).relu_()
+        return self.out(x).squeeze(-1)
+
+
+@dataclass
+class FQEResult:
+    """Per policy: the estimate (mean over heads), its interval, and each head's estimate;
+    discounted returns at the dataset's episode starts."""
+
+    estimate: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    heads: np.ndarray  # [policies, heads]
+    seconds: float
+    steps: int
+    trace: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (step, estimates)
+
+
+Rule = Callable[[torch.Tensor], torch.Tensor]
+
+
+class FQE:
+    """The critics of ``policies`` policies (``heads`` each) on ``dataset``, fitted in rounds
+    (:meth:`fit`), estimated at the episode starts (:meth:`values`). Its random streams (the
+    critics' initialisation, the resamples, the minibatches and the policies' sampled actions)
+    are its own, seeded with ``cfg.seed``: fitting changes no caller's RNG, and its
+    :meth:`state_dict` goes on exactly after a resume."""
+
+    def __init__(
+        self, policies: int, dataset: Dataset, cfg: FQEConfig, gamma: float, device="cpu"
+    ) -> None:
+        self.device, self.cfg, self.gamma, self.dataset = torch.device(device), cfg, gamma, dataset
+        self.p, self.h = policies, max(1, int(cfg.heads))
+        n = self.p * self.h
+        with self._own_rng(restore=False):  # the policies' sampling goes on from here
+            torch.manual_seed(cfg.seed)
+            self.critic = FQECritics(n, dataset.obs_dim + dataset.act_dim, cfg.hidden)
+            self.critic.to(self.device)
+        self.target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        self.weights = _bootstrap_weights(dataset.num_episodes, self.h, self.gen).to(self.device)
+        self.sampler = dataset.sampler(cfg.batch_size, self.device, seed=cfg.seed)
+        self.episode = torch.as_tensor(_episode_of_rows(dataset), device=self.device)
+        self.steps = 0
+
+    @contextmanager
+    def _own_rng(self, restore: bool = True) -> Iterator[None]:
+        """Run on this FQE's torch RNG stream (kept in ``self.rng``), not the caller's."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            if restore:
+                torch.random.set_rng_state(self.rng)
+            yield
+            self.rng = torch.random.get_rng_state()
+
+    def fit(self, rules: Sequence[Rule], steps: int, bar: StepBar | None = None, trace_every=0):
+        """``steps`` more gradient steps of every critic against ``rules`` (one per policy);
+        with ``trace_every``, the estimates every that many steps: ``[(step, [p])]``."""
+        p, h, n, cfg = self.p, self.h, self.p * self.h, self.cfg
+        trace: list[tuple[int, np.ndarray]] = []
+        with self._own_rng():
+            for step in range(1, steps + 1):
+                idx = torch.randint(len(self.dataset), (cfg.batch_size,), generator=self.gen)
+                idx = idx.to(self.device)
+                b = self.sampler.rows(idx)
+                with torch.no_grad():
+                    nxt = torch.stack([rule(b.next_observations) for rule in rules])  # [p, B, A]
+                    nxt = nxt.repeat_interleave(h, dim=0)  # [n, B, A]: policy-major, heads inside
+                    s2 = b.next_observations.expand(n, -1, -1)
+                    q2 = self.target(torch.cat([s2, nxt], -1))
+                    y = b.rewards + self.gamma * (1.0 - b.terminals) * q2  # [n, B]
+                    w = self.weights[:, self.episode[idx]].repeat(p, 1)  # [n, B]
+                q = self.critic(torch.cat([b.observations, b.actions], -1))  # shared -> [n, B]
+                loss = (w * (q - y).pow(2)).mean(1).sum()
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                with torch.no_grad():
+                    for t, c in zip(self.target.parameters(), self.critic.parameters()):
+                        t.lerp_(c, cfg.tau)
+                if bar is not None and (step % 100 == 0 or step == steps):
+                    bar.advance(step)
+                if trace_every and step % trace_every == 0:
+                    trace.append((step, self._values(rules).mean(1)))
+        self.steps += steps
+        return trace
+
+    def values(self, rules: Sequence[Rule]) -> np.ndarray:
+        """Each critic's mean of Q(s0, a0) over the episode starts, a0 drawn ``start_samples``
+        times by the policy's rule: ``[p, heads]``."""
+        with self._own_rng():
+            return self._values(rules)
+
+    def _values(self, rules):
+        return _start_values(
+            self.critic, rules, self.dataset, self.cfg.start_samples, self.h, self.device
+        )
+
+    def state_dict(self) -> dict:
+        return {
+            "critic": self.critic.state_dict(),
+            "target": self.target.state_dict(),
+            "opt": self.opt.state_dict(),
+            "gen": self.gen.get_state(),
+            "rng": self.rng,
+            "steps": self.steps,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.critic.load_state_dict(state["critic"])
+        self.target.load_state_dict(state["target"])
+        self.opt.load_state_dict(state["opt"])
+        self.gen.set_state(state["gen"])
+        self.rng, self.steps = state["rng"], int(state["steps"])
+
+
+def fit_fqe(
+    rules: Sequence[Rule],
+    dataset: Dataset,
+    cfg: FQEConfig,
+    gamma: float,
+    progress: bool = False,
+    device: str | torch.device = "cpu",
+    trace_every: int = 0,
+) -> FQEResult:
+    """FQE of every policy in ``rules`` (each maps observations ``[B, S]`` to actions ``[B, A]``
+    in the dataset's action space) on ``dataset``; returns the value at its episode starts
+    (and, with ``trace_every``, the estimates every that many steps, to see them converge)."""
+    fqe = FQE(len(rules), dataset, cfg, gamma, device)
+    bar = StepBar(cfg.steps, 0, f"FQE of {len(rules)} policies", disable=not progress)
+    t0 = time.perf_counter()
+    trace = fqe.fit(rules, cfg.steps, bar, trace_every)
+    bar.finish()
+    seconds = time.perf_counter() - t0
+    per_head = fqe.values(rules)
+    est, low, high = interval(per_head)
+    return FQEResult(est, low, high, per_head, seconds, cfg.steps, trace)
+
+
+def interval(per_head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over the heads and the normal interval from their spread (NaN for one head)."""
+    est = per_head.mean(1)
+    if per_head.shape[1] > 1:
+        half = 1.96 * per_head.std(1, ddof=1)
+    else:
+        half = np.full(len(est), np.nan)
+    return est, est - half, est + half
+
+
+@torch.no_grad()
+def _start_values(critic, rules, dataset, samples, h, device) -> np.ndarray:
+    """Mean over the episode starts of Q_i(s0, a0), a0 drawn ``samples`` times: ``[p, h]``."""
+    s0 = torch.as_tensor(dataset.observations[dataset.episode_starts], device=device)
+    p = len(rules)
+    total = torch.zeros(p * h, dtype=torch.float64, device=device)
+    for _ in range(samples):
+        a0 = torch.stack([rule(s0) for rule in rules]).repeat_interleave(h, dim=0)
+        q = critic(torch.cat([s0.expand(p * h, -1, -1), a0], -1))
+        total += q.double().mean(1)
+    return (total / samples).reshape(p, h).cpu().numpy()
+
+
+def _episode_of_rows(dataset: Dataset) -> np.ndarray:
+    """The episode index of every transition."""
+    marks = np.zeros(len(dataset), dtype=np.int64)
+    marks[dataset.episode_starts[1:]] = 1
+    return np.cumsum(marks)
+
+
+def _bootstrap_weights(episodes: int, heads: int, gen: torch.Generator) -> torch.Tensor:
+    """Poisson(1) weight of every episode for each head (head 0 of one head: all ones)."""
+    if heads == 1:
+        return torch.ones(1, episodes)
+    rate = torch.ones(heads, episodes)
+    return torch.poisson(rate, generator=gen)
+
+
+def discounted_reference(score: float, gamma: float, horizon: int = 1000) -> float:
+    """A return per episode of ``horizon`` steps as the discounted return of the same reward
+    spread evenly over the steps: ``score / horizon * (1 - gamma^horizon) / (1 - gamma)``."""
+    return score / horizon * (1.0 - gamma**horizon) / (1.0 - gamma)
+
+
+def normalized_value(value: float, ref_min: float, ref_max: float, gamma: float) -> float:
+    """A discounted value on the dataset's normalized-score scale, with the references turned
+    into discounted returns by :func:`discounted_reference` (an approximation: it assumes
+    episodes of the full horizon with an even reward)."""
+    lo, hi = discounted_reference(ref_min, gamma), discounted_reference(ref_max, gamma)
+    return 100.0 * (value - lo) / (hi - lo) if math.isfinite(value) else math.nan
+
+
+class FQETracker:
+    """A learning curve without a simulator (``--fqe_every``): one FQE critic follows the
+    training policy through the run, ``updates`` more gradient steps at each call, warm-started
+    from where it was (the policy moves little between calls), and gives its value at the
+    dataset's episode starts."""
+
+    COLUMNS = ("FQEReturnStart", "FQEScore")
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        gamma: float,
+        refs: tuple[float, float] | None,
+        updates: int,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        cfg: FQEConfig | None = None,
+    ) -> None:
+        cfg = FQEConfig(heads=1, seed=seed) if cfg is None else cfg
+        self.fqe = FQE(1, dataset, cfg, gamma, device)
+        self.gamma, self.refs, self.updates = gamma, refs, updates
+
+    def __call__(self, rule: Rule) -> dict[str, float | None]:
+        self.fqe.fit([rule], self.updates)
+        value = float(self.fqe.values([rule])[0, 0])
+        score = normalized_value(value, *self.refs, self.gamma) if self.refs else None
+        return {"FQEReturnStart": value, "FQEScore": score}
+
+    def empty(self) -> dict[str, None]:
+        return dict.fromkeys(self.COLUMNS)
