@@ -181,6 +181,20 @@ def test_ope_refuses_bad_input_in_one_line(tmp_path):
         ope_run(run, cfg=FAST, dataset=one)
     with pytest.raises(OPEError, match="its dataset memory cannot be loaded"):
         ope_run(run, cfg=FAST)  # the run's own dataset was in memory: gone
+    # a snapshot written by another version of the algorithm (a layer of another width)
+    snap = run / "snapshots" / "step_0000020.pt"
+    payload = torch.load(snap, weights_only=True)
+    nets = payload["algo"]["nets"]
+    net = next(iter(nets))
+    key = next(k for k in nets[net] if k.endswith("weight"))
+    nets[net][key] = torch.zeros(nets[net][key].shape[0] + 3, nets[net][key].shape[1])
+    torch.save(payload, snap)
+    with pytest.raises(OPEError) as err:
+        ope_run(run, cfg=FAST, dataset=make_random_dataset())
+    text = str(err.value)
+    assert "\n" not in text and str(snap) in text and "snapshot of step 20 does not load: " in text
+    assert "size mismatch" in text and "load it with the bearl that wrote it" in text
+    assert "trained by bearl" in text
     assert not (run / "ope.json").exists()
 
 

@@ -122,7 +122,7 @@ def ope_run(
         try:
             policies.append(load_policy(run, checkpoint=f"step_{step}", device=device))
         except BearlError as e:
-            msg = f"{run}: snapshot of step {step} does not load ({one_line(e)})"
+            msg = f"snapshot of step {step} does not load: {e}"  # ours: one line already
             raise OPEError(msg) from None
     first = policies[0]
     gamma = cfg.gamma if cfg.gamma is not None else float(getattr(first.algo_config, "gamma", 0.99))

@@ -283,7 +283,14 @@ def load_policy(
     try:
         algo.load_state_dict(_to_device(state, dev))
     except (KeyError, RuntimeError, ValueError) as e:
-        msg = f"{path}: weights do not fit {algo_cls.name} ({one_line(e)})"
+        from bearl import __version__
+
+        made = (params.get("versions") or {}).get("bearl")
+        by = f", trained by bearl {made} (this is {__version__})" if made else ""
+        msg = (
+            f"{path}: weights do not fit this bearl's {algo_cls.name} ({one_line(e, 160)}){by}: "
+            "load it with the bearl that wrote it, or train the run again"
+        )
         raise CheckpointError(msg) from None
     for net in algo.nets.values():
         net.eval()
