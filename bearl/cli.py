@@ -628,7 +628,7 @@ def _sweep_parser(sub) -> None:
         "sweep",
         help="run algorithms x datasets x grid x seeds from a YAML spec (on Ray), resumable",
         description="Expand SPEC.yaml (algos, datasets, seeds or num_seeds, grid, base, "
-        "log_dir; see docs/experiments.md) into trials, one run folder each, and run the "
+        "log_dir; see docs/sweeps.md) into trials, one run folder each, and run the "
         "unfinished ones on Ray with one CPU per trial. Running it again skips finished "
         "trials and resumes interrupted ones from their checkpoints.",
     )

@@ -607,13 +607,3 @@ def default_settings(algorithm: str) -> dict[str, Any]:
     except ConfigError:
         return {}
     return {**to_dict(algo_cls.config_cls()), **to_dict(TrainConfig())}
-
-
-def __getattr__(name: str) -> Any:
-    # studies/hopper_suite/peer_bear.py reads BEAR's warm-start cap here; it is BEAR's own
-    # (bearl/algos/bear.py)
-    if name == "WARM_START_MAX_FRACTION":
-        from bearl.algos.bear import WARM_START_MAX_FRACTION
-
-        return WARM_START_MAX_FRACTION
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

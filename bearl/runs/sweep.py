@@ -1,6 +1,6 @@
 """Multi-seed sweeps: a YAML spec expanded into trials, run on Ray (or one after another).
 
-A spec (docs/experiments.md)::
+A spec (docs/sweeps.md)::
 
     log_dir: runs/sweep-bear          # parent of the trials' run folders
     algos: [BEAR, BCQ]

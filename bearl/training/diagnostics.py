@@ -1,4 +1,4 @@
-"""Diagnostics of bootstrapping error, logged with every evaluation (docs/experiments.md).
+"""Diagnostics of bootstrapping error, logged with every evaluation (docs/sweeps.md).
 
 BEAR's argument is that Q-learning on a fixed dataset goes wrong through actions the data does
 not support: their Q values are never corrected, the policy seeks them, the error compounds

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from bearl.algos.bear import BEARConfig
-from bearl.config import WARM_START_MAX_FRACTION
+from bearl.algos.bear import WARM_START_MAX_FRACTION, BEARConfig
 from bearl.data import load_dataset
 from bearl.data.d4rl import write_d4rl
 from bearl.envs import reference_scores
