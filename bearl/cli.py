@@ -532,9 +532,11 @@ def _report_parser(sub) -> None:
     w.add_argument(
         "--at",
         type=int,
+        action="append",
         metavar="STEP",
         help="the evaluation at STEP (or the last one before it) and the best up to it; runs "
-        "that have not reached STEP are left out and named",
+        "that have not reached STEP are left out and named; repeatable: the columns of each "
+        "step side by side (e.g. --at 50000 --at 200000), over the runs that reached the largest",
     )
     w.add_argument(
         "--last",
@@ -603,7 +605,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         args.format,
         args.by,
         args.metric,
-        Window(args.at, args.last),
+        Window.of(args.at, args.last),
         pool_precision=args.pool_precision,
         ci=args.ci,
         data_level=args.data_level,
@@ -1024,12 +1026,15 @@ def _ope_parsers(sub) -> None:
         "select",
         help="choose a run and snapshot from data alone (after bearl ope)",
         description="Name the run and snapshot that a rule chooses among the runs' scored "
-        "snapshots, and the chosen run's settings: fqe and critic use data alone, final takes "
+        "snapshots, and the chosen run's settings: fqe, fqe-low (the interval's lower end) and "
+        "critic use data alone (a snapshot whose FQE fit diverged ranks last), final takes "
         "each run's last snapshot (ranked by FQE), best-online the simulator's evaluation "
         "score (a reference). `bearl eval RUN --checkpoint step_N` then runs the choice.",
     )
     s.add_argument("runs", nargs="+", help="run folders, or folders of runs (one level down)")
-    s.add_argument("--by", default="fqe", choices=["fqe", "critic", "final", "best-online"])
+    from bearl.ope.select import RULES
+
+    s.add_argument("--by", default="fqe", choices=list(RULES))
     s.set_defaults(func=cmd_select)
 
 

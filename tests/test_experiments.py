@@ -376,22 +376,23 @@ def test_results_page_runs_table_counts_the_plan_and_the_repaired_peer_apart(tmp
     assert "repaired" not in plain
 
 
-def test_results_page_score_matrix_of_both_suites(tmp_path):
+def test_results_page_modern_algorithms_come_from_the_spec_in_order(tmp_path):
     """update_results.py (hopper suite) --modern: a spec's algorithms come from ``algos`` or its
-    ``parts`` in order; the matrix holds each cell's mean ± std over seeds (population std, as
-    ``bearl report``), the seed count
-    where it is not the planned 3, and a dash where nothing finished."""
+    ``parts`` in order (the rows of its table of finished seeds; its scores are ``bearl
+    report``'s, checked against the page by tests/test_studies.py)."""
     mod = _experiment_script("update_results")
     spec = {"algos": ["BEAR"], "parts": [{"algos": ["TD3BC", "IQL"]}, {"algos": ["CQL", "IQL"]}]}
     assert mod.spec_algos(spec) == ["BEAR", "TD3BC", "IQL", "CQL"]
     root = tmp_path / "suite"
-    for seed, final in enumerate([1.0, 2.0, 6.0]):
-        write_run(root, f"IQL_a_seed{seed}", "IQL", "a", seed, [0.0, final])
     write_run(root, "CQL_b_seed0", "CQL", "b", 0, [5.0, 4.0])
     write_run(root, "CQL_b_seed1", "CQL", "b", 1, [9.0], result=False)  # unfinished: left out
-    table = mod.score_matrix(mod.finished(root), ["IQL", "CQL"], ["a", "b"])
-    assert "| IQL | 3.0 ± 2.2 | – |" in table  # np.std([1, 2, 6]) = 2.16; ddof=1 gives 2.6
-    assert "| CQL | – | 4.0 (n=1) |" in table
+    table = mod.runs_table(mod.finished(root), mod.spec_algos(spec), ["a", "b"], 3)
+    assert table.splitlines()[2:6] == [
+        "| BEAR | – | – |",
+        "| TD3BC | – | – |",
+        "| IQL | – | – |",
+        "| CQL | – | 0 |",
+    ]
 
 
 def test_overestimation_and_distances_against_direct_computations():
@@ -1239,25 +1240,22 @@ def test_parity_verdict_is_twice_the_standard_error_of_the_difference():
     assert mod.verdict(ref, [33.0, 35.0]) == "incomplete"
 
 
-def test_study_table_reads_each_step_of_the_runs(tmp_path):
-    """studies/bear_200k/study_results.py: the score at a step, the best up to it, the mean of the
-    five evaluations ending there; runs short of the last step are in progress, not in it."""
+def test_study_reads_each_step_of_the_runs(tmp_path):
+    """studies/bear_200k/study_results.py (its claims): the score at a step, the best up to it,
+    the mean of the five evaluations ending there; runs short of the last step are in progress,
+    not in it; a longer run is read up to it."""
     mod = _experiment_script("study_results")
-    mod.STEPS, mod.AT = 60, (30, 60)
+    mod.STEPS = 60
     scores = [1.0, 5.0, 2.0, 3.0, 4.0, 6.0]  # evaluations at steps 10..60
     write_run(tmp_path, "BEAR_a_seed0", "BEAR", "a", 0, scores)
     write_run(tmp_path, "BEAR_a_seed1", "BEAR", "a", 1, scores[:3])
+    write_run(tmp_path, "BEAR_a_seed2", "BEAR", "a", 2, [*scores, 90.0])  # to step 70
     done, running = mod.load([tmp_path])
-    assert len(done[("a", "BEAR")]) == 1 and running == ["BEAR_a_seed1 (at step 30)"]
-    assert mod.at_step(done[("a", "BEAR")][0], "NormalizedScore", 30) == (2.0, 5.0, 8.0 / 3)
-    assert mod.at_step(done[("a", "BEAR")][0], "NormalizedScore", 60) == (6.0, 6.0, 4.0)
-    assert "| a | BEAR | own rule | 1 | fp32 | 2.0 / 5.0 / 2.7 | 6.0 / 6.0 / 4.0 |" in mod.table(
-        done
-    )
-    cheap = {"precision": "bf16", "behavior_model": "pretrained"}  # every row says what made it
-    write_run(tmp_path, "BEAR_a_seed2", "BEAR", "a", 2, scores, settings=cheap)
-    done, _ = mod.load([tmp_path])
-    assert "| a | BEAR | own rule | 2 | bf16 + pretrained x1, fp32 x1 |" in mod.table(done)
+    assert len(done[("a", "BEAR")]) == 2 and running == ["BEAR_a_seed1 (at step 30)"]
+    for d in done[("a", "BEAR")]:
+        assert mod.at_step(d, "NormalizedScore", 30) == (2.0, 5.0, 8.0 / 3)
+        assert mod.at_step(d, "NormalizedScore", 60) == (6.0, 6.0, 4.0)
+        assert mod.at_step(d, "NormalizedScore", 35) is None  # no evaluation at that step
 
 
 def test_study_figure_marks_the_warm_start_where_the_runs_agree(tmp_path, monkeypatch):
@@ -1344,7 +1342,7 @@ def test_study_claims_are_judged_by_the_parity_rule(tmp_path):
     )
     assert difference([1.0], [2.0, 3.0]) is None
 
-    mod.STEPS, mod.AT = 60, (30, 60)
+    mod.STEPS = 60
     for seed in range(3):
         write_run(tmp_path, f"BEAR_a_{seed}", "BEAR", "a", seed, [0, 0, 0, 0, 0, 40.0 + seed])
         write_run(tmp_path, f"BC_a_{seed}", "BC", "a", seed, [0, 0, 0, 0, 0, 10.0 + seed])
@@ -1403,7 +1401,7 @@ def test_study_results_of_another_folder_get_their_own_block(tmp_path):
     its name, and leaves the study's block alone; its claims skip algorithms it never ran
     (stage 3 has no TD3), while an algorithm with only an unfinished run keeps its claim."""
     mod = _experiment_script("study_results")
-    mod.STEPS, mod.AT = 60, (30, 60)
+    mod.STEPS = 60
     stage = tmp_path / "stage3"
     for seed in range(3):
         write_run(stage, f"BEAR_a_{seed}", "BEAR", "a", seed, [0, 0, 0, 0, 0, 40.0 + seed])
@@ -1430,11 +1428,12 @@ def test_study_results_of_another_folder_get_their_own_block(tmp_path):
 
 
 def test_study_probes_are_named_by_their_setting_and_read_up_to_their_length(tmp_path):
-    """studies/bear_200k/study_results.py --steps --by: a probe of one setting is its own row, named
-    after the setting (a run at the default, or from before the setting existed, stays under
-    the algorithm's name), and a longer reference run is read only up to the probes' length."""
+    """studies/bear_200k/study_results.py --steps --by: a probe of one setting is its own curve,
+    named after the setting (a run at the default, or from before the setting existed, stays
+    under the algorithm's name), and a longer reference run is read only up to the probes'
+    length."""
     mod = _experiment_script("study_results")
-    mod.STEPS, mod.AT = 40, (20, 40)
+    mod.STEPS = 40
     write_run(tmp_path, "BEAR_ref", "BEAR", "a", 0, [1.0, 2.0, 3.0, 4.0, 50.0, 60.0])
     write_run(tmp_path, "BEAR_eps", "BEAR", "a", 0, [5.0, 6.0, 7.0, 8.0],
               algo_cfg={"target_mmd_thresh": 0.1})  # fmt: skip
@@ -1446,9 +1445,8 @@ def test_study_probes_are_named_by_their_setting_and_read_up_to_their_length(tmp
     assert len(done[("a", "BEAR")]) == 2  # the default's values: pooled with the reference
     ref = next(d for d in done[("a", "BEAR")] if d["NormalizedScore"][0] == 1.0)
     assert list(ref["Step"]) == [10, 20, 30, 40] and ref["NormalizedScore"].max() == 4.0
-    assert "| a | BEAR (target_mmd_thresh=0.1) | own rule | 1 | fp32 | 6.0 / 6.0 / 5.5 | " in (
-        mod.table(done)
-    )
+    (eps,) = done[("a", "BEAR (target_mmd_thresh=0.1)")]
+    assert mod.at_step(eps, "NormalizedScore", 20) == (6.0, 6.0, 5.5)
     assert sorted(mod.load([tmp_path])[0]) == [("a", "BEAR")]  # without --by: one algorithm
 
 

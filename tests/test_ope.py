@@ -150,8 +150,11 @@ def test_ope_writes_one_entry_per_snapshot_and_touches_nothing_else(tmp_path):
     saved = json.loads((run / "ope.json").read_text())
     assert saved == json.loads(json.dumps(out))
     assert [e["step"] for e in saved["snapshots"]] == [20, 40]
+    lo, hi = saved["value_range"]
     for e in saved["snapshots"]:
         assert {"step", "fqe", "fqe_low", "fqe_high", "critic"} <= set(e)
+        heads = e["fqe_heads_return"]
+        assert e["diverged"] == (min(heads) < lo or max(heads) > hi)
         assert {"fqe_return", "critic_return"} <= set(e)  # the discounted returns beside
         assert e["fqe_low"] <= e["fqe"] <= e["fqe_high"]
     assert saved["normalized"] is True and saved["dataset"]["episodes"] == 12
@@ -245,6 +248,33 @@ def test_select_applies_each_rule_and_names_the_sweeps_choice(tmp_path):
     online, settings = select([tmp_path], "best-online")
     assert (online.run, online.step) == (b, 10)
     assert settings == {"algorithm": "BC", "dataset": "hopper-medium", "lr": 3e-4}
+
+
+def test_select_ranks_a_diverged_fit_last_and_can_be_pessimistic(tmp_path):
+    a = tmp_path / "a"
+    entries = [
+        {"step": 10, "fqe": 9000, "fqe_low": -500, "critic": 1, "diverged": True},
+        {"step": 20, "fqe": 40, "fqe_low": 10, "critic": 1, "diverged": False},
+        {"step": 30, "fqe": 45, "fqe_low": 5, "critic": 1, "diverged": False},
+    ]
+    write_ope(a, entries, {10: 1.0, 20: 45.0, 30: 40.0})
+    assert select([tmp_path], "fqe")[0].step == 30  # not the diverged 9000
+    assert select([tmp_path], "fqe-low")[0].step == 20  # the surer of the two
+    for e in entries:
+        e["diverged"] = True
+    (a / "ope.json").write_text(json.dumps({"snapshots": entries}))
+    assert select([tmp_path], "fqe")[0].step == 10  # all diverged: the estimates decide
+
+
+def test_value_range_is_what_the_rewards_allow():
+    from bearl.ope.estimate import value_range
+
+    d = bandit()  # rewards in [-1, 1]
+    lo, hi = value_range(d, 0.5)
+    assert lo == pytest.approx(d.rewards.min() / 0.5) and hi == pytest.approx(d.rewards.max() / 0.5)
+    positive = Dataset(d.observations, d.actions, d.rewards + 2.0, d.next_observations,
+                       d.terminals, d.timeouts)  # fmt: skip
+    assert value_range(positive, 0.5)[0] == 0.0  # an episode may end: 0 is reachable
 
 
 def test_select_without_ope_says_what_to_run(tmp_path, capsys):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def test_regret_at_k_with_and_without_ties():
     assert v.regret_at(truth, np.array([1.0, np.nan, 3.0, 2.0]), 1) == 20.0
 
 
-def write_run(folder: Path, name: str, algo: str, steps, truth, fqe, critic):
+def write_run(folder: Path, name: str, algo: str, steps, truth, fqe, critic, low=None, bad=()):
     run = folder / name
     run.mkdir(parents=True)
     train = {"algo": algo, "dataset": "hopper-medium"}
@@ -45,8 +46,10 @@ def write_run(folder: Path, name: str, algo: str, steps, truth, fqe, critic):
         f"{s},{t},{t / 10}" for s, t in zip(steps, truth)
     )  # NormalizedScore = truth / 10
     (run / "progress.csv").write_text(f"Step,DiscountedReturnStart,NormalizedScore\n{rows}\n")
+    low = low or [None] * len(steps)
     entries = [
-        {"step": s, "fqe_return": f, "critic_return": c} for s, f, c in zip(steps, fqe, critic)
+        {"step": s, "fqe_return": f, "critic_return": c, "fqe_low_return": lo, "diverged": s in bad}
+        for s, f, c, lo in zip(steps, fqe, critic, low)
     ]
     (run / "ope.json").write_text(json.dumps({"snapshots": entries}))
 
@@ -64,9 +67,33 @@ def test_validation_table_of_two_runs(tmp_path):
     assert critic["n"] == 2 and critic["regret@1"] == pytest.approx(30.0 - 5.0)
     final = v.metrics(points, "final")  # step 2 of A or B at random: 30 - (5 + 30) / 2
     assert final["regret@1"] == pytest.approx(12.5) and np.isnan(final["abs_error"])
+    assert np.isnan(v.metrics(points, "fqe-low")["regret@1"])  # no interval: no choice
     text = v.table(points)
     assert "| hopper-medium | fqe | 4 | 1.00 | 0.0 |" in text
     assert "| mean of datasets | final |" in text
+
+
+def test_the_pessimistic_rule_ranks_by_the_intervals_lower_end(tmp_path):
+    """fqe-low: a snapshot whose heads disagree (a wide interval) ranks below a sure one."""
+    v = script("validate")
+    truth, fqe, low = [100.0, 50.0, 20.0], [90.0, 400.0, 30.0], [80.0, 15.0, 10.0]
+    write_run(tmp_path, "A", "TD3", [1, 2, 3], truth, fqe, [0, 0, 0], low=low)
+    points = v.load([tmp_path])
+    assert v.metrics(points, "fqe")["regret@1"] == pytest.approx(10.0 - 5.0)  # takes step 2
+    low = v.metrics(points, "fqe-low")
+    assert low["regret@1"] == 0.0 and low["spearman"] == pytest.approx(1.0)
+    assert np.isnan(low["abs_error"])
+
+
+def test_a_diverged_fit_ranks_last_but_counts_in_the_error(tmp_path):
+    v = script("validate")
+    write_run(tmp_path, "A", "TD3", [1, 2, 3], [100.0, 50.0, 20.0], [90.0, 9e4, 30.0], [0, 0, 0],
+              bad=(2,))  # fmt: skip
+    points = v.load([tmp_path])
+    fqe = v.metrics(points, "fqe")
+    assert fqe["regret@1"] == 0.0 and fqe["spearman"] == pytest.approx(0.5)  # ranks 3, 1, 2
+    assert fqe["abs_error"] == pytest.approx((10 + (9e4 - 50) + 10) / 3)
+    assert "diverged (left the values the rewards allow) for 1 of 3" in v.table(points)
 
 
 def test_the_packaged_study_context_is_what_the_runs_give():
@@ -89,3 +116,66 @@ def test_the_end_of_a_run_puts_its_score_in_context():
     assert f"BEAR {packaged['BEAR']['last5_200k']:.1f}" in lines[0]
     assert "bearl train --dataset hopper-medium --steps 200000" in lines[1]
     assert _study_context({**result, "dataset": "my/data.hdf5"}) == []
+
+
+# -- the READMEs' tables that bearl report makes --------------------------------------------------
+ROOT = STUDIES.parent
+# a fenced block holding one `bearl report` command, then a blank line, then its output; or
+# (the README's results) the command in an HTML comment right above its table
+REPORT = re.compile(
+    r"^```bash\n(bearl report [^\n]*)\n```\n\n|^<!-- (bearl report [^\n]*) -->\n", re.M
+)
+
+
+def readme_reports() -> list[tuple[str, str, str]]:
+    """(README, command, the README's text after the command) for every table the READMEs say
+    ``bearl report`` makes."""
+    out = []
+    for readme in [ROOT / "README.md", *sorted(STUDIES.glob("*/README.md"))]:
+        text = readme.read_text()
+        for m in REPORT.finditer(text):
+            name = readme.relative_to(ROOT).as_posix()
+            out.append((name, m.group(1) or m.group(2), text[m.end() :]))
+    return out
+
+
+def test_the_readmes_have_report_tables():
+    """The pattern finds the tables (were it to find none, the next test would check nothing)."""
+    found = {readme for readme, _, _ in readme_reports()}
+    assert len(readme_reports()) >= 19
+    assert {
+        "README.md",
+        "studies/bear_200k/README.md",
+        "studies/hopper_suite/README.md",
+        "studies/modern_references/README.md",
+    } <= found
+
+
+def _ids(reports) -> list[str]:
+    """``README#n``: the n-th report table of the README."""
+    seen: dict[str, int] = {}
+    out = []
+    for readme, _, _ in reports:
+        seen[readme] = seen.get(readme, 0) + 1
+        out.append(f"{readme}#{seen[readme]}")
+    return out
+
+
+@pytest.mark.parametrize("readme, command, after", readme_reports(), ids=_ids(readme_reports()))
+def test_readme_table_is_the_output_of_its_command(readme, command, after, capsys, monkeypatch):
+    """Each table printed under a ``bearl report`` command is that command's output now, over
+    the committed run folders (the command run from the checkout's root, its globs expanded
+    as a shell does)."""
+    import glob
+    import shlex
+
+    from bearl.cli import main
+
+    monkeypatch.chdir(ROOT)
+    argv = []
+    for arg in shlex.split(command)[1:]:
+        argv += sorted(glob.glob(arg)) if any(c in arg for c in "*?[") else [arg]
+    assert "-o" not in argv and "--out" not in argv
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| ") and after.startswith(out), f"{readme}: `{command}`"

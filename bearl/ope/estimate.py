@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bearl.data.dataset import Dataset
@@ -136,9 +137,14 @@ def ope_run(
     critic = [_critic_start_value(p, data, cfg.start_samples) for p in policies]
 
     refs = _references(data, first)
+    lo, hi = value_range(data, gamma)
     entries = []
     for i, step in enumerate(steps):
+        heads = result.heads[i]
         e: dict[str, Any] = {"step": step}
+        # no policy's value lies outside what the data's rewards allow: a fit that went there
+        # diverged (typically the snapshot acts where the data has no actions)
+        e["diverged"] = bool(not np.all(np.isfinite(heads)) or heads.min() < lo or heads.max() > hi)
         values = {
             "fqe": result.estimate[i],
             "fqe_low": result.low[i],
@@ -167,12 +173,20 @@ def ope_run(
             "transitions": len(data),
         },
         "references": list(refs) if refs else None,
+        "value_range": [_round(lo), _round(hi)],
         "settings": asdict(cfg),
         "seconds": round(result.seconds, 1),
         "snapshots": [kept[s] for s in sorted(kept)],
     }
     write_atomic(path, (json.dumps(out, indent=2) + "\n").encode())
     return out
+
+
+def value_range(data: Dataset, gamma: float) -> tuple[float, float]:
+    """The discounted returns any policy can have with the data's rewards (an episode may end
+    early: 0 is inside): ``[min(0, r_min), max(0, r_max)] / (1 - gamma)``."""
+    r = np.asarray(data.rewards, dtype=np.float64)
+    return min(0.0, float(r.min())) / (1 - gamma), max(0.0, float(r.max())) / (1 - gamma)
 
 
 @torch.no_grad()

@@ -3,7 +3,10 @@ rules that need a simulator or ignore the choice).
 
 Rules, each a score per (run, snapshot); the largest wins:
 
-- ``fqe``: the FQE estimate in ``ope.json`` (``bearl ope``), from data alone;
+- ``fqe``: the FQE estimate in ``ope.json`` (``bearl ope``), from data alone; a snapshot whose
+  fit diverged (an estimate outside the values the data's rewards allow) ranks below all others;
+- ``fqe-low``: the lower end of FQE's interval, the same way (pessimism: a snapshot whose
+  bootstrap critics disagree ranks low);
 - ``critic``: the run's own critic at the dataset's episode starts (in ``ope.json``), from data
   alone, the naive rule every OPE paper compares against;
 - ``final``: every run's last snapshot, ranked by FQE when several runs compete (data alone);
@@ -24,7 +27,7 @@ from bearl.errors import BearlError
 from bearl.ope.estimate import OPE_FILE, read_ope
 from bearl.runs.folders import differing_settings, find_runs, run_info
 
-RULES = ("fqe", "critic", "final", "best-online")
+RULES = ("fqe", "fqe-low", "critic", "final", "best-online")
 
 
 @dataclass
@@ -37,6 +40,8 @@ class Candidate:
     critic: float | None
     online: float | None
     final: bool
+    fqe_low: float | None = None
+    diverged: bool = False
 
 
 def candidates(runs: list[str | Path]) -> list[Candidate]:
@@ -57,6 +62,8 @@ def candidates(runs: list[str | Path]) -> list[Candidate]:
                     _num(e.get("critic")),
                     online.get(int(e["step"])),
                     int(e["step"]) == last,
+                    _num(e.get("fqe_low")),
+                    bool(e.get("diverged", False)),
                 )  # fmt: skip
             )
     if not out:
@@ -74,11 +81,14 @@ def select(runs: list[str | Path], by: str = "fqe") -> tuple[Candidate, dict[str
     pool = candidates(runs)
     if by == "final":
         pool = [c for c in pool if c.final]
-    key = {"fqe": "fqe", "critic": "critic", "final": "fqe", "best-online": "online"}[by]
+    key = {"fqe": "fqe", "fqe-low": "fqe_low", "critic": "critic", "final": "fqe"}.get(by, "online")
     scored = [c for c in pool if getattr(c, key) is not None]
     if not scored:
         raise BearlError(f"--by {by}: no snapshot has a {key} value in these runs")
-    chosen = max(scored, key=lambda c: getattr(c, key))
+    if key.startswith("fqe"):  # a diverged fit ranks below every other
+        chosen = max(scored, key=lambda c: (not c.diverged, getattr(c, key)))
+    else:
+        chosen = max(scored, key=lambda c: getattr(c, key))
     infos = {c.run: run_info(c.run) for c in pool}
     info = infos[chosen.run]
     varied = differing_settings(list(infos.values()))  # the settings the sweep chose among

@@ -3,7 +3,7 @@ mean ± std over seeds (or, with ``--metric``, the final and largest value of an
 progress.csv column, e.g. ``Overestimation``); windows of evaluations up to a step; robust
 aggregates over datasets and the probability that one algorithm beats another.
 
-``bearl report RUN_DIR... [--format markdown|csv] [--metric COLUMN] [--at STEP] [--last K]``.
+``bearl report RUN_DIR... [--format markdown|csv] [--metric COLUMN] [--at STEP]... [--last K]``.
 Each run's numbers come from its ``result.json`` (``final_score``, ``best_score``, ``steps``),
 or from ``progress.csv`` for a run that has not finished (last row's ``NormalizedScore``, the
 max over rows, the last ``Step``); such runs are counted in the row's ``running`` and marked in
@@ -17,7 +17,8 @@ Windows (``--at STEP``, ``--last K``; every number then from ``progress.csv``): 
 at STEP (or the last one before it), the best up to it, and the mean of the last K evaluations
 up to it. Runs that have not reached STEP are left out of the numbers, counted apart in the
 seeds cell (``2 (+1 short)``) and named under the table. Without ``--at`` the window ends at
-each run's last evaluation.
+each run's last evaluation. ``--at`` more than once (``Window.also_at``): the columns of each
+step side by side, over the runs that reached the largest.
 
 Across runs (bearl/runs/stats.py; the score of a run is its last-K mean with ``--last``, else
 its value at ``--at`` or its final one): ``--ci`` adds each row's 95 % bootstrap interval of the
@@ -86,16 +87,41 @@ class RunScores:
 @dataclass(frozen=True)
 class Window:
     """Which evaluations a row's numbers come from: up to step ``at`` (None: every evaluation),
-    and the mean of the last ``last`` of them (None: no such column)."""
+    and the mean of the last ``last`` of them (None: no such column); ``also_at``: earlier steps
+    whose windows are shown beside it, in columns of their own (``--at`` given more than once:
+    ``at`` is the largest, the one a run must reach and the one its score is read at)."""
 
     at: int | None = None
     last: int | None = None
+    also_at: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.at is not None and self.at < 0:
-            raise BearlError(f"--at {self.at}: give a step of 0 or more")
+        for step in (self.at, *self.also_at):
+            if step is not None and step < 0:
+                raise BearlError(f"--at {step}: give a step of 0 or more")
         if self.last is not None and self.last < 1:
             raise BearlError(f"--last {self.last}: give a number of evaluations of 1 or more")
+        if self.also_at and (self.at is None or max(self.also_at) >= self.at):
+            raise BearlError("Window.also_at: steps before at")
+
+    @classmethod
+    def of(cls, at: int | Sequence[int] | None = None, last: int | None = None) -> Window:
+        """The window of ``--at`` (one step, several, or none) and ``--last``."""
+        if at is None or isinstance(at, int):
+            return cls(at, last)
+        steps = sorted(set(at))
+        if not steps:
+            return cls(None, last)
+        return cls(steps[-1], last, tuple(steps[:-1]))
+
+    @property
+    def steps(self) -> list[int | None]:
+        """Every window's step, the earlier ones first."""
+        return [*self.also_at, self.at]
+
+    def ending(self, step: int | None) -> Window:
+        """The one window that ends at ``step``."""
+        return Window(step, self.last)
 
     @property
     def active(self) -> bool:
@@ -133,6 +159,15 @@ class ReportRow:
     """With ``--ci``: the mean of ``scores`` and its bootstrap interval."""
     series: str = ""
     """The algorithm and the ``by`` settings: what ``--aggregate`` and ``--compare`` name."""
+    earlier: dict[int, list[tuple[float | None, float | None]]] = field(default_factory=dict)
+    """With ``Window.also_at``: per earlier step, (mean, std) of the value at it, the best up
+    to it and (with ``last``) the last-K mean, over the same runs as the row's own numbers."""
+
+    def windows(self, window: Window) -> list[tuple[float | None, float | None]]:
+        """(mean, std) of every number column, the earlier windows' first."""
+        own = [(self.final_mean, self.final_std), (self.best_mean, self.best_std)]
+        own += [(self.last_mean, self.last_std)] if window.last else []
+        return [pair for s in window.also_at for pair in self.earlier[s]] + own
 
 
 @dataclass(frozen=True)
@@ -261,6 +296,14 @@ def summarize(
     runs = [
         run_scores(r, metric, window) for r in find_runs(paths, ("result.json", "progress.csv"))
     ]
+    before = {  # the earlier windows (several --at), of the runs that reached the last one
+        step: {
+            r.info.path: run_scores(r.info.path, metric, window.ending(step))
+            for r in runs
+            if r.reached
+        }
+        for step in window.also_at
+    }
     if metric != SCORE:
         for r in runs:
             if r.final_score is None and r.reached:
@@ -308,6 +351,15 @@ def summarize(
             scores=main,
             series=first.algorithm + settings_suffix(first, by),
         )
+        for step, scored in before.items():
+            early = [scored[s.info.path] for s in group]
+            if metric != SCORE or normalized:
+                columns = [[e.final_score, e.best_score, e.last_score] for e in early]
+            else:
+                columns = [[e.final_return, e.best_return, e.last_return] for e in early]
+            row.earlier[step] = [
+                _mean_std([c[i] for c in columns]) for i in range(3 if window.last else 2)
+            ]
         if ci and main:
             row.ci = stats.aggregate([main], "mean", resamples, seed)
         rows.append(row)
@@ -360,6 +412,11 @@ def report(
             "--matrix lays out the table of groups: not with --aggregate, "
             "--compare or --improvement"
         )
+    if window.also_at and (matrix or sections):
+        raise BearlError(
+            "--at more than once adds columns to the table of groups: give one --at with "
+            "--matrix, --aggregate, --compare or --improvement"
+        )
     rows = summarize(paths, by, metric, window, pool_precision, ci, resamples, seed)
     boot = f"{resamples} resamples, seed {seed}"
     by = list(rows[0].by) if rows else list(by)  # (summarize may add precision)
@@ -393,8 +450,12 @@ def report(
 
 # -- the table of groups ---------------------------------------------------------------------------
 def _columns(metric: str, window: Window) -> list[str]:
-    """The headers of the numbers of a group: final (or at), best, and last K."""
+    """The headers of the numbers of a group: final (or at), best, and last K; with several
+    steps (``also_at``), those of each step, the earliest first."""
     from bearl.training.curve import step_label
+
+    if window.also_at:
+        return [c for s in window.steps for c in _columns(metric, window.ending(s))]
 
     k = f"last {window.last}" if window.last else None
     if window.at is not None:
@@ -428,8 +489,7 @@ def format_markdown(
         mark = " (return)" if r.measure == "return" else ""
         seeds = str(r.seeds) + (f" ({r.running} running)" if r.running else "")
         seeds += f" (+{len(r.short)} short)" if r.short else ""
-        values = [(r.final_mean, r.final_std), (r.best_mean, r.best_std)]
-        values += [(r.last_mean, r.last_std)] if window.last else []
+        values = r.windows(window)
         cells = [
             r.algorithm,
             r.dataset,
@@ -484,7 +544,7 @@ def format_markdown(
             "dataset sha1)."
         )
     if ci:
-        main = _columns(metric, window)[2 if window.last else 0]
+        main = _columns(metric, window.ending(window.at))[2 if window.last else 0]
         text += (
             f" 95% CI: of the mean of '{main}' over seeds, a percentile bootstrap over the "
             f"seeds ({boot}); with three seeds it is narrow (27 resamples are "
@@ -505,11 +565,13 @@ def format_csv(
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     first = "at" if window.at is not None else "final"
-    last = f"last{window.last}" if window.last else None
+    names = [first, "best"] + ([f"last{window.last}"] if window.last else [])
+    # several --at: every window's columns name their step (at_mean_50000, ...)
+    ends = [f"_{s}" for s in window.steps] if window.also_at else [""]
     w.writerow(
         ["algorithm", "dataset", *by, *(["settings"] if pool_precision else [])]
-        + ["seeds", "steps", "measure", f"{first}_mean", f"{first}_std", "best_mean", "best_std"]
-        + ([f"{last}_mean", f"{last}_std"] if last else [])
+        + ["seeds", "steps", "measure"]
+        + [f"{n}_{x}{e}" for e in ends for n in names for x in ("mean", "std")]
         + ["running"]
         + (["short"] if window.at is not None else [])
         + (["data_level_low", "data_level_high"] if data_level else [])
@@ -521,8 +583,7 @@ def format_csv(
             [r.algorithm, r.dataset, *(r.by[k] for k in by)]
             + ([r.settings] if pool_precision else [])
             + [r.seeds, r.steps, r.measure]
-            + [_full(v) for v in (r.final_mean, r.final_std, r.best_mean, r.best_std)]
-            + ([_full(r.last_mean), _full(r.last_std)] if last else [])
+            + [_full(v) for pair in r.windows(window) for v in pair]
             + [r.running]
             + ([len(r.short)] if window.at is not None else [])
             + ([_full(v) for v in r.level or (None, None)] if data_level else [])
@@ -860,6 +921,16 @@ def _window_words(metric: str, window: Window) -> str:
         return text + (f"; {k} of each run" if window.last else "") + " (from progress.csv)."
     from bearl.training.curve import step_label
 
+    if window.also_at:
+        labels = [step_label(s) for s in window.steps]
+        text = (
+            f"At {', '.join(labels[:-1])} and {labels[-1]}: the evaluation at that step (or the "
+            f"last one before it); {best} to each: {biggest} up to it"
+        )
+        text += f"; {k} up to it" if window.last else ""
+        return text + (
+            f" (from progress.csv; the runs that reached step {window.at:,}, in every column)."
+        )
     at = step_label(window.at)
     text = (
         f"At {at}: the evaluation at step {window.at:,} (or the last one before it); "

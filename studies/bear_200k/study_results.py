@@ -1,25 +1,29 @@
-"""The 200k-step study's figure and table (docs/results.md, issue #20), from the committed run
+"""The 200k-step study's figure and claims (its README.md, issue #20), from the committed run
 folders of ``studies/bear_200k/runs``:
 
-    python studies/bear_200k/study_results.py   # table to stdout, figure to figures/
-    python studies/bear_200k/study_results.py --write          # the table into docs/results.md
+    python studies/bear_200k/study_results.py   # claims to stdout, figure to figures/
+    python studies/bear_200k/study_results.py --write          # the claims into its README.md
     python studies/bear_200k/study_results.py studies/bear_200k/stage3 --write   # stage 3's block
     python studies/bear_200k/study_results.py studies/bear_200k/settings \
         studies/bear_200k/runs/BEAR_hopper-medium_seed0 \
         studies/bear_200k/runs/BC_hopper-medium_seed0 \
-        --steps 100000 --by target_mmd_thresh vae_kl_weight --write   # the settings probes
+        --steps 100000 --by target_mmd_thresh vae_kl_weight   # the settings probes' figure
+
+The score tables (at 50k, 100k and 200k: the score at the step, the best up to it, the mean of
+the last five evaluations up to it, for each action rule, and ``Overestimation``) are ``bearl
+report --at 50000 --at 100000 --at 200000 --last 5``, each command printed above its table in
+the README.
 
 Other folders than ``studies/bear_200k/runs`` (stage 3's replay datasets) get their own figure,
-``docs/figures/<folder>.png``, and their own block in docs/results.md, marked with the folders'
-names; there the claims about an algorithm that has no run in those folders are left out
-(stage 3 runs no TD3).
+``figures/<folder>.png``, and their own block in the README, marked with the folders' names;
+there the claims about an algorithm that has no run in those folders are left out (stage 3 runs
+no TD3).
 
-``--steps N`` reads the runs up to step N (runs that went further are cut there; the columns
-are 50k, 100k and 200k up to N, and N itself), and ``--by FIELD ...`` names each row after the
-settings of those fields where a run's differ from the algorithm's default (``BEAR
-(target_mmd_thresh=0.1)``), so that probes of one setting are not pooled with the runs they are
-compared with; the claims, which are about the algorithms as the paper sets them, are left out
-then.
+``--steps N`` reads the runs up to step N (runs that went further are cut there), and ``--by
+FIELD ...`` names each curve after the settings of those fields where a run's differ from the
+algorithm's default (``BEAR (target_mmd_thresh=0.1)``), so that probes of one setting are not
+pooled with the runs they are compared with; the claims, which are about the algorithms as the
+paper sets them, are left out then, and only the figure is drawn.
 
 Figure ``figures/study_200k.png``: one panel per dataset, the normalized score of every
 algorithm against gradient steps (mean ± std over seeds when there are several), the mean
@@ -27,11 +31,6 @@ action (``--eval_deterministic``) dashed beside the own rule of the algorithms t
 (``SAMPLING``: BEAR's best of sampled actions by Q, IQL's and CQL's policy samples), and the
 data's own level as a grey line. Only runs that have reached the last step of the
 study are drawn; runs in progress are listed as such.
-
-Table: per algorithm, dataset and action rule, at 50k, 100k and 200k steps: the score of that
-evaluation, the best up to it, and the mean of the five evaluations ending there (the final one
-alone is noisy), each as mean ± std over seeds; and the critic's ``Overestimation`` at the same
-steps (claim d of the issue).
 
 Claims: the paper's four, per dataset, from the runs at 200k steps (BEAR's own rule; the mean
 of the last five evaluations, as mean over seeds): (a) BEAR at or above BC, (b) BEAR at or
@@ -58,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from bearl.files import read_json
-from bearl.runs.folders import cost_settings, find_runs, run_info, show_value
+from bearl.runs.folders import find_runs, run_info, show_value
 from bearl.runs.plot import read_progress
 from bearl.runs.report import difference
 from bearl.training.curve import (
@@ -72,8 +71,6 @@ from bearl.training.curve import (
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 STEPS = 200_000
-AT = (50_000, 100_000, 200_000)
-RULES = {"NormalizedScore": "own rule", "DeterministicNormalizedScore": "mean action"}
 SAMPLING = ("BEAR", "IQL", "CQL")  # their own rule samples: the mean action is drawn too
 DOC = HERE / "README.md"
 DEFAULT = str(HERE / "runs")
@@ -101,9 +98,9 @@ def variant(info, by=()) -> str:
 
 
 def load(paths, algorithms: set[str] | None = None, by=()):
-    """{(dataset, algorithm): [progress dict per finished seed]}, and the unfinished runs;
-    ``algorithms``, when given, collects the algorithm of every run, finished or not; with
-    ``by``, the algorithm is named with those settings (``variant``)."""
+    """{(dataset, algorithm): [progress dict per finished seed]} (read up to ``STEPS``), and the
+    unfinished runs; ``algorithms``, when given, collects the algorithm of every run, finished
+    or not; with ``by``, the algorithm is named with those settings (``variant``)."""
     done, running = defaultdict(list), []
     for path in find_runs(paths, ("progress.csv",)):
         info = run_info(path)
@@ -122,7 +119,6 @@ def load(paths, algorithms: set[str] | None = None, by=()):
         if level is None:  # (result.json names it too)
             level = (read_json(path / "result.json") or {}).get("data_score")
         d["_level"] = None if level is None else round(float(level), 6)
-        d["_settings"] = cost_settings(info)
         done[(info.dataset, variant(info, by))].append(d)
     return done, running
 
@@ -142,58 +138,6 @@ def pm(xs: list[float]) -> str:
     if not xs:
         return "-"
     return f"{xs[0]:.1f}" if len(xs) == 1 else f"{np.mean(xs):.1f} ± {np.std(xs, ddof=1):.1f}"
-
-
-def settings_of(runs) -> str:
-    """Which settings made the seeds: ``fp32``, or ``fp32 x1, bf16 + pretrained x2``."""
-    counts: dict[str, int] = defaultdict(int)
-    for d in runs:
-        counts[d.get("_settings", "fp32")] += 1
-    if len(counts) == 1:
-        return next(iter(counts))
-    return ", ".join(f"{k} x{n}" for k, n in sorted(counts.items()))
-
-
-def table(done) -> str:
-    head = " | ".join(f"{s // 1000}k: at / best / last 5" for s in AT)
-    lines = [
-        f"| dataset | algorithm | rule | seeds | settings | {head} |",
-        "|---" * (5 + len(AT)) + "|",
-    ]
-    for (ds, algo), runs in sorted(done.items()):
-        for col, rule in RULES.items():
-            if not any(col in d for d in runs):
-                continue
-            if col != "NormalizedScore" and all(
-                np.array_equal(d[col], d["NormalizedScore"], equal_nan=True) for d in runs
-            ):
-                continue  # the same rule (e.g. BC's mean action)
-            cells = []
-            for s in AT:
-                vals = [v for v in (at_step(d, col, s) for d in runs) if v is not None]
-                cells.append(" / ".join(pm([v[i] for v in vals]) for i in range(3)))
-            lines.append(
-                f"| {ds} | {algo} | {rule} | {len(runs)} | {settings_of(runs)} "
-                f"| {' | '.join(cells)} |"
-            )
-    lines += [
-        "",
-        "| dataset | algorithm | seeds | "
-        + " | ".join(f"Overestimation at {s // 1000}k" for s in AT)
-        + " |",
-    ]
-    lines.append("|---" * (3 + len(AT)) + "|")
-    for (ds, algo), runs in sorted(done.items()):
-        cells = []
-        for s in AT:
-            vals = [float(d["Overestimation"][d["Step"] == s][0]) for d in runs
-                    if "Overestimation" in d and np.any(d["Step"] == s)
-                    and np.isfinite(d["Overestimation"][d["Step"] == s][0])]  # fmt: skip
-            cells.append(pm(vals) if vals else "-")
-        if set(cells) == {"-"}:
-            continue  # no critic (BC)
-        lines.append(f"| {ds} | {algo} | {len(runs)} | {' | '.join(cells)} |")
-    return "\n".join(lines) + "\n"
 
 
 # (claim, the algorithm BEAR is compared with, the column, the test BEAR must pass)
@@ -320,11 +264,11 @@ def figure(done, out: Path) -> None:
 
 
 def main() -> None:
-    global STEPS, AT
+    global STEPS
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("paths", nargs="*", default=[DEFAULT])
     p.add_argument(
-        "--figure", help="the figure's file (default: docs/figures/<first folder's name>.png)"
+        "--figure", help="the figure's file (default: figures/<first folder's name>.png here)"
     )
     p.add_argument(
         "--write",
@@ -339,19 +283,20 @@ def main() -> None:
         nargs="+",
         default=[],
         metavar="FIELD",
-        help="name the rows after these settings where they differ from the default; no claims",
+        help="name the curves after these settings where they differ from the default; no "
+        "claims, only the figure",
     )
     a = p.parse_args()
-    STEPS, AT = a.steps, tuple(sorted({s for s in AT if s < a.steps} | {a.steps}))
+    if a.by and a.write:
+        p.error("--by draws the figure only (the probes' tables are bearl report's): no --write")
+    STEPS = a.steps
     default = [Path(x).resolve() for x in a.paths] == [Path(DEFAULT).resolve()]
     algorithms: set[str] = set()
     done, running = load(a.paths, algorithms, a.by)
     if done:
         name = Path(a.paths[0]).resolve().name
         figure(done, Path(a.figure or HERE / "figures" / f"{name}.png"))
-    out = table(done)
-    if not a.by:
-        out += "\n" + claims(done, None if default else algorithms)
+    out = "" if a.by else claims(done, None if default else algorithms)
     if running:
         out += "\nIn progress: " + ", ".join(running) + "\n"
     if a.write:

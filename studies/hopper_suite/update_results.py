@@ -1,19 +1,15 @@
-"""Regenerate the generated parts of docs/results.md from the finished runs of the suite.
+"""Regenerate which seeds of the suite have finished, and its figures, from its runs.
 
     python studies/hopper_suite/update_results.py   # the hopper suite (BEAR, BCQ, BC, TD3, d3rlpy)
     python studies/hopper_suite/update_results.py --modern   # TD3+BC, IQL and CQL on it (issue #23)
 
 Reads every run folder of the suite's ``log_dir`` that has ``result.json`` and rewrites the
-blocks of docs/results.md between ``<!-- generated:NAME -->`` and ``<!-- end:NAME -->``:
-``runs`` (which seeds have finished, per algorithm and dataset), ``scores`` (``bearl report``),
-``overestimation`` and ``action_distance`` (``bearl report --metric Overestimation`` and
-``--metric NearestActionDistance``); it also redraws the three figures (``bearl plot``).
-With ``--modern`` it reads ``studies/modern_references/hopper_suite_modern.yaml``'s runs and
-rewrites the block
-``modern`` only: which seeds have finished, one matrix of the final scores of every algorithm
-of both suites (mean ± std over seeds), and ``bearl report`` of the modern runs under both
-action rules (their own, and the mean action that IQL's and CQL's authors evaluate with). The
-prose around them is written by hand.
+block ``runs`` of the study's README.md, between ``<!-- generated:runs -->`` and
+``<!-- end:runs -->`` (which seeds have finished, per algorithm and dataset); it also redraws
+the three figures (``bearl plot``). With ``--modern`` it reads
+``studies/modern_references/hopper_suite_modern.yaml``'s runs and rewrites the block ``modern``
+of that study's README.md: which of its seeds have finished. The score tables of both pages are
+``bearl report`` commands, each printed above its table; the prose is written by hand.
 """
 
 from __future__ import annotations
@@ -23,11 +19,9 @@ import json
 import re
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 from bearl.runs.plot import plot_runs
-from bearl.runs.report import report
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -73,7 +67,7 @@ def replace_block(text: str, name: str, body: str) -> str:
         rf"(<!-- generated:{name} -->\n)(?:.*?\n)?(<!-- end:{name} -->)", flags=re.DOTALL
     )
     if not pattern.search(text):
-        raise SystemExit(f"docs/results.md has no block <!-- generated:{name} -->")
+        raise SystemExit(f"the page has no block <!-- generated:{name} -->")
     return pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text)
 
 
@@ -85,46 +79,12 @@ def spec_algos(spec: dict) -> list[str]:
     return out
 
 
-def score_matrix(runs: list[Path], algos: list[str], datasets: list[str]) -> str:
-    """Final normalized score per algorithm (rows) and dataset (columns): mean ± std over the
-    finished seeds (population std, as ``bearl report``), with their count when it is not 3."""
-    scores: dict[tuple[str, str], list[float]] = {}
-    for d in runs:
-        r = json.loads((d / "result.json").read_text())
-        scores.setdefault((str(r["algo"]), str(r["dataset"])), []).append(float(r["final_score"]))
-    lines = ["| algorithm | " + " | ".join(datasets) + " |", "|---" + "|---:" * len(datasets) + "|"]
-    for algo in algos:
-        cells = []
-        for ds in datasets:
-            xs = scores.get((algo, ds), [])
-            if not xs:
-                cells.append("–")
-                continue
-            cell = f"{np.mean(xs):.1f}" + (f" ± {np.std(xs):.1f}" if len(xs) > 1 else "")
-            cells.append(cell + ("" if len(xs) == 3 else f" (n={len(xs)})"))
-        lines.append(f"| {algo} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def modern(doc: Path) -> None:
-    """Rewrite block ``modern`` of docs/results.md (see the module's docstring)."""
-    base = yaml.safe_load((HERE / "hopper_suite.yaml").read_text())
+    """Rewrite block ``modern`` of the modern references' README.md (see the module's
+    docstring)."""
     spec = yaml.safe_load((MODERN / "hopper_suite_modern.yaml").read_text())
-    runs, older = finished(ROOT / spec["log_dir"]), finished(ROOT / base["log_dir"])
-    algos, datasets = spec_algos(spec), spec["datasets"]
-    body = "\n\n".join(
-        [
-            runs_table(runs, algos, datasets, int(spec["num_seeds"])),
-            "Final normalized score, both suites (mean ± std over seeds, population std as in "
-            "the tables of `bearl report`; the algorithm's own action rule):",
-            score_matrix(older + runs, [*spec_algos(base), PEER, *algos], datasets),
-            "The modern references, their own rule (TD3+BC: its deterministic actor; IQL and "
-            "CQL: a sample of their policy):",
-            report(runs),
-            "The same runs evaluated with the mean action (`--eval_deterministic true`):",
-            report(runs, metric="DeterministicNormalizedScore"),
-        ]
-    )
+    runs = finished(ROOT / spec["log_dir"])
+    body = runs_table(runs, spec_algos(spec), spec["datasets"], int(spec["num_seeds"]))
     doc.write_text(replace_block(doc.read_text(), "modern", body))
     print(f"{doc}: block modern, {len(runs)} finished runs")
 
@@ -147,12 +107,9 @@ def main() -> None:
     text = replace_block(
         text, "runs", runs_table(runs, [*spec["algos"], PEER], spec["datasets"], seeds)
     )
-    text = replace_block(text, "scores", report(runs))
-    with_critic = [d for d in runs if not d.name.startswith(("BC_", PEER))]  # d3rlpy: not logged
-    text = replace_block(text, "overestimation", report(with_critic, metric="Overestimation"))
-    own = [d for d in runs if not d.name.startswith(PEER)]  # d3rlpy's runs: not logged
-    text = replace_block(text, "action_distance", report(own, metric=DISTANCE))
     doc.write_text(text)
+    with_critic = [d for d in runs if not d.name.startswith(("BC_", PEER))]  # d3rlpy: not logged
+    own = [d for d in runs if not d.name.startswith(PEER)]  # d3rlpy's runs: not logged
     figures = HERE / "figures"
     plot_runs(runs, figures / "hopper_suite_score.png")
     plot_runs(with_critic, figures / "hopper_suite_overestimation.png", metric="Overestimation")

@@ -7,7 +7,9 @@ critic (ope.json, `bearl ope`) against the truth from rollouts at the same step 
 
 Per dataset and over all datasets (each dataset's metrics, then their mean), for the rules
 
-- ``fqe``: FQE's estimate of the discounted value at the dataset's episode starts;
+- ``fqe``: FQE's estimate of the discounted value at the dataset's episode starts, a snapshot
+  whose fit diverged (``diverged`` in ope.json) ranked below all others, as ``bearl select``
+  does;
 - ``fqe-low``: the lower end of FQE's interval (pessimism: a snapshot whose bootstrap heads
   disagree, as they do where the policy leaves the data, ranks low);
 - ``critic``: the run's own critic at the same states (the naive estimate);
@@ -50,6 +52,7 @@ class Point:
     fqe: float | None  # discounted value
     fqe_low: float | None  # the lower end of its interval
     critic: float | None
+    diverged: bool  # FQE's fit left the values the data's rewards allow
     true_return: float  # discounted, from the start states, the evaluation's episodes
     true_score: float  # normalized score of the same episodes
 
@@ -79,6 +82,7 @@ def load(folders: list[Path]) -> list[Point]:
                         e.get("fqe_return"),
                         e.get("fqe_low_return"),
                         e.get("critic_return"),
+                        bool(e.get("diverged", False)),
                         float(row["DiscountedReturnStart"]),
                         float(row["NormalizedScore"]),
                     )  # fmt: skip
@@ -90,6 +94,20 @@ def scores(points: list[Point], rule: str) -> np.ndarray:
     """The rule's score of each point (NaN where it has none: the critic of BC)."""
     if rule == "final":
         return np.array([p.step for p in points], dtype=float)
+    out = estimates(points, rule)
+    if rule.startswith("fqe"):  # ranks: the diverged fits below every other, each in order
+        ok = ~np.isnan(out)
+        bad = np.array([p.diverged for p in points]) & ok
+        good = ok & ~bad
+        ranks = np.full(len(out), np.nan)
+        ranks[bad] = stats.rankdata(out[bad])
+        ranks[good] = bad.sum() + stats.rankdata(out[good])
+        return ranks
+    return out
+
+
+def estimates(points: list[Point], rule: str) -> np.ndarray:
+    """The rule's estimate of each point's discounted value (NaN where it has none)."""
     field = rule.replace("-", "_")
     return np.array([np.nan if getattr(p, field) is None else getattr(p, field) for p in points])
 
@@ -98,6 +116,8 @@ def regret_at(truth: np.ndarray, score: np.ndarray, k: int) -> float:
     """Best true score minus the best true score among the top k by ``score``; ties in
     ``score`` at the cut are in random order, so the result is its expectation over it."""
     ok = ~np.isnan(score)
+    if not ok.any():  # a rule with no score here (the critic of BC alone)
+        return math.nan
     truth_ok, score_ok = truth[ok], score[ok]
     order = np.argsort(-score_ok, kind="stable")
     cut = score_ok[order[min(k, len(order)) - 1]]
@@ -122,7 +142,11 @@ def metrics(points: list[Point], rule: str) -> dict[str, float]:
     s = scores(points, rule)
     ok = ~np.isnan(s)
     rho = stats.spearmanr(s[ok], truth_ret[ok]).statistic if ok.sum() > 2 else np.nan
-    err = np.nan if rule in ("final", "fqe-low") else float(np.mean(np.abs(s[ok] - truth_ret[ok])))
+    if rule in ("final", "fqe-low"):
+        err = np.nan
+    else:
+        est = estimates(points, rule)
+        err = float(np.mean(np.abs(est[ok] - truth_ret[ok])))
     return {
         "n": int(ok.sum()),
         "spearman": float(rho),
@@ -149,6 +173,11 @@ def table(points: list[Point]) -> str:
         mean = {k: float(np.nanmean([m[k] for m in per[rule]])) for k in per[rule][0]}
         mean["n"] = sum(m["n"] for m in per[rule])
         lines.append(_row("mean of datasets", rule, mean))
+    diverged = sum(p.diverged for p in points)
+    lines.append(
+        f"\nFQE's fit diverged (left the values the rewards allow) for {diverged} of "
+        f"{len(points)} snapshots."
+    )
     return "\n".join(lines) + "\n"
 
 
