@@ -52,6 +52,17 @@ def test_fqe_finds_each_policys_own_value_in_one_batched_fit():
     assert (res.low <= res.estimate).all() and (res.estimate <= res.high).all()
 
 
+def test_init_mean_starts_the_critics_at_the_datas_mean_value():
+    from bearl.training.fqe import FQE
+
+    d = bandit()
+    fqe = FQE(2, d, FQEConfig(hidden=(8,), heads=2, init_mean=True), gamma=0.9)
+    expected = float(np.mean(d.rewards)) / 0.1
+    assert torch.allclose(fqe.critic.out.bias, torch.full_like(fqe.critic.out.bias, expected))
+    plain = FQE(2, d, FQEConfig(hidden=(8,), heads=2), gamma=0.9)
+    assert plain.critic.out.bias.abs().max() < 1.0  # nn.Linear's init
+
+
 def test_fqe_is_reproducible_and_leaves_the_callers_random_state_alone():
     torch.manual_seed(123)
     before = torch.random.get_rng_state()

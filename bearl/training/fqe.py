@@ -47,6 +47,9 @@ class FQEConfig:
     """Discount; None: the run's own ``gamma``."""
     heads: int = 5
     """Critics per policy, each on its own bootstrap resample of the episodes (1: no interval)."""
+    init_mean: bool = False
+    """Start every critic's output at the data's mean reward / (1 - gamma) instead of about 0,
+    so that fewer backups are needed to reach values of that size."""
     start_samples: int = 10
     """Actions drawn per episode start for the estimate (the action rule may be random)."""
     seed: int = 0
@@ -102,6 +105,9 @@ class FQE:
         with self._own_rng(restore=False):  # the policies' sampling goes on from here
             torch.manual_seed(cfg.seed)
             self.critic = FQECritics(n, dataset.obs_dim + dataset.act_dim, cfg.hidden)
+            if cfg.init_mean:
+                with torch.no_grad():
+                    self.critic.out.bias.fill_(float(np.mean(dataset.rewards)) / (1 - gamma))
             self.critic.to(self.device)
         self.target = copy.deepcopy(self.critic).requires_grad_(False)
         self.opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)

@@ -34,6 +34,16 @@ VARIANTS = {
     "128x2 lr3e-4 tau.02": FQEConfig(hidden=(128, 128), lr=3e-4, tau=0.02, heads=1),
     "128x2 lr3e-4 tau.05": FQEConfig(hidden=(128, 128), lr=3e-4, tau=0.05, heads=1),
     "256x2 lr3e-4 tau.02": FQEConfig(hidden=(256, 256), lr=3e-4, tau=0.02, heads=1),
+    # the critic starts at the data's mean reward / (1 - gamma) instead of about 0
+    "128x2 lr3e-4 tau.02 init": FQEConfig(
+        hidden=(128, 128), lr=3e-4, tau=0.02, heads=1, init_mean=True
+    ),
+    "128x2 lr3e-4 tau.05 init": FQEConfig(
+        hidden=(128, 128), lr=3e-4, tau=0.05, heads=1, init_mean=True
+    ),
+    "128x2 lr1e-3 tau.02 init": FQEConfig(
+        hidden=(128, 128), lr=1e-3, tau=0.02, heads=1, init_mean=True
+    ),
 }
 
 
