@@ -59,7 +59,7 @@ def test_init_mean_starts_the_critics_at_the_datas_mean_value():
     fqe = FQE(2, d, FQEConfig(hidden=(8,), heads=2, init_mean=True), gamma=0.9)
     expected = float(np.mean(d.rewards)) / 0.1
     assert torch.allclose(fqe.critic.out.bias, torch.full_like(fqe.critic.out.bias, expected))
-    plain = FQE(2, d, FQEConfig(hidden=(8,), heads=2), gamma=0.9)
+    plain = FQE(2, d, FQEConfig(hidden=(8,), heads=2, init_mean=False), gamma=0.9)
     assert plain.critic.out.bias.abs().max() < 1.0  # nn.Linear's init
 
 

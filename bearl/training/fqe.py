@@ -33,21 +33,21 @@ from bearl.progress import StepBar
 class FQEConfig:
     """Settings of the FQE fit (defaults chosen from measurements: studies/offline_selection)."""
 
-    steps: int = 20_000
+    steps: int = 15_000
     """Gradient steps of every critic."""
     batch_size: int = 256
     """Transitions per minibatch (the same minibatch for every critic)."""
-    hidden: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = (128, 128)
     """Hidden layer widths of each critic."""
-    lr: float = 1e-4
+    lr: float = 3e-4
     """Adam learning rate."""
-    tau: float = 0.005
+    tau: float = 0.05
     """Soft update rate of the target critics."""
     gamma: float | None = None
     """Discount; None: the run's own ``gamma``."""
-    heads: int = 5
+    heads: int = 3
     """Critics per policy, each on its own bootstrap resample of the episodes (1: no interval)."""
-    init_mean: bool = False
+    init_mean: bool = True
     """Start every critic's output at the data's mean reward / (1 - gamma) instead of about 0,
     so that fewer backups are needed to reach values of that size."""
     start_samples: int = 10

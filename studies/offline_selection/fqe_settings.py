@@ -26,20 +26,35 @@ from bearl.training.checkpoint import snapshot_steps
 from bearl.training.fqe import FQEConfig, fit_fqe
 
 VARIANTS = {
-    "256x2 lr1e-4 tau.005": FQEConfig(hidden=(256, 256), lr=1e-4, tau=0.005, heads=1),
-    "128x2 lr3e-4 tau.01": FQEConfig(hidden=(128, 128), lr=3e-4, tau=0.01, heads=1),
+    "256x2 lr1e-4 tau.005": FQEConfig(
+        hidden=(256, 256), lr=1e-4, tau=0.005, heads=1, init_mean=False
+    ),
+    "128x2 lr3e-4 tau.01": FQEConfig(
+        hidden=(128, 128), lr=3e-4, tau=0.01, heads=1, init_mean=False
+    ),
     # the target's lag (1 / tau steps) times the horizon (1 / (1 - gamma)) bounds how fast
     # values propagate: 20k steps at tau .005 are only ~100 backups (0.99^100 = 0.37 left)
-    "128x2 lr3e-4 tau.005": FQEConfig(hidden=(128, 128), lr=3e-4, tau=0.005, heads=1),
-    "128x2 lr3e-4 tau.02": FQEConfig(hidden=(128, 128), lr=3e-4, tau=0.02, heads=1),
-    "128x2 lr3e-4 tau.05": FQEConfig(hidden=(128, 128), lr=3e-4, tau=0.05, heads=1),
-    "256x2 lr3e-4 tau.02": FQEConfig(hidden=(256, 256), lr=3e-4, tau=0.02, heads=1),
+    "128x2 lr3e-4 tau.005": FQEConfig(
+        hidden=(128, 128), lr=3e-4, tau=0.005, heads=1, init_mean=False
+    ),
+    "128x2 lr3e-4 tau.02": FQEConfig(
+        hidden=(128, 128), lr=3e-4, tau=0.02, heads=1, init_mean=False
+    ),
+    "128x2 lr3e-4 tau.05": FQEConfig(
+        hidden=(128, 128), lr=3e-4, tau=0.05, heads=1, init_mean=False
+    ),
+    "256x2 lr3e-4 tau.02": FQEConfig(
+        hidden=(256, 256), lr=3e-4, tau=0.02, heads=1, init_mean=False
+    ),
     # the critic starts at the data's mean reward / (1 - gamma) instead of about 0
     "128x2 lr3e-4 tau.02 init": FQEConfig(
         hidden=(128, 128), lr=3e-4, tau=0.02, heads=1, init_mean=True
     ),
     "128x2 lr3e-4 tau.05 init": FQEConfig(
         hidden=(128, 128), lr=3e-4, tau=0.05, heads=1, init_mean=True
+    ),
+    "256x2 lr3e-4 tau.02 init": FQEConfig(
+        hidden=(256, 256), lr=3e-4, tau=0.02, heads=1, init_mean=True
     ),
     "128x2 lr1e-3 tau.02 init": FQEConfig(
         hidden=(128, 128), lr=1e-3, tau=0.02, heads=1, init_mean=True
