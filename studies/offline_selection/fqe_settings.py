@@ -5,6 +5,10 @@ against the truth at the snapshots' steps (progress.csv), with the seconds each 
         --every 2 --json studies/offline_selection/fqe_settings.json
 
 All the runs must share one dataset. ``--every 2`` takes every other snapshot of each run.
+
+    cd studies/offline_selection && python fqe_settings.py --table fqe_convergence.json fqe_small*.json
+
+summarizes the measurements (the table in README.md).
 """
 
 from __future__ import annotations
@@ -67,15 +71,48 @@ def truth(run: Path) -> dict[int, float]:
         return {int(float(r["Step"])): float(r["DiscountedReturnStart"]) for r in csv.DictReader(f)}
 
 
+def summary(paths: list[str], at: tuple[int, ...] = (2000, 10000, 20000)) -> str:
+    """One row per variant of the given JSON files: the mean absolute error of the snapshots
+    whose policies stay near the data (all but TD3's) at the steps ``at``, and the range of
+    TD3's final estimates (whose fits diverge)."""
+    lines = [
+        "| file | snapshots | settings | abs. error at " + " / ".join(f"{s // 1000}k" for s in at)
+        + " | TD3's estimates at the end | seconds |",
+        "|---|---:|---|---|---|---:|",
+    ]  # fmt: skip
+    for path in paths:
+        d = json.loads(Path(path).read_text())
+        truth = np.array(d["truth"])
+        near = np.array([not n.startswith("TD3_") for n in d["snapshots"]])
+        for name, v in d["variants"].items():
+            steps = [r["step"] for r in v["trace"]]
+            est = np.array(v["trace_estimates"])
+            errs = [
+                f"{np.mean(np.abs(est[steps.index(s)][near] - truth[near])):.0f}"
+                if s in steps else "-"
+                for s in at
+            ]  # fmt: skip
+            td3 = est[-1][~near]
+            lines.append(
+                f"| {Path(path).name} | {len(truth)} | {name} | {' / '.join(errs)} | "
+                f"{td3.min():,.0f} to {td3.max():,.0f} | {v['seconds']:.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("runs", nargs="+")
+    p.add_argument("runs", nargs="*")
+    p.add_argument("--table", nargs="+", metavar="JSON", help="summarize earlier measurements")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--trace", type=int, default=1000)
     p.add_argument("--every", type=int, default=1, help="every N-th snapshot of each run")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names")
     p.add_argument("--json", default=None, help="written after every variant")
     a = p.parse_args()
+    if a.table:
+        print(summary(a.table), end="")
+        return
     runs = [Path(r) for r in a.runs]
     data = run_dataset(runs[0], None)
     rules, true, names = [], [], []
