@@ -79,3 +79,30 @@ def test_a_new_run_sets_an_earlier_runs_snapshots_aside(tmp_path):
     aside = [p for p in (tmp_path / "r").iterdir() if p.name.startswith("previous-")]
     assert len(aside) == 1 and snapshot_steps(aside[0]) == [20, 40]
     assert snapshot_steps(tmp_path / "r") == [20]
+
+
+def test_a_sweep_keeps_snapshots_and_an_extended_trial_adds_to_them(tmp_path):
+    """A spec's snapshot_every reaches its trials; more steps in the spec continue each trial
+    from its checkpoint, keeping the snapshots it had; `bearl ope` finds them over the sweep."""
+    import io
+
+    from bearl.data.d4rl import write_d4rl
+    from bearl.runs.folders import find_runs
+    from bearl.runs.sweep import run_sweep
+
+    data = tmp_path / "pendulum.hdf5"
+    write_d4rl(make_random_dataset(), data)
+    base = {k: v for k, v in SMALL.items() if k != "dataset"}
+    spec = {
+        "log_dir": str(tmp_path / "sweep"),
+        "algos": ["TD3"],
+        "datasets": [str(data)],
+        "seeds": [0],
+        "base": {**base, "steps": 20, "eval_every": 10, "snapshot_every": 5},
+    }
+    assert run_sweep(spec, local=True, out=io.StringIO())["counts"]["done"] == 1
+    (trial,) = find_runs([str(tmp_path / "sweep")])
+    assert snapshot_steps(trial) == [5, 10, 15, 20]
+    spec["base"]["steps"] = 30
+    assert run_sweep(spec, local=True, out=io.StringIO())["counts"]["done"] == 1
+    assert snapshot_steps(trial) == [5, 10, 15, 20, 25, 30]
