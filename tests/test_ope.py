@@ -81,6 +81,7 @@ def test_the_tracking_fqe_follows_a_policy_that_changes():
     for _ in range(3):
         out = tracker(constant(0.5))
     assert out["FQEReturnStart"] == pytest.approx(1.0, abs=0.1) and out["FQEScore"] is None
+    assert out["FQEDiverged"] == 0  # inside [-1, 1] / (1 - 0.5)
     for _ in range(3):
         out = tracker(constant(-0.5))
     assert out["FQEReturnStart"] == pytest.approx(-1.0, abs=0.1)
@@ -104,7 +105,7 @@ def test_fqe_every_gives_a_learning_curve_without_changing_the_run(tmp_path):
     assert [r["Step"] for r in rows] == ["20", "40", "60"]
     assert rows[0]["FQEReturnStart"] == "" and rows[0]["FQEScore"] == ""
     assert all(np.isfinite(float(r["FQEReturnStart"])) for r in rows[1:])
-    machine = {"WallTime", "UpdatesPerSecond", "MemoryMiB", "FQEReturnStart", "FQEScore"}
+    machine = {"WallTime", "UpdatesPerSecond", "MemoryMiB", *FQETracker.COLUMNS}
 
     def strip(rs):
         return [{k: v for k, v in r.items() if k not in machine} for r in rs]
@@ -278,7 +279,7 @@ def test_select_ranks_a_diverged_fit_last_and_can_be_pessimistic(tmp_path):
 
 
 def test_value_range_is_what_the_rewards_allow():
-    from bearl.ope.estimate import value_range
+    from bearl.training.fqe import value_range
 
     d = bandit()  # rewards in [-1, 1]
     lo, hi = value_range(d, 0.5)

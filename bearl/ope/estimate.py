@@ -25,7 +25,7 @@ from bearl.files import read_json, write_atomic
 from bearl.policy.load import load_policy
 from bearl.runs.folders import OPE_FILE
 from bearl.training.checkpoint import snapshot_steps
-from bearl.training.fqe import FQEConfig, fit_fqe, normalized_value
+from bearl.training.fqe import FQEConfig, fit_fqe, normalized_value, value_range
 
 FORMAT = 1
 
@@ -180,13 +180,6 @@ def ope_run(
     }
     write_atomic(path, (json.dumps(out, indent=2) + "\n").encode())
     return out
-
-
-def value_range(data: Dataset, gamma: float) -> tuple[float, float]:
-    """The discounted returns any policy can have with the data's rewards (an episode may end
-    early: 0 is inside): ``[min(0, r_min), max(0, r_max)] / (1 - gamma)``."""
-    r = np.asarray(data.rewards, dtype=np.float64)
-    return min(0.0, float(r.min())) / (1 - gamma), max(0.0, float(r.max())) / (1 - gamma)
 
 
 @torch.no_grad()

@@ -249,6 +249,13 @@ def _bootstrap_weights(episodes: int, heads: int, gen: torch.Generator) -> torch
     return torch.poisson(rate, generator=gen)
 
 
+def value_range(data: Dataset, gamma: float) -> tuple[float, float]:
+    """The discounted returns any policy can have with the data's rewards (an episode may end
+    early: 0 is inside): ``[min(0, r_min), max(0, r_max)] / (1 - gamma)``."""
+    r = np.asarray(data.rewards, dtype=np.float64)
+    return min(0.0, float(r.min())) / (1 - gamma), max(0.0, float(r.max())) / (1 - gamma)
+
+
 def discounted_reference(score: float, gamma: float, horizon: int = 1000) -> float:
     """A return per episode of ``horizon`` steps as the discounted return of the same reward
     spread evenly over the steps: ``score / horizon * (1 - gamma^horizon) / (1 - gamma)``."""
@@ -269,7 +276,7 @@ class FQETracker:
     from where it was (the policy moves little between calls), and gives its value at the
     dataset's episode starts."""
 
-    COLUMNS = ("FQEReturnStart", "FQEScore")
+    COLUMNS = ("FQEReturnStart", "FQEScore", "FQEDiverged")
 
     def __init__(
         self,
@@ -284,12 +291,15 @@ class FQETracker:
         cfg = FQEConfig(heads=1, seed=seed) if cfg is None else cfg
         self.fqe = FQE(1, dataset, cfg, gamma, device)
         self.gamma, self.refs, self.updates = gamma, refs, updates
+        self.range = value_range(dataset, gamma)
 
     def __call__(self, rule: Rule) -> dict[str, float | None]:
         self.fqe.fit([rule], self.updates)
         value = float(self.fqe.values([rule])[0, 0])
         score = normalized_value(value, *self.refs, self.gamma) if self.refs else None
-        return {"FQEReturnStart": value, "FQEScore": score}
+        lo, hi = self.range  # outside: the fit diverged (the policy acts where the data has not)
+        diverged = int(not (math.isfinite(value) and lo <= value <= hi))
+        return {"FQEReturnStart": value, "FQEScore": score, "FQEDiverged": diverged}
 
     def empty(self) -> dict[str, None]:
         return dict.fromkeys(self.COLUMNS)

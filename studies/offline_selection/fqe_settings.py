@@ -6,7 +6,8 @@ against the truth at the snapshots' steps (progress.csv), with the seconds each 
 
 All the runs must share one dataset. ``--every 2`` takes every other snapshot of each run.
 
-    cd studies/offline_selection && python fqe_settings.py --table fqe_convergence.json fqe_small*.json
+    cd studies/offline_selection
+    python fqe_settings.py --table fqe_convergence.json fqe_small*.json
 
 summarizes the measurements (the table in README.md).
 """
