@@ -80,10 +80,19 @@ def figure(data: dict[str, list[dict[str, str]]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    truths = [float(r["DiscountedReturnStart"]) for rs in data.values() for r in rs]
+    lo, hi = min(truths), max(truths)
+    lo, hi = lo - 0.5 * (hi - lo), hi + 0.5 * (hi - lo)
+    off = 0
     for i, (name, rs) in enumerate(data.items()):
         step = [float(r["Step"]) for r in rs]
+        fqe = [float(r["FQEReturnStart"]) for r in rs]
+        off += sum(not lo <= v <= hi for v in fqe)
         ax.plot(step, [float(r["DiscountedReturnStart"]) for r in rs], f"C{i}-", label=name)
-        ax.plot(step, [float(r["FQEReturnStart"]) for r in rs], f"C{i}--", label=f"{name}, FQE")
+        ax.plot(step, fqe, f"C{i}--", marker=".", label=f"{name}, FQE")
+    ax.set_ylim(lo, hi)  # a diverged FQE curve would flatten the others
+    if off:
+        ax.set_title(f"{off} FQE points off the plot (diverged)", fontsize=9)
     ax.set_xlabel("training step")
     ax.set_ylabel("discounted return from the start states")
     ax.legend(fontsize=7)
