@@ -68,6 +68,8 @@ def test_validation_table_of_two_runs(tmp_path):
     final = v.metrics(points, "final")  # step 2 of A or B at random: 30 - (5 + 30) / 2
     assert final["regret@1"] == pytest.approx(12.5) and np.isnan(final["abs_error"])
     assert np.isnan(v.metrics(points, "fqe-low")["regret@1"])  # no interval: no choice
+    oracle = v.metrics(points, "discounted truth")  # picks B's step 2 (300): score 30, no regret
+    assert oracle["regret@1"] == 0.0 and oracle["spearman"] == pytest.approx(1.0)
     text = v.table(points)
     assert "| hopper-medium | fqe | 4 | 1.00 | 0.0 |" in text
     assert "| mean of datasets | final |" in text
