@@ -1020,6 +1020,10 @@ def _ope_parsers(sub) -> None:
         "(skipped by default, so that an interrupted call goes on where it stopped)",
     )
     add_dataclass_flags(p, FQEConfig, "FQE settings")
+    p.add_argument(  # the name issue #47 and the --fqe_every docs use
+        "--fqe_steps", "--fqe-steps", dest="steps", type=int, default=argparse.SUPPRESS,
+        metavar="INT", help="the same as --steps",
+    )  # fmt: skip
     p.set_defaults(func=cmd_ope)
 
     s = sub.add_parser(

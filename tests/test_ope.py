@@ -219,10 +219,11 @@ def test_bearl_ope_and_select_on_the_command_line(tmp_path, capsys, monkeypatch)
     from bearl.data.d4rl import write_d4rl
 
     write_d4rl(make_random_dataset(), data)
-    args = ["ope", str(run), "--dataset", str(data), "--steps", "30", "--heads", "2"]
+    args = ["ope", str(run), "--dataset", str(data), "--fqe_steps", "30", "--heads", "2"]
     assert main([*args, "--hidden", "16,16", "--batch_size", "32", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "ope.json: 2 snapshots, FQE highest at step" in out
+    assert json.loads((run / "ope.json").read_text())["settings"]["steps"] == 30
     stamp = (run / "ope.json").stat().st_mtime_ns
     assert main([*args, "--hidden", "16,16", "--batch_size", "32", "--no-progress"]) == 0
     assert "done before" in capsys.readouterr().err  # an interrupted call goes on, not again
