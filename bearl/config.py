@@ -78,8 +78,9 @@ class TrainConfig:
     fqe_every: int = 0
     """Log an estimate of the current policy's value from data alone every this many steps (a
     multiple of ``--eval_every``): ``FQEReturnStart`` (discounted return at the dataset's
-    episode starts) and ``FQEScore`` (normalized) in progress.csv, a learning curve without a
-    simulator (with ``--eval_episodes 0``). One FQE critic follows the policy through the run
+    episode starts), ``FQEScore`` (normalized) and ``FQEDiverged`` (1: the estimate left the
+    values the data's rewards allow) in progress.csv, a learning curve without a simulator
+    (with ``--eval_episodes 0``). One FQE critic follows the policy through the run
     (docs/ope.md); 0: none."""
     fqe_updates: int = 2_000
     """FQE gradient steps at each ``--fqe_every`` (about one per training step by default)."""
