@@ -231,7 +231,11 @@ def figure(points: list[Point], path: Path) -> None:
         ax.set_title(d)
         ax.set_xlabel("true discounted return (20 episodes)")
     axes[0][0].set_ylabel("estimate: FQE (o), the run's critic (x)")
-    axes[0][-1].legend(fontsize=7)
+    handles = {}
+    for ax in axes[0]:  # one legend for every algorithm, whichever panel has it
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    axes[0][-1].legend(handles.values(), handles.keys(), fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
