@@ -178,12 +178,35 @@ def table(points: list[Point]) -> str:
         mean = {k: _nanmean([m[k] for m in per[rule]]) for k in per[rule][0]}
         mean["n"] = sum(m["n"] for m in per[rule])
         lines.append(_row("mean of datasets", rule, mean))
-    diverged = sum(p.diverged for p in points)
+    kept = [p for p in points if not p.diverged and p.fqe is not None]
+    err = _nanmean([abs(p.fqe - p.true_return) for p in kept])
     lines.append(
-        f"\nFQE's fit diverged (left the values the rewards allow) for {diverged} of "
-        f"{len(points)} snapshots."
+        f"\nFQE's fit diverged (left the values the rewards allow) for "
+        f"{sum(p.diverged for p in points)} of {len(points)} snapshots; over the {len(kept)} "
+        f"others its mean absolute error is {err:.1f}.\n"
     )
+    lines += [
+        "| dataset | rule | its top choice | estimate | true return | true score | best score |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d in datasets:
+        pts = [p for p in points if p.dataset == d]
+        best = max(p.true_score for p in pts)
+        for rule in RULES:
+            s = scores(pts, rule)
+            if rule == "final" or np.isnan(s).all():  # final: a tie of the runs' last ones
+                continue
+            top = pts[int(np.nanargmax(s))]
+            est = estimates([top], rule)[0] if rule not in ("final", "discounted truth") else None
+            lines.append(
+                f"| {d} | {rule} | {top.run}@{top.step} | {_f(est)} | {top.true_return:.1f} | "
+                f"{top.true_score:.1f} | {best:.1f} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def _f(x: float | None) -> str:
+    return "-" if x is None or math.isnan(x) else f"{x:.1f}"
 
 
 def _nanmean(values: list[float]) -> float:
