@@ -1056,12 +1056,17 @@ def cmd_ope(args: argparse.Namespace) -> int:
         progress=args.progress, device=args.device, redo=args.redo,
     )):  # fmt: skip
         key = "fqe" if out["normalized"] else "fqe_return"
-        best = max(out["snapshots"], key=lambda e: e.get(key) or float("-inf"))
-        print(
-            f"{run}/ope.json: {len(out['snapshots'])} snapshots, FQE highest at step "
-            f"{best['step']:,} ({best[key]:.1f}{'' if out['normalized'] else ' return'}); "
-            f"{out['seconds']:.0f} s"
-        )
+        snaps = out["snapshots"]
+        bad = sum(bool(e.get("diverged")) for e in snaps)
+        kept = [e for e in snaps if not e.get("diverged") and e.get(key) is not None]
+        if kept:
+            best = max(kept, key=lambda e: e[key])
+            unit = "" if out["normalized"] else " return"
+            top = f"FQE highest at step {best['step']:,} ({best[key]:.1f}{unit})"
+        else:
+            top = "no FQE fit stayed in range"
+        note = f", {bad} fits diverged (ranked last)" if bad else ""
+        print(f"{run}/ope.json: {len(snaps)} snapshots, {top}{note}; {out['seconds']:.0f} s")
     return 0
 
 

@@ -32,7 +32,7 @@ def set_matmul_dtype(module: nn.Module, dtype: torch.dtype | None) -> None:
             m.matmul_dtype = dtype
 
 
-def _hidden_precision(dtype: torch.dtype | None, x: torch.Tensor):
+def hidden_precision(dtype: torch.dtype | None, x: torch.Tensor):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(x.device.type, dtype=dtype)
@@ -110,7 +110,7 @@ class EnsembleCritic(nn.Module):
         """Q-values ``[n, *batch]``; with ``member=i`` only Q_i is computed, shape ``[*batch]``."""
         batch_shape = act.shape[:-1]
         sl = slice(None) if member is None else slice(member, member + 1)
-        with _hidden_precision(self.matmul_dtype, act):
+        with hidden_precision(self.matmul_dtype, act):
             x = self._hidden(obs, act, sl)
         q = self.out(x.float(), sl)  # float32 (a no-op at float32)
         return q.reshape(*batch_shape) if member is not None else q.reshape(self.n, *batch_shape)
@@ -162,7 +162,7 @@ class TanhGaussianActor(nn.Module):
         self.log_std_bounds = log_std_bounds
 
     def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with _hidden_precision(self.matmul_dtype, obs):  # the trunk is all hidden layers
+        with hidden_precision(self.matmul_dtype, obs):  # the trunk is all hidden layers
             h = F.relu(self.trunk(obs))
         h = h.float()  # the two heads stay float32 (a no-op at float32)
         log_std = self.log_std(h)

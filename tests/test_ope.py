@@ -294,3 +294,78 @@ def test_select_without_ope_says_what_to_run(tmp_path, capsys):
     trained_run(tmp_path, steps=20)
     assert main(["select", str(tmp_path)]) == 2
     assert "run `bearl ope RUN...` first" in capsys.readouterr().err
+
+
+def test_bf16_fqe_runs_its_hidden_layers_in_bf16_and_finds_the_same_values():
+    """--precision bf16: the hidden layers' outputs are bfloat16, the critics' output float32,
+    and the batched bandit's values come out as in float32 (the targets stay float32)."""
+    from bearl.training.fqe import FQE
+
+    cfg = FQEConfig(steps=1500, hidden=(32, 32), lr=3e-3, tau=0.05, heads=2, batch_size=128)
+    rules = [constant(0.5), constant(-0.5)]
+    fp32 = fit_fqe(rules, bandit(), cfg, gamma=0.5)
+    bf16_cfg = FQEConfig(**{**cfg.__dict__, "precision": "bf16"})
+    from test_precision import _MatmulDtypes
+
+    fqe = FQE(2, bandit(), bf16_cfg, gamma=0.5)
+    with _MatmulDtypes() as mode:
+        out = fqe.critic(torch.zeros(4, 3))
+    # two hidden layers' matmuls in bf16 (the 1-wide output layer is a multiply-sum in fp32)
+    assert mode.dtypes == [torch.bfloat16] * 2 and out.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in fqe.critic.parameters())
+    bf16 = fit_fqe(rules, bandit(), bf16_cfg, gamma=0.5)
+    assert bf16.estimate == pytest.approx([1.0, -1.0], abs=0.1)
+    assert bf16.estimate == pytest.approx(fp32.estimate, abs=0.05)
+    assert not np.array_equal(bf16.heads, fp32.heads)  # it did compute in another precision
+
+
+def test_an_ope_json_from_before_a_new_setting_counts_as_done(tmp_path, capsys):
+    """A setting added to FQEConfig later (e.g. precision) takes its default for files that
+    lack it, so `bearl ope` does not fit them again; another value is a new fit."""
+    run = trained_run(tmp_path, steps=40)
+    data = make_random_dataset()
+    ope_run(run, cfg=FAST, dataset=data)
+    path = run / "ope.json"
+    old = json.loads(path.read_text())
+    del old["settings"]["precision"]
+    path.write_text(json.dumps(old))
+    from bearl.ope.estimate import _done
+
+    assert _done(run, "all", FAST) is not None
+    assert _done(run, "all", FQEConfig(**{**FAST.__dict__, "precision": "bf16"})) is None
+
+
+def test_bad_fqe_precision_is_one_line(tmp_path, capsys):
+    run = trained_run(tmp_path, steps=40)
+    assert main(["ope", str(run), "--precision", "fp16", "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--precision: expected fp32 or bf16, got 'fp16'" in err
+
+
+def test_action_gap_is_the_mean_squared_distance_to_the_datas_actions():
+    from bearl.ope.estimate import action_gap
+
+    d = bandit()  # 2,000 rows: all of them are used
+    direct = float(np.mean((0.5 - d.actions[:, 0].astype(np.float64)) ** 2))
+    assert action_gap(constant(0.5), d) == pytest.approx(direct, rel=1e-6)  # float32 actions
+    noisy = lambda s: torch.rand(s.shape[0], 1)  # noqa: E731  (a sampling rule: seeded)
+    assert action_gap(noisy, d, seed=3) == action_gap(noisy, d, seed=3)
+
+
+def test_bearl_ope_adds_action_gaps_to_an_older_ope_json_without_fitting_again(tmp_path, capsys):
+    from bearl.ope.estimate import ope_runs
+
+    run = trained_run(tmp_path, steps=40)
+    data = make_random_dataset()
+    first = ope_run(run, cfg=FAST, dataset=data)
+    gaps = [e["action_gap"] for e in first["snapshots"]]
+    assert all(g is not None and g > 0 for g in gaps)
+    old = json.loads((run / "ope.json").read_text())
+    for e in old["snapshots"]:
+        del e["action_gap"]
+    (run / "ope.json").write_text(json.dumps(old))
+    (again,) = ope_runs([run], cfg=FAST, dataset=data)
+    assert "done before (action gaps added)" in capsys.readouterr().err
+    assert [e["action_gap"] for e in again["snapshots"]] == gaps
+    assert [e["fqe"] for e in again["snapshots"]] == [e["fqe"] for e in first["snapshots"]]
+    assert json.loads((run / "ope.json").read_text()) == again

@@ -135,6 +135,7 @@ def ope_run(
     rules = [p.module(deterministic=False) for p in policies]  # each policy's own rule
     result = fit_fqe(rules, data, cfg, gamma, progress=progress, device=device)
     critic = [_critic_start_value(p, data, cfg.start_samples) for p in policies]
+    gaps = [action_gap(rule, data, cfg.seed, device) for rule in rules]
 
     refs = _references(data, first)
     lo, hi = value_range(data, gamma)
@@ -155,11 +156,12 @@ def ope_run(
             e[key] = _round(normalized_value(v, *refs, gamma) if refs else v)
             e[f"{key}_return"] = _round(v)
         e["fqe_heads_return"] = [_round(v) for v in result.heads[i]]
+        e["action_gap"] = _round(gaps[i])
         entries.append(e)
 
     path = run / OPE_FILE
     old = read_json(path) or {}
-    same = json.dumps(old.get("settings")) == json.dumps(asdict(cfg))  # else: a new fit
+    same = _same_settings(old, cfg)  # else: a new fit
     kept = {e["step"]: e for e in old.get("snapshots", [])} if same else {}
     kept.update({e["step"]: e for e in entries})
     out = {
@@ -180,6 +182,38 @@ def ope_run(
     }
     write_atomic(path, (json.dumps(out, indent=2) + "\n").encode())
     return out
+
+
+GAP_ROWS = 20_000
+
+
+@torch.no_grad()
+def action_gap(rule, data: Dataset, seed: int = 0, device: str = "cpu") -> float:
+    """How far the policy acts from the data: the mean squared distance between its action
+    (its own rule, sampled) and the dataset's action at up to ``GAP_ROWS`` of the dataset's
+    states (a fixed random subset), in the dataset's action units. FQE extrapolates where it
+    is large (studies/offline_selection)."""
+    rows = np.random.default_rng(seed).permutation(len(data))[:GAP_ROWS]
+    s = torch.as_tensor(data.observations[rows], device=device)
+    a = torch.as_tensor(data.actions[rows], device=device)
+    with torch.random.fork_rng(devices=[]):  # the rule may sample: not from the caller's RNG
+        torch.manual_seed(seed)
+        return float((rule(s) - a).double().pow(2).sum(-1).mean())
+
+
+def add_action_gaps(
+    run: Path, old: dict[str, Any], dataset: str | Dataset | None = None, device: str = "cpu"
+) -> dict[str, Any]:
+    """Add ``action_gap`` to the entries of an ope.json written before it existed (no new FQE
+    fit: the policies' actions only); returns the new content."""
+    data = run_dataset(run, dataset)
+    seed = int((old.get("settings") or {}).get("seed", 0))
+    for e in old["snapshots"]:
+        if "action_gap" not in e:
+            policy = load_policy(run, checkpoint=f"step_{e['step']}", device=device)
+            e["action_gap"] = _round(action_gap(policy.module(False), data, seed, device))
+    write_atomic(run / OPE_FILE, (json.dumps(old, indent=2) + "\n").encode())
+    return old
 
 
 @torch.no_grad()
@@ -223,7 +257,12 @@ def ope_runs(runs: list[str | Path], redo: bool = False, **kwargs: Any) -> list[
     for i, run in enumerate(runs, 1):
         done = None if redo else _done(Path(run), kwargs.get("snapshots", "all"), kwargs.get("cfg"))
         if done is not None:
-            print(f"bearl ope [{i}/{len(runs)}] {run}: done before", file=sys.stderr, flush=True)
+            added = ""
+            if any("action_gap" not in e for e in done["snapshots"]):
+                kw = {k: kwargs[k] for k in ("dataset", "device") if k in kwargs}
+                done, added = add_action_gaps(Path(run), done, **kw), " (action gaps added)"
+            msg = f"bearl ope [{i}/{len(runs)}] {run}: done before{added}"
+            print(msg, file=sys.stderr, flush=True)
             out.append(done)
             continue
         print(f"bearl ope [{i}/{len(runs)}] {run}", file=sys.stderr, flush=True)
@@ -234,13 +273,22 @@ def ope_runs(runs: list[str | Path], redo: bool = False, **kwargs: Any) -> list[
 def _done(run: Path, snapshots: str, cfg: FQEConfig | None) -> dict[str, Any] | None:
     """The run's ope.json when it already holds ``snapshots`` fitted with ``cfg``."""
     old = read_json(run / OPE_FILE)
-    if not old or json.dumps(old.get("settings")) != json.dumps(asdict(cfg or FQEConfig())):
+    if not old or not _same_settings(old, cfg or FQEConfig()):
         return None
     try:
         want = set(choose_snapshots(run, snapshots))
     except OPEError:
         return None
     return old if want <= {e["step"] for e in old.get("snapshots", [])} else None
+
+
+def _same_settings(old: dict[str, Any], cfg: FQEConfig) -> bool:
+    """Whether an ope.json was fitted with ``cfg``; a setting added to FQEConfig since the file
+    was written counts as its default (the behaviour before the setting existed)."""
+    if "settings" not in old:
+        return False
+    had = {**asdict(FQEConfig()), **old["settings"]}
+    return json.dumps(had, sort_keys=True) == json.dumps(asdict(cfg), sort_keys=True)
 
 
 def read_ope(run: str | Path) -> list[dict[str, Any]]:

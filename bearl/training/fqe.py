@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from bearl.data.dataset import Dataset
-from bearl.nets import EnsembleLinear
+from bearl.errors import ConfigError
+from bearl.nets import EnsembleLinear, hidden_precision, set_matmul_dtype
 from bearl.progress import StepBar
 
 
@@ -54,11 +55,20 @@ class FQEConfig:
     """Actions drawn per episode start for the estimate (the action rule may be random)."""
     seed: int = 0
     """Seed of the critics' initialisation, the resamples and the minibatches."""
+    precision: str = "fp32"
+    """Matmul precision of the critics' hidden layers: ``fp32`` or ``bf16`` (the targets, the
+    loss, the output layer and the estimate stay float32; fast only where bf16 is native)."""
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"--precision: expected fp32 or bf16, got '{self.precision}'")
 
 
 class FQECritics(nn.Module):
     """``n`` independent MLP critics Q_i(s, a); inputs shared ``[B, S+A]`` or per critic
-    ``[n, B, S+A]``; output ``[n, B]``."""
+    ``[n, B, S+A]``; output ``[n, B]`` in float32 (hidden layers in ``matmul_dtype``)."""
+
+    matmul_dtype: torch.dtype | None = None
 
     def __init__(self, n: int, in_dim: int, hidden: Sequence[int]) -> None:
         super().__init__()
@@ -67,9 +77,10 @@ class FQECritics(nn.Module):
         self.out = EnsembleLinear(n, dims[-1], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x).relu_()
-        return self.out(x).squeeze(-1)
+        with hidden_precision(self.matmul_dtype, x):
+            for layer in self.layers:
+                x = layer(x).relu_()
+        return self.out(x.float()).squeeze(-1)  # (x.float() is a no-op at float32)
 
 
 @dataclass
@@ -109,6 +120,7 @@ class FQE:
                 with torch.no_grad():
                     self.critic.out.bias.fill_(float(np.mean(dataset.rewards)) / (1 - gamma))
             self.critic.to(self.device)
+            set_matmul_dtype(self.critic, {"fp32": None, "bf16": torch.bfloat16}[cfg.precision])
         self.target = copy.deepcopy(self.critic).requires_grad_(False)
         self.opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)

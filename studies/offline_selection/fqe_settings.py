@@ -64,6 +64,10 @@ VARIANTS = {
     "128x2 lr1e-3 tau.02 init": FQEConfig(
         hidden=(128, 128), lr=1e-3, tau=0.02, heads=1, init_mean=True
     ),
+    # bf16 against the seed-to-seed spread of fp32 (the defaults, one head)
+    "default 1 head": FQEConfig(heads=1),
+    "default 1 head seed1": FQEConfig(heads=1, seed=1),
+    "default 1 head bf16": FQEConfig(heads=1, precision="bf16"),
 }
 
 
