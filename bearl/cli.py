@@ -1077,6 +1077,11 @@ def cmd_select(args: argparse.Namespace) -> int:
     shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k not in ("algorithm", "dataset"))
     print(f"{chosen.run} at step {chosen.step:,} (by {args.by})")
     print(f"  {settings['algorithm']} on {settings['dataset']}" + (f": {shown}" if shown else ""))
+    if chosen.gap_ratio is not None:
+        line = f"  action gap {chosen.action_gap:.3g}, {chosen.gap_ratio:.1f}x the smallest here"
+        if chosen.gap_ratio > 2:  # where the validation found FQE overestimating
+            line += "; FQE extrapolates for policies far from the data (docs/ope.md)"
+        print(line)
     print(f"  run it: bearl eval {chosen.run} --checkpoint step_{chosen.step}")
     return 0
 

@@ -369,3 +369,21 @@ def test_bearl_ope_adds_action_gaps_to_an_older_ope_json_without_fitting_again(t
     assert [e["action_gap"] for e in again["snapshots"]] == gaps
     assert [e["fqe"] for e in again["snapshots"]] == [e["fqe"] for e in first["snapshots"]]
     assert json.loads((run / "ope.json").read_text()) == again
+
+
+def test_select_says_how_far_its_choice_acts_from_the_data(tmp_path, capsys):
+    a = tmp_path / "a"
+    entries = [
+        {"step": 10, "fqe": 90, "critic": 1, "action_gap": 0.9},
+        {"step": 20, "fqe": 40, "critic": 1, "action_gap": 0.3},
+    ]
+    write_ope(a, entries, {10: 1.0, 20: 45.0})
+    chosen = select([tmp_path], "fqe")[0]
+    assert chosen.step == 10 and chosen.gap_ratio == pytest.approx(3.0)
+    assert main(["select", str(tmp_path)]) == 0
+    assert "action gap 0.9, 3.0x the smallest here; FQE extrapolates" in capsys.readouterr().out
+    entries[0]["action_gap"] = 0.4
+    (a / "ope.json").write_text(json.dumps({"snapshots": entries}))
+    assert main(["select", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "action gap 0.4, 1.3x the smallest here\n" in out and "extrapolates" not in out

@@ -42,6 +42,8 @@ class Candidate:
     final: bool
     fqe_low: float | None = None
     diverged: bool = False
+    action_gap: float | None = None  # how far its actions are from the data's (ope.json)
+    gap_ratio: float | None = None  # its gap over the smallest among the candidates
 
 
 def candidates(runs: list[str | Path]) -> list[Candidate]:
@@ -64,6 +66,7 @@ def candidates(runs: list[str | Path]) -> list[Candidate]:
                     int(e["step"]) == last,
                     _num(e.get("fqe_low")),
                     bool(e.get("diverged", False)),
+                    _num(e.get("action_gap")),
                 )  # fmt: skip
             )
     if not out:
@@ -89,6 +92,9 @@ def select(runs: list[str | Path], by: str = "fqe") -> tuple[Candidate, dict[str
         chosen = max(scored, key=lambda c: (not c.diverged, getattr(c, key)))
     else:
         chosen = max(scored, key=lambda c: getattr(c, key))
+    gaps = [c.action_gap for c in pool if c.action_gap is not None]
+    if chosen.action_gap is not None and min(gaps) > 0:
+        chosen.gap_ratio = chosen.action_gap / min(gaps)
     infos = {c.run: run_info(c.run) for c in pool}
     info = infos[chosen.run]
     varied = differing_settings(list(infos.values()))  # the settings the sweep chose among
