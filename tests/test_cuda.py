@@ -101,3 +101,31 @@ def test_bench_on_cuda_times_every_precision(tmp_path):
     rows = json.loads(out.read_text())
     assert [(r["device"], r["precision"]) for r in rows] == [("cuda", "fp32"), ("cuda", "bf16")]
     assert all(r["updates_per_s"] > 0 and r["ratio"] is None for r in rows)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_fqe_on_cuda_finds_each_policys_value(precision):
+    from test_ope import bandit
+
+    from bearl.training.fqe import FQEConfig, fit_fqe
+
+    def constant(v):
+        return lambda s: torch.full((s.shape[0], 1), v, device=s.device)
+
+    cfg = FQEConfig(steps=1500, hidden=(32, 32), lr=3e-3, heads=3, batch_size=128,
+                    precision=precision)  # fmt: skip
+    res = fit_fqe([constant(0.5), constant(-0.5)], bandit(), cfg, gamma=0.5, device="cuda")
+    assert res.estimate == pytest.approx([1.0, -1.0], abs=0.1)
+
+
+def test_bearl_ope_on_cuda_of_a_cpu_run(tmp_path):
+    from test_ope import trained_run
+
+    from bearl.ope.estimate import ope_run
+    from bearl.training.fqe import FQEConfig
+
+    run = trained_run(tmp_path, steps=40)
+    cfg = FQEConfig(steps=60, hidden=(16, 16), heads=2, batch_size=32, precision="bf16")
+    out = ope_run(run, cfg=cfg, dataset=make_random_dataset(), device="cuda")
+    assert len(out["snapshots"]) == 2
+    assert all(e["fqe_return"] is not None and e["action_gap"] > 0 for e in out["snapshots"])
