@@ -8,8 +8,9 @@ All the runs must share one dataset. ``--every 2`` takes every other snapshot of
 
     cd studies/offline_selection
     python fqe_settings.py --table fqe_convergence.json fqe_small*.json
+    python fqe_settings.py --parity fqe_bf16.json
 
-summarizes the measurements (the table in README.md).
+summarize the measurements (the tables in README.md).
 """
 
 from __future__ import annotations
@@ -105,18 +106,38 @@ def summary(paths: list[str], at: tuple[int, ...] = (2000, 10000, 20000)) -> str
     return "\n".join(lines) + "\n"
 
 
+def parity(path: str) -> str:
+    """How far each variant's final estimates are from the file's first variant's (mean
+    absolute difference over the snapshots near the data): bf16 against the seed-to-seed
+    spread of fp32."""
+    d = json.loads(Path(path).read_text())
+    near = np.array([not n.startswith("TD3_") for n in d["snapshots"]])
+    variants = list(d["variants"].items())
+    base_name, base = variants[0]
+    ref = np.array(base["estimates"])[near]
+    lines = [f"against `{base_name}` ({near.sum()} snapshots near the data):"]
+    for name, v in variants[1:]:
+        diff = np.abs(np.array(v["estimates"])[near] - ref)
+        lines.append(
+            f"- {name}: mean absolute difference {diff.mean():.1f} (largest {diff.max():.1f}), "
+            f"{v['seconds'] / base['seconds']:.2f}x the seconds"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="*")
     p.add_argument("--table", nargs="+", metavar="JSON", help="summarize earlier measurements")
+    p.add_argument("--parity", metavar="JSON", help="each variant against the file's first")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--trace", type=int, default=1000)
     p.add_argument("--every", type=int, default=1, help="every N-th snapshot of each run")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated names")
     p.add_argument("--json", default=None, help="written after every variant")
     a = p.parse_args()
-    if a.table:
-        print(summary(a.table), end="")
+    if a.table or a.parity:
+        print(summary(a.table) if a.table else parity(a.parity), end="")
         return
     runs = [Path(r) for r in a.runs]
     data = run_dataset(runs[0], None)
