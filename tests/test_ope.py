@@ -387,3 +387,12 @@ def test_select_says_how_far_its_choice_acts_from_the_data(tmp_path, capsys):
     assert main(["select", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "action gap 0.4, 1.3x the smallest here\n" in out and "extrapolates" not in out
+
+
+def test_select_over_several_algorithms_names_the_settings_of_the_chosen_ones_runs(tmp_path):
+    write_ope(tmp_path / "a", [{"step": 10, "fqe": 50}], {10: 30.0}, lr=1e-3)
+    write_ope(tmp_path / "b", [{"step": 10, "fqe": 60}], {10: 20.0}, lr=3e-4)
+    write_ope(tmp_path / "c", [{"step": 10, "fqe": 10}], {10: 10.0}, algo="IQL")
+    chosen, settings = select([tmp_path], "fqe")
+    assert chosen.run == tmp_path / "b"
+    assert settings == {"algorithm": "BC", "dataset": "hopper-medium", "lr": 3e-4}

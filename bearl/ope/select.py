@@ -97,7 +97,10 @@ def select(runs: list[str | Path], by: str = "fqe") -> tuple[Candidate, dict[str
         chosen.gap_ratio = chosen.action_gap / min(gaps)
     infos = {c.run: run_info(c.run) for c in pool}
     info = infos[chosen.run]
-    varied = differing_settings(list(infos.values()))  # the settings the sweep chose among
+    # the settings the sweep chose among: among the runs of the chosen algorithm (the others
+    # have other settings altogether, and the algorithm is named already)
+    same = [i for i in infos.values() if i.algorithm == info.algorithm]
+    varied = [k for k in differing_settings(same) if k != "algo"]
     shown = {k: info.settings.get(k) for k in varied}
     return chosen, {"algorithm": info.algorithm, "dataset": info.dataset, **shown}
 
