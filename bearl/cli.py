@@ -1030,9 +1030,10 @@ def _ope_parsers(sub) -> None:
         "select",
         help="choose a run and snapshot from data alone (after bearl ope)",
         description="Name the run and snapshot that a rule chooses among the runs' scored "
-        "snapshots, and the chosen run's settings: fqe, fqe-low (the interval's lower end) and "
-        "critic use data alone (a snapshot whose FQE fit diverged ranks last), final takes "
-        "each run's last snapshot (ranked by FQE), best-online the simulator's evaluation "
+        "snapshots, and the chosen run's settings: fqe, fqe-low (the interval's lower end), "
+        "fqe-near (fqe among the snapshots acting nearest the data) and critic use data "
+        "alone (a snapshot whose FQE fit diverged ranks last), final takes each run's last "
+        "snapshot (ranked by FQE), best-online the simulator's evaluation "
         "score (a reference). `bearl eval RUN --checkpoint step_N` then runs the choice.",
     )
     s.add_argument("runs", nargs="+", help="run folders, or folders of runs (one level down)")
@@ -1071,7 +1072,7 @@ def cmd_ope(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from bearl.ope.select import select
+    from bearl.ope.select import NEAR, select
 
     chosen, settings = select(args.runs, args.by)
     shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k not in ("algorithm", "dataset"))
@@ -1079,7 +1080,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     print(f"  {settings['algorithm']} on {settings['dataset']}" + (f": {shown}" if shown else ""))
     if chosen.gap_ratio is not None:
         line = f"  action gap {chosen.action_gap:.3g}, {chosen.gap_ratio:.1f}x the smallest here"
-        if chosen.gap_ratio > 2:  # where the validation found FQE overestimating
+        if chosen.gap_ratio > NEAR:  # where the validation found FQE overestimating
             line += "; FQE extrapolates for policies far from the data (docs/ope.md)"
         print(line)
     print(f"  run it: bearl eval {chosen.run} --checkpoint step_{chosen.step}")

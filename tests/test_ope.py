@@ -396,3 +396,25 @@ def test_select_over_several_algorithms_names_the_settings_of_the_chosen_ones_ru
     chosen, settings = select([tmp_path], "fqe")
     assert chosen.run == tmp_path / "b"
     assert settings == {"algorithm": "BC", "dataset": "hopper-medium", "lr": 3e-4}
+
+
+def test_select_fqe_near_prefers_snapshots_near_the_data(tmp_path, capsys):
+    a = tmp_path / "a"
+    entries = [
+        {"step": 10, "fqe": 9000, "diverged": True, "action_gap": 0.1},
+        {"step": 20, "fqe": 90, "action_gap": 0.9},  # the highest in range, but far
+        {"step": 30, "fqe": 40, "action_gap": 0.3},
+        {"step": 40, "fqe": 45, "action_gap": 0.25},  # near (2.5x the smallest, 0.1, is far)
+    ]
+    write_ope(a, entries, {10: 1.0, 20: 5.0, 30: 40.0, 40: 45.0})
+    assert select([tmp_path], "fqe")[0].step == 20
+    # 0.25 > 2 x 0.1: every in-range snapshot is "far" here, so FQE decides among them
+    assert select([tmp_path], "fqe-near")[0].step == 20
+    entries[0]["action_gap"] = 0.2  # the smallest now 0.2: 0.3 and 0.25 are near, 0.9 is not
+    (a / "ope.json").write_text(json.dumps({"snapshots": entries}))
+    assert select([tmp_path], "fqe-near")[0].step == 40
+    del entries[2]["action_gap"]
+    (a / "ope.json").write_text(json.dumps({"snapshots": entries}))
+    assert main(["select", str(tmp_path), "--by", "fqe-near"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "has no action_gap" in err and "run `bearl ope`" in err

@@ -7,6 +7,9 @@ Rules, each a score per (run, snapshot); the largest wins:
   fit diverged (an estimate outside the values the data's rewards allow) ranks below all others;
 - ``fqe-low``: the lower end of FQE's interval, the same way (pessimism: a snapshot whose
   bootstrap critics disagree ranks low);
+- ``fqe-near``: ``fqe`` among the snapshots whose action gap (how far their actions are from
+  the data's) is at most ``NEAR`` times the smallest among the candidates, then the others:
+  FQE extrapolates, mostly upwards, for policies that act far from the data;
 - ``critic``: the run's own critic at the dataset's episode starts (in ``ope.json``), from data
   alone, the naive rule every OPE paper compares against;
 - ``final``: every run's last snapshot, ranked by FQE when several runs compete (data alone);
@@ -27,7 +30,8 @@ from bearl.errors import BearlError
 from bearl.ope.estimate import OPE_FILE, read_ope
 from bearl.runs.folders import differing_settings, find_runs, run_info
 
-RULES = ("fqe", "fqe-low", "critic", "final", "best-online")
+RULES = ("fqe", "fqe-low", "fqe-near", "critic", "final", "best-online")
+NEAR = 2.0  # fqe-near: an action gap up to twice the smallest (studies/offline_selection)
 
 
 @dataclass
@@ -84,17 +88,26 @@ def select(runs: list[str | Path], by: str = "fqe") -> tuple[Candidate, dict[str
     pool = candidates(runs)
     if by == "final":
         pool = [c for c in pool if c.final]
-    key = {"fqe": "fqe", "fqe-low": "fqe_low", "critic": "critic", "final": "fqe"}.get(by, "online")
+    key = {"fqe": "fqe", "fqe-low": "fqe_low", "fqe-near": "fqe", "critic": "critic",
+           "final": "fqe"}.get(by, "online")  # fmt: skip
     scored = [c for c in pool if getattr(c, key) is not None]
     if not scored:
         raise BearlError(f"--by {by}: no snapshot has a {key} value in these runs")
-    if key.startswith("fqe"):  # a diverged fit ranks below every other
+    gaps = [c.action_gap for c in pool if c.action_gap is not None]
+    for c in pool:
+        if c.action_gap is not None and gaps and min(gaps) > 0:
+            c.gap_ratio = c.action_gap / min(gaps)
+    if by == "fqe-near":
+        if any(c.gap_ratio is None for c in scored):
+            raise BearlError(
+                f"--by fqe-near: an {OPE_FILE} here has no action_gap (written by an older "
+                "bearl); run `bearl ope` on these runs again: it adds them without refitting"
+            )
+        chosen = max(scored, key=lambda c: (not c.diverged, c.gap_ratio <= NEAR, c.fqe))
+    elif key.startswith("fqe"):  # a diverged fit ranks below every other
         chosen = max(scored, key=lambda c: (not c.diverged, getattr(c, key)))
     else:
         chosen = max(scored, key=lambda c: getattr(c, key))
-    gaps = [c.action_gap for c in pool if c.action_gap is not None]
-    if chosen.action_gap is not None and min(gaps) > 0:
-        chosen.gap_ratio = chosen.action_gap / min(gaps)
     infos = {c.run: run_info(c.run) for c in pool}
     info = infos[chosen.run]
     # the settings the sweep chose among: among the runs of the chosen algorithm (the others
