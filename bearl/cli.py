@@ -1039,7 +1039,11 @@ def _ope_parsers(sub) -> None:
     s.add_argument("runs", nargs="+", help="run folders, or folders of runs (one level down)")
     from bearl.ope.select import RULES
 
-    s.add_argument("--by", default="fqe", choices=list(RULES))
+    s.add_argument(
+        "--by", default="fqe-near", choices=list(RULES),
+        help="the rule (default: fqe-near, the best of the data-only rules in the validation: "
+        "docs/ope.md)",
+    )  # fmt: skip
     s.set_defaults(func=cmd_select)
 
 

@@ -380,11 +380,11 @@ def test_select_says_how_far_its_choice_acts_from_the_data(tmp_path, capsys):
     write_ope(a, entries, {10: 1.0, 20: 45.0})
     chosen = select([tmp_path], "fqe")[0]
     assert chosen.step == 10 and chosen.gap_ratio == pytest.approx(3.0)
-    assert main(["select", str(tmp_path)]) == 0
+    assert main(["select", str(tmp_path), "--by", "fqe"]) == 0
     assert "action gap 0.9, 3.0x the smallest here; FQE extrapolates" in capsys.readouterr().out
     entries[0]["action_gap"] = 0.4
     (a / "ope.json").write_text(json.dumps({"snapshots": entries}))
-    assert main(["select", str(tmp_path)]) == 0
+    assert main(["select", str(tmp_path), "--by", "fqe"]) == 0
     out = capsys.readouterr().out
     assert "action gap 0.4, 1.3x the smallest here\n" in out and "extrapolates" not in out
 
@@ -415,6 +415,7 @@ def test_select_fqe_near_prefers_snapshots_near_the_data(tmp_path, capsys):
     assert select([tmp_path], "fqe-near")[0].step == 40
     del entries[2]["action_gap"]
     (a / "ope.json").write_text(json.dumps({"snapshots": entries}))
-    assert main(["select", str(tmp_path), "--by", "fqe-near"]) == 2
+    assert main(["select", str(tmp_path)]) == 2  # fqe-near is the default
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "has no action_gap" in err and "run `bearl ope`" in err
+    assert "or choose --by fqe" in err

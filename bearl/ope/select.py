@@ -80,7 +80,7 @@ def candidates(runs: list[str | Path]) -> list[Candidate]:
     return out
 
 
-def select(runs: list[str | Path], by: str = "fqe") -> tuple[Candidate, dict[str, Any]]:
+def select(runs: list[str | Path], by: str = "fqe-near") -> tuple[Candidate, dict[str, Any]]:
     """The candidate that rule ``by`` chooses, with its algorithm, dataset and the settings in
     which the candidate runs differ (a sweep's choice)."""
     if by not in RULES:
@@ -101,7 +101,8 @@ def select(runs: list[str | Path], by: str = "fqe") -> tuple[Candidate, dict[str
         if any(c.gap_ratio is None for c in scored):
             raise BearlError(
                 f"--by fqe-near: an {OPE_FILE} here has no action_gap (written by an older "
-                "bearl); run `bearl ope` on these runs again: it adds them without refitting"
+                "bearl); run `bearl ope` on these runs again (it adds them without fitting "
+                "again) or choose --by fqe"
             )
         chosen = max(scored, key=lambda c: (not c.diverged, c.gap_ratio <= NEAR, c.fqe))
     elif key.startswith("fqe"):  # a diverged fit ranks below every other
