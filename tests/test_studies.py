@@ -37,7 +37,9 @@ def test_regret_at_k_with_and_without_ties():
     assert v.regret_at(truth, np.array([1.0, np.nan, 3.0, 2.0]), 1) == 20.0
 
 
-def write_run(folder: Path, name: str, algo: str, steps, truth, fqe, critic, low=None, bad=()):
+def write_run(
+    folder: Path, name: str, algo: str, steps, truth, fqe, critic, low=None, bad=(), gaps=None
+):
     run = folder / name
     run.mkdir(parents=True)
     train = {"algo": algo, "dataset": "hopper-medium"}
@@ -51,6 +53,8 @@ def write_run(folder: Path, name: str, algo: str, steps, truth, fqe, critic, low
         {"step": s, "fqe_return": f, "critic_return": c, "fqe_low_return": lo, "diverged": s in bad}
         for s, f, c, lo in zip(steps, fqe, critic, low)
     ]
+    for e, g in zip(entries, gaps or []):
+        e["action_gap"] = g
     (run / "ope.json").write_text(json.dumps({"snapshots": entries}))
 
 
@@ -85,6 +89,30 @@ def test_the_pessimistic_rule_ranks_by_the_intervals_lower_end(tmp_path):
     low = v.metrics(points, "fqe-low")
     assert low["regret@1"] == 0.0 and low["spearman"] == pytest.approx(1.0)
     assert np.isnan(low["abs_error"])
+
+
+def test_fqe_near_ranks_the_snapshots_far_from_the_data_below_the_near_ones(tmp_path):
+    """Gaps 0.1, 0.5, 0.15: step 2 is over twice the smallest, so its high estimate ranks
+    below the near steps (1, then 3); a diverged fit below both."""
+    v = script("validate")
+    write_run(tmp_path, "A", "TD3", [1, 2, 3], [100.0, 50.0, 20.0], [90.0, 400.0, 30.0],
+              [0, 0, 0], gaps=[0.1, 0.5, 0.15])  # fmt: skip
+    points = v.load([tmp_path])
+    assert v.metrics(points, "fqe")["regret@1"] == pytest.approx(10.0 - 5.0)  # takes step 2
+    near = v.metrics(points, "fqe-near")
+    assert near["regret@1"] == 0.0 and near["spearman"] == pytest.approx(0.5)  # ranks 3, 1, 2
+    assert "| hopper-medium | fqe-near | TD3_A@1 |" not in v.table(points)  # run names as given
+    assert "| hopper-medium | fqe-near | A@1 | 90.0 | 100.0 | 10.0 | 10.0 |" in v.table(points)
+    assert "action gap with FQE's error" in v.table(points)
+
+
+def test_the_validation_readme_table_is_validate_py_output():
+    """The table in studies/offline_selection/README.md is what validate.py makes of the
+    committed runs (rerun `validate.py --write` after adding runs)."""
+    v = script("validate")
+    readme = (STUDIES / "offline_selection" / "README.md").read_text()
+    block = readme[readme.index(v.BEGIN) + len(v.BEGIN) : readme.index(v.END)]
+    assert block.strip() == v.table(v.load([STUDIES / "offline_selection" / "runs"])).strip()
 
 
 def test_a_diverged_fit_ranks_last_but_counts_in_the_error(tmp_path):
