@@ -18,13 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 # -- precision ------------------------------------------------------------------------------------
 # ``--precision bf16``: the hidden layers' matrix multiplies (forward and backward) run in
 # bfloat16 under autocast; every output layer, and so every Q-value, action mean and log-std,
 # VAE output, loss, target and kernel sum after it, stays float32, as do the weights and Adam's
 # state. A network's ``matmul_dtype`` is None (float32, the default) or torch.bfloat16; set it
 # with ``set_matmul_dtype``.
+MATMUL_DTYPES: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16}
+"""``--precision`` -> the hidden layers' matmul dtype (None: float32)."""
+
+
 def set_matmul_dtype(module: nn.Module, dtype: torch.dtype | None) -> None:
     """Hidden-layer matmuls of every network inside ``module`` in ``dtype`` (None: float32)."""
     for m in module.modules():

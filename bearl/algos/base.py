@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from bearl.data.dataset import Batch
-from bearl.nets import EnsembleCritic, set_matmul_dtype
+from bearl.nets import MATMUL_DTYPES, EnsembleCritic, set_matmul_dtype
 
 
 class Algorithm:
@@ -131,7 +131,7 @@ class Algorithm:
 
     def set_precision(self, precision: str) -> None:
         """``fp32`` or ``bf16``: the dtype of every network's hidden-layer matmuls (nets.py)."""
-        dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        dtype = MATMUL_DTYPES[precision]
         for net in self.nets.values():
             set_matmul_dtype(net, dtype)
 

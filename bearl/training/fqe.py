@@ -26,7 +26,7 @@ from torch import nn
 
 from bearl.data.dataset import Dataset
 from bearl.errors import ConfigError
-from bearl.nets import EnsembleLinear, hidden_precision, set_matmul_dtype
+from bearl.nets import MATMUL_DTYPES, EnsembleLinear, hidden_precision, set_matmul_dtype
 from bearl.progress import StepBar
 
 
@@ -60,7 +60,7 @@ class FQEConfig:
     loss, the output layer and the estimate stay float32; fast only where bf16 is native)."""
 
     def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16"):
+        if self.precision not in MATMUL_DTYPES:
             raise ConfigError(f"--precision: expected fp32 or bf16, got '{self.precision}'")
 
 
@@ -120,7 +120,7 @@ class FQE:
                 with torch.no_grad():
                     self.critic.out.bias.fill_(float(np.mean(dataset.rewards)) / (1 - gamma))
             self.critic.to(self.device)
-            set_matmul_dtype(self.critic, {"fp32": None, "bf16": torch.bfloat16}[cfg.precision])
+            set_matmul_dtype(self.critic, MATMUL_DTYPES[cfg.precision])
         self.target = copy.deepcopy(self.critic).requires_grad_(False)
         self.opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
         self.gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
