@@ -335,6 +335,70 @@ def test_an_ope_json_from_before_a_new_setting_counts_as_done(tmp_path, capsys):
     assert _done(run, "all", FQEConfig(**{**FAST.__dict__, "precision": "bf16"})) is None
 
 
+class _Counted:
+    """A rule that counts the states it is asked for: uniform actions in [lo, hi] (random)."""
+
+    def __init__(self, lo: float, hi: float) -> None:
+        self.lo, self.hi, self.rows = lo, hi, 0
+
+    def __call__(self, s: torch.Tensor) -> torch.Tensor:
+        self.rows += s.shape[0]
+        return self.lo + (self.hi - self.lo) * torch.rand(s.shape[0], 1)
+
+
+def test_the_action_table_draws_each_next_action_once_and_finds_the_same_values():
+    """--next_actions table: one draw per transition (not one per minibatch row), and a random
+    rule's value as with fresh draws (E[a] = 0.5 and -0.25 at gamma 0.5: values 1.0 and -0.5)."""
+    cfg = FQEConfig(steps=1500, hidden=(32, 32), lr=3e-3, tau=0.05, heads=2, batch_size=128)
+    d = bandit()
+    results = {}
+    for mode in ("table", "fresh"):
+        rules = [_Counted(0.0, 1.0), _Counted(-1.0, 0.5)]
+        c = FQEConfig(**{**cfg.__dict__, "next_actions": mode, "start_samples": 1})
+        results[mode] = fit_fqe(rules, d, c, gamma=0.5)
+        starts = d.num_episodes  # the estimate's draws at the episode starts
+        per_rule = len(d) if mode == "table" else cfg.steps * cfg.batch_size
+        assert [r.rows for r in rules] == [per_rule + starts] * 2
+    for res in results.values():
+        assert res.estimate == pytest.approx([1.0, -0.5], abs=0.1)
+
+
+def test_the_action_table_holds_the_rule_at_each_next_state():
+    """A rule that depends on the state: the table's lookups give the same targets as drawing
+    at every minibatch (same minibatches, same critics), so the same fit up to rounding."""
+    rule = lambda s: torch.tanh(s[:, :1])  # noqa: E731
+    cfg = FQEConfig(steps=200, hidden=(16, 16), heads=2, batch_size=64)
+    fits = [
+        fit_fqe([rule], bandit(), FQEConfig(**{**cfg.__dict__, "next_actions": m}), gamma=0.5)
+        for m in ("table", "fresh")
+    ]
+    assert np.allclose(fits[0].heads, fits[1].heads, rtol=1e-5, atol=1e-6)
+    wrong = lambda s: torch.tanh(s[:, 1:2])  # noqa: E731  (another state's action)
+    other = fit_fqe([wrong], bandit(), cfg, gamma=0.5)
+    assert not np.allclose(other.heads, fits[0].heads, rtol=1e-5, atol=1e-6)
+
+
+def test_an_ope_json_from_before_the_action_table_counts_as_fresh_draws(tmp_path):
+    run = trained_run(tmp_path, steps=40)
+    fresh = FQEConfig(**{**FAST.__dict__, "next_actions": "fresh"})
+    ope_run(run, cfg=fresh, dataset=make_random_dataset())
+    path = run / "ope.json"
+    old = json.loads(path.read_text())
+    del old["settings"]["next_actions"]
+    path.write_text(json.dumps(old))
+    from bearl.ope.estimate import _done
+
+    assert _done(run, "all", fresh) is not None
+    assert _done(run, "all", FAST) is None  # the table (the default) is a new fit
+
+
+def test_bad_next_actions_is_one_line(tmp_path, capsys):
+    run = trained_run(tmp_path, steps=40)
+    assert main(["ope", str(run), "--next_actions", "cached", "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--next_actions: expected table or fresh, got 'cached'" in err
+
+
 def test_bad_fqe_precision_is_one_line(tmp_path, capsys):
     run = trained_run(tmp_path, steps=40)
     assert main(["ope", str(run), "--precision", "fp16", "--no-progress"]) != 0

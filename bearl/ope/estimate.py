@@ -282,12 +282,16 @@ def _done(run: Path, snapshots: str, cfg: FQEConfig | None) -> dict[str, Any] | 
     return old if want <= {e["step"] for e in old.get("snapshots", [])} else None
 
 
+# settings added to FQEConfig with a default other than the behaviour before them
+BEFORE_SETTING = {"next_actions": "fresh"}
+
+
 def _same_settings(old: dict[str, Any], cfg: FQEConfig) -> bool:
     """Whether an ope.json was fitted with ``cfg``; a setting added to FQEConfig since the file
-    was written counts as its default (the behaviour before the setting existed)."""
+    was written counts as the behaviour before it existed (its default, or BEFORE_SETTING)."""
     if "settings" not in old:
         return False
-    had = {**asdict(FQEConfig()), **old["settings"]}
+    had = {**asdict(FQEConfig()), **BEFORE_SETTING, **old["settings"]}
     return json.dumps(had, sort_keys=True) == json.dumps(asdict(cfg), sort_keys=True)
 
 

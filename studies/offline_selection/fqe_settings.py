@@ -8,7 +8,7 @@ All the runs must share one dataset. ``--every 2`` takes every other snapshot of
 
     cd studies/offline_selection
     python fqe_settings.py --table fqe_convergence.json fqe_small*.json
-    python fqe_settings.py --parity fqe_bf16.json
+    python fqe_settings.py --parity fqe_bf16.json      # also fqe_table.json
 
 summarize the measurements (the tables in README.md).
 """
@@ -33,42 +33,45 @@ from bearl.training.fqe import FQEConfig, fit_fqe
 
 VARIANTS = {
     "256x2 lr1e-4 tau.005": FQEConfig(
-        hidden=(256, 256), lr=1e-4, tau=0.005, heads=1, init_mean=False
+        hidden=(256, 256), lr=1e-4, tau=0.005, heads=1, init_mean=False, next_actions="fresh"
     ),
     "128x2 lr3e-4 tau.01": FQEConfig(
-        hidden=(128, 128), lr=3e-4, tau=0.01, heads=1, init_mean=False
+        hidden=(128, 128), lr=3e-4, tau=0.01, heads=1, init_mean=False, next_actions="fresh"
     ),
     # the target's lag (1 / tau steps) times the horizon (1 / (1 - gamma)) bounds how fast
     # values propagate: 20k steps at tau .005 are only ~100 backups (0.99^100 = 0.37 left)
     "128x2 lr3e-4 tau.005": FQEConfig(
-        hidden=(128, 128), lr=3e-4, tau=0.005, heads=1, init_mean=False
+        hidden=(128, 128), lr=3e-4, tau=0.005, heads=1, init_mean=False, next_actions="fresh"
     ),
     "128x2 lr3e-4 tau.02": FQEConfig(
-        hidden=(128, 128), lr=3e-4, tau=0.02, heads=1, init_mean=False
+        hidden=(128, 128), lr=3e-4, tau=0.02, heads=1, init_mean=False, next_actions="fresh"
     ),
     "128x2 lr3e-4 tau.05": FQEConfig(
-        hidden=(128, 128), lr=3e-4, tau=0.05, heads=1, init_mean=False
+        hidden=(128, 128), lr=3e-4, tau=0.05, heads=1, init_mean=False, next_actions="fresh"
     ),
     "256x2 lr3e-4 tau.02": FQEConfig(
-        hidden=(256, 256), lr=3e-4, tau=0.02, heads=1, init_mean=False
+        hidden=(256, 256), lr=3e-4, tau=0.02, heads=1, init_mean=False, next_actions="fresh"
     ),
     # the critic starts at the data's mean reward / (1 - gamma) instead of about 0
     "128x2 lr3e-4 tau.02 init": FQEConfig(
-        hidden=(128, 128), lr=3e-4, tau=0.02, heads=1, init_mean=True
+        hidden=(128, 128), lr=3e-4, tau=0.02, heads=1, init_mean=True, next_actions="fresh"
     ),
     "128x2 lr3e-4 tau.05 init": FQEConfig(
-        hidden=(128, 128), lr=3e-4, tau=0.05, heads=1, init_mean=True
+        hidden=(128, 128), lr=3e-4, tau=0.05, heads=1, init_mean=True, next_actions="fresh"
     ),
     "256x2 lr3e-4 tau.02 init": FQEConfig(
-        hidden=(256, 256), lr=3e-4, tau=0.02, heads=1, init_mean=True
+        hidden=(256, 256), lr=3e-4, tau=0.02, heads=1, init_mean=True, next_actions="fresh"
     ),
     "128x2 lr1e-3 tau.02 init": FQEConfig(
-        hidden=(128, 128), lr=1e-3, tau=0.02, heads=1, init_mean=True
+        hidden=(128, 128), lr=1e-3, tau=0.02, heads=1, init_mean=True, next_actions="fresh"
     ),
-    # bf16 against the seed-to-seed spread of fp32 (the defaults, one head)
-    "default 1 head": FQEConfig(heads=1),
-    "default 1 head seed1": FQEConfig(heads=1, seed=1),
-    "default 1 head bf16": FQEConfig(heads=1, precision="bf16"),
+    # bf16 against the seed-to-seed spread of fp32 (the defaults, one head, fresh draws)
+    "default 1 head": FQEConfig(heads=1, next_actions="fresh"),
+    "default 1 head seed1": FQEConfig(heads=1, seed=1, next_actions="fresh"),
+    "default 1 head bf16": FQEConfig(heads=1, precision="bf16", next_actions="fresh"),
+    # the next actions drawn once per transition (a table) against fresh draws' seed spread
+    "default 1 head table": FQEConfig(heads=1, next_actions="table"),
+    "default 1 head table seed1": FQEConfig(heads=1, seed=1, next_actions="table"),
 }
 
 
@@ -99,9 +102,10 @@ def summary(paths: list[str], at: tuple[int, ...] = (2000, 10000, 20000)) -> str
                 for s in at
             ]  # fmt: skip
             td3 = est[-1][~near]
+            spread = f"{td3.min():,.0f} to {td3.max():,.0f}" if td3.size else "-"
             lines.append(
                 f"| {Path(path).name} | {len(truth)} | {name} | {' / '.join(errs)} | "
-                f"{td3.min():,.0f} to {td3.max():,.0f} | {v['seconds']:.0f} |"
+                f"{spread} | {v['seconds']:.0f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -109,7 +113,7 @@ def summary(paths: list[str], at: tuple[int, ...] = (2000, 10000, 20000)) -> str
 def parity(path: str) -> str:
     """How far each variant's final estimates are from the file's first variant's (mean
     absolute difference over the snapshots near the data): bf16 against the seed-to-seed
-    spread of fp32."""
+    spread of fp32, the action table against that of fresh draws."""
     d = json.loads(Path(path).read_text())
     near = np.array([not n.startswith("TD3_") for n in d["snapshots"]])
     variants = list(d["variants"].items())
@@ -130,6 +134,7 @@ def main() -> None:
     p.add_argument("runs", nargs="*")
     p.add_argument("--table", nargs="+", metavar="JSON", help="summarize earlier measurements")
     p.add_argument("--parity", metavar="JSON", help="each variant against the file's first")
+    p.add_argument("--at", default="2000,10000,20000", help="--table's steps, comma-separated")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--trace", type=int, default=1000)
     p.add_argument("--every", type=int, default=1, help="every N-th snapshot of each run")
@@ -137,7 +142,8 @@ def main() -> None:
     p.add_argument("--json", default=None, help="written after every variant")
     a = p.parse_args()
     if a.table or a.parity:
-        print(summary(a.table) if a.table else parity(a.parity), end="")
+        at = tuple(int(x) for x in a.at.split(","))
+        print(summary(a.table, at) if a.table else parity(a.parity), end="")
         return
     runs = [Path(r) for r in a.runs]
     data = run_dataset(runs[0], None)
