@@ -9,7 +9,9 @@ dataset, VAE settings, seed and precision, before the run's own clock starts), a
 unfinished runs with the step and wall time of their last progress row (a finished run being
 extended to more steps counts as unfinished until its result.json catches up). Wall time is what a
 run's wall clock saw: a run paused with SIGSTOP for a benchmark counts the pause, a run
-restarted from step 0 counts only its last start. One line per run, then the totals. A folder
+restarted from step 0 counts only its last start. The FQE fits of ``bearl ope`` count the
+seconds its ope.json reports (the last call's fit, the next-action table included). One line per
+run, then the totals. A folder
 of ``bearl data train-behavior`` (it has ``evaluations.csv``) gets one line: its env steps and
 wall time at the last evaluation.
 """
@@ -36,6 +38,11 @@ def vae_fit_seconds(run: Path) -> float:
     return sum(float(m.group(1)) for m in FIT.finditer(log.read_text(errors="replace")))
 
 
+def ope_seconds(run: Path) -> float:
+    """Seconds of the FQE fit that ``run``'s ope.json reports (0 without one)."""
+    return float((read_json(run / "ope.json") or {}).get("seconds", 0.0))
+
+
 def last_progress(run: Path) -> tuple[int, float] | None:
     """(step, wall time in s) of the last row of ``run``'s progress.csv, or None (no rows, or
     no wall time logged)."""
@@ -48,15 +55,17 @@ def last_progress(run: Path) -> tuple[int, float] | None:
     return int(d["Step"][-1]), float(d["WallTime"][-1])
 
 
-def ledger(folder: Path) -> tuple[list[str], float, float, float]:
-    """Lines for ``folder``, and its (finished, VAE-fit, unfinished) seconds."""
+def ledger(folder: Path) -> tuple[list[str], float, float, float, float]:
+    """Lines for ``folder``, and its (finished, VAE-fit, unfinished, FQE) seconds."""
     lines: list[str] = []
-    done = fits = running = 0.0
+    done = fits = running = fqe = 0.0
     for run in sorted(p for p in folder.iterdir() if p.is_dir()):
         result = read_json(run / "result.json")
-        fit = vae_fit_seconds(run)
-        fits += fit
-        extra = f" + {fit:,.0f} s VAE fit" if fit else ""
+        fit, ope = vae_fit_seconds(run), ope_seconds(run)
+        fits, fqe = fits + fit, fqe + ope
+        extra = (f" + {fit:,.0f} s VAE fit" if fit else "") + (
+            f" + {ope:,.0f} s FQE" if ope else ""
+        )
         last = last_progress(run)
         if result and last and result.get("steps") and last[0] > int(result["steps"]):
             # a finished run being extended to more steps: its old result.json stays until
@@ -72,7 +81,7 @@ def ledger(folder: Path) -> tuple[list[str], float, float, float]:
         elif last is not None:
             running += last[1]
             lines.append(f"  {run.name:<56} at {last[0]:>7,} {last[1] / 3600:6.2f} h so far{extra}")
-    return lines, done, fits, running
+    return lines, done, fits, running, fqe
 
 
 def main() -> None:
@@ -87,13 +96,14 @@ def main() -> None:
             hours = float(last["wall_time"]) / 3600
             print(f"{folder}: behaviour run at {int(last['step']):,} env steps, {hours:.2f} h")
             continue
-        lines, done, fits, running = ledger(folder)
+        lines, done, fits, running, fqe = ledger(folder)
         print(f"{folder}:")
         print("\n".join(lines))
-        total = (done + fits + running) / 3600
+        total = (done + fits + running + fqe) / 3600
         print(
             f"  finished runs {done / 3600:.2f} core-hours, VAE fits {fits / 3600:.2f}, "
-            f"unfinished runs so far {running / 3600:.2f}; total {total:.2f}"
+            f"unfinished runs so far {running / 3600:.2f}, FQE fits {fqe / 3600:.2f}; "
+            f"total {total:.2f}"
         )
 
 

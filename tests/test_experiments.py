@@ -1627,7 +1627,8 @@ def test_home_relative_paths():
 
 def test_ledger_sums_finished_runs_fits_and_unfinished_ones(tmp_path):
     """studies/ledger.py: finished runs count their result.json wall time, pretrained runs
-    add the VAE fit their debug.log reports, unfinished ones the wall time of their last row."""
+    add the VAE fit their debug.log reports, unfinished ones the wall time of their last row,
+    and ope.json its FQE seconds."""
     mod = _experiment_script("ledger")
     done = write_run(tmp_path, "BEAR_a_seed0", "BEAR", "a", 0, [1.0, 2.0])
     result = json.loads((done / "result.json").read_text())
@@ -1641,9 +1642,10 @@ def test_ledger_sums_finished_runs_fits_and_unfinished_ones(tmp_path):
     (running / "progress.csv").write_text(
         rows[0] + ",WallTime\n" + "\n".join(r + ",1800.0" for r in rows[1:]) + "\n"
     )
-    lines, finished, fits, unfinished = mod.ledger(tmp_path)
-    assert (finished, fits, unfinished) == (3600.0, 931.0, 1800.0)
-    assert "done       1.00 h + 931 s VAE fit" in lines[0]
+    (done / "ope.json").write_text(json.dumps({"seconds": 444.5, "snapshots": []}))
+    lines, finished, fits, unfinished, fqe = mod.ledger(tmp_path)
+    assert (finished, fits, unfinished, fqe) == (3600.0, 931.0, 1800.0, 444.5)
+    assert "done       1.00 h + 931 s VAE fit + 444 s FQE" in lines[0]
     assert "at      10   0.50 h so far" in lines[1]
 
     # the finished run extended past its result.json: unfinished, at its last row's time
@@ -1654,8 +1656,8 @@ def test_ledger_sums_finished_runs_fits_and_unfinished_ones(tmp_path):
         + "\n".join(r + ",3600.0" for r in rows[1:])
         + f"\n{steps + 10}," + ",".join(rows[-1].split(",")[1:]) + ",5400.0\n"
     )  # fmt: skip
-    lines, finished, fits, unfinished = mod.ledger(tmp_path)
-    assert (finished, fits, unfinished) == (0.0, 931.0, 5400.0 + 1800.0)
+    lines, finished, fits, unfinished, fqe = mod.ledger(tmp_path)
+    assert (finished, fits, unfinished, fqe) == (0.0, 931.0, 5400.0 + 1800.0, 444.5)
     assert f"at {steps + 10:>7,}   1.50 h so far (extending from {steps:,})" in lines[0]
 
 
