@@ -106,6 +106,34 @@ def test_fqe_near_ranks_the_snapshots_far_from_the_data_below_the_near_ones(tmp_
     assert "action gap with FQE's error" in v.table(points)
 
 
+def test_choosing_a_step_within_each_run_per_algorithm(tmp_path):
+    """Within-run regret@1 is each run's best score minus its chosen step's, averaged over the
+    algorithm's runs; errors leave out diverged fits."""
+    v = script("validate")
+    # A: FQE picks step 1 (step 2 diverged: it ranks last), regret 0; final picks 3 (regret 8)
+    write_run(tmp_path, "A", "TD3", [1, 2, 3], [100.0, 50.0, 20.0], [90.0, 400.0, 30.0],
+              [10.0, 20.0, 30.0], bad=(2,))  # fmt: skip
+    # B: FQE picks step 1 (diverged step 2 ranks last; score 10, best 30: regret 20)
+    write_run(tmp_path, "B", "TD3", [1, 2, 3], [100.0, 50.0, 300.0], [120.0, 9e4, 30.0],
+              [0.0, 0.0, 0.0], bad=(2,))  # fmt: skip
+    write_run(tmp_path, "C", "BC", [1, 2], [200.0, 100.0], [190.0, 130.0], [None, None])
+    rows = {r.split(" | ")[0]: r for r in v.by_algorithm(v.load([tmp_path])) if r.startswith("| ")}
+    # TD3: 2 runs, 6 snapshots, 2 diverged; FQE's error over A1, A3, B1, B3, the critic's over
+    # all six; regret@1 of fqe (0 + 20) / 2 (diverged steps rank last); of the critic, A's step
+    # 3 (8) and B's three tied steps drawn at random (30 - mean(10, 5, 30) = 15)
+    td3 = rows["| TD3"].split(" | ")
+    assert td3[1:4] == ["2", "6", "2"]
+    assert float(td3[4]) == pytest.approx((10 + 10 + 20 + 270) / 4, abs=0.05)
+    critic_err = (90 + 30 + 10 + 100 + 50 + 300) / 6
+    assert float(td3[5]) == pytest.approx(critic_err, abs=0.05)
+    assert float(td3[6]) == pytest.approx((0 + 20) / 2)  # fqe
+    assert float(td3[8]) == pytest.approx((8 + 15) / 2, abs=0.05)  # critic
+    assert float(td3[9]) == pytest.approx((8 + 0) / 2)  # final: the last step
+    assert float(td3[10].rstrip(" |")) == 0.0  # discounted truth: the best return is the best score
+    bc = rows["| BC"].split(" | ")  # no critic: its cells say so
+    assert bc[5] == "-" and bc[8] == "-" and float(bc[9]) == 10.0
+
+
 def test_the_validation_readme_table_is_validate_py_output():
     """The table in studies/offline_selection/README.md is what validate.py makes of the
     committed runs (rerun `validate.py --write` after adding runs)."""

@@ -222,6 +222,7 @@ def table(points: list[Point]) -> str:
         f"others its mean absolute error is {err:.1f}.\n"
     )
     lines.append(_gap_line(kept))
+    lines += by_algorithm(points)
     lines += [
         "| dataset | rule | its top choice | estimate | true return | true score | best score |",
         "|---|---|---|---|---|---|---|",
@@ -241,6 +242,48 @@ def table(points: list[Point]) -> str:
                 f"{top.true_score:.1f} | {best:.1f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+STEP_RULES = ("fqe", "fqe-near", "critic", "final", "discounted truth")
+
+
+def by_algorithm(points: list[Point]) -> list[str]:
+    """Per algorithm: FQE's absolute error (fits in range) and the critic's, and the regret@1
+    of choosing a step within each run by each rule (the mean over the algorithm's runs; a
+    rule's gap tiers and ties computed among the run's own snapshots, as ``bearl select RUN``
+    does)."""
+    head = " | ".join(STEP_RULES)
+    lines = [
+        "Per algorithm: the absolute error of FQE (fits in range) and of the critic, and the "
+        "regret@1 of choosing a step within each run by each rule (normalized score lost "
+        "against the run's best snapshot, mean over the runs):\n",
+        "| algorithm | runs | snapshots | diverged | FQE abs. error | critic abs. error | "
+        f"{head} |",
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(STEP_RULES),
+    ]
+    for algo in sorted({p.algo for p in points}):
+        pts = [p for p in points if p.algo == algo]
+        runs = sorted({p.run for p in pts})
+        kept = [p for p in pts if not p.diverged and p.fqe is not None]
+        fqe_err = _nanmean([abs(p.fqe - p.true_return) for p in kept])
+        critic_err = _nanmean([abs(p.critic - p.true_return) for p in pts if p.critic is not None])
+        cells = _step_regrets(pts)
+        lines.append(
+            f"| {algo} | {len(runs)} | {len(pts)} | {sum(p.diverged for p in pts)} | "
+            f"{_f(fqe_err)} | {_f(critic_err)} | {cells} |"
+        )
+    n_runs = len({p.run for p in points})
+    return lines + [f"| all runs | {n_runs} | {len(points)} | | | | {_step_regrets(points)} |", ""]
+
+
+def _step_regrets(points: list[Point]) -> str:
+    """Table cells: each STEP_RULES rule's regret@1 within each run, the mean over the runs."""
+    runs = [[p for p in points if p.run == r] for r in sorted({p.run for p in points})]
+    truths = [np.array([p.true_score for p in q]) for q in runs]
+    return " | ".join(
+        _f(_nanmean([regret_at(t, scores(q, rule), 1) for q, t in zip(runs, truths)]))
+        for rule in STEP_RULES
+    )
 
 
 def _gap_line(kept: list[Point]) -> str:
