@@ -1034,7 +1034,8 @@ def _ope_parsers(sub) -> None:
         "fqe-near (fqe among the snapshots acting nearest the data) and critic use data "
         "alone (a snapshot whose FQE fit diverged ranks last), final takes each run's last "
         "snapshot (ranked by FQE), best-online the simulator's evaluation "
-        "score (a reference). `bearl eval RUN --checkpoint step_N` then runs the choice.",
+        "score (a reference). Runs scored on several datasets get one choice per dataset. "
+        "`bearl eval RUN --checkpoint step_N` then runs the choice.",
     )
     s.add_argument("runs", nargs="+", help="run folders, or folders of runs (one level down)")
     from bearl.ope.select import RULES
@@ -1076,18 +1077,23 @@ def cmd_ope(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from bearl.ope.select import NEAR, select
+    from bearl.ope.select import NEAR, select_each
 
-    chosen, settings = select(args.runs, args.by)
-    shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k not in ("algorithm", "dataset"))
-    print(f"{chosen.run} at step {chosen.step:,} (by {args.by})")
-    print(f"  {settings['algorithm']} on {settings['dataset']}" + (f": {shown}" if shown else ""))
-    if chosen.gap_ratio is not None:
-        line = f"  action gap {chosen.action_gap:.3g}, {chosen.gap_ratio:.1f}x the smallest here"
-        if chosen.gap_ratio > NEAR:  # where the validation found FQE overestimating
-            line += "; FQE extrapolates for policies far from the data (docs/ope.md)"
-        print(line)
-    print(f"  run it: bearl eval {chosen.run} --checkpoint step_{chosen.step}")
+    choices = select_each(args.runs, args.by)
+    if len(choices) > 1:  # estimates on different data do not compare
+        print(f"{len(choices)} datasets: one choice each")
+    for chosen, settings in choices:
+        skip = ("algorithm", "dataset")
+        shown = ", ".join(f"{k}={v}" for k, v in settings.items() if k not in skip)
+        print(f"{chosen.run} at step {chosen.step:,} (by {args.by})")
+        print(f"  {settings['algorithm']} on {chosen.dataset}" + (f": {shown}" if shown else ""))
+        if chosen.gap_ratio is not None:
+            ratio = chosen.gap_ratio
+            line = f"  action gap {chosen.action_gap:.3g}, {ratio:.1f}x the smallest here"
+            if ratio > NEAR:  # where the validation found FQE overestimating
+                line += "; FQE extrapolates for policies far from the data (docs/ope.md)"
+            print(line)
+        print(f"  run it: bearl eval {chosen.run} --checkpoint step_{chosen.step}")
     return 0
 
 

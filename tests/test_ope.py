@@ -17,7 +17,7 @@ from bearl.config import resolve
 from bearl.data.dataset import Dataset
 from bearl.errors import BearlError
 from bearl.ope.estimate import OPEError, ope_run
-from bearl.ope.select import select
+from bearl.ope.select import select, select_each
 from bearl.training.fqe import FQEConfig, FQETracker, fit_fqe, normalized_value
 from bearl.training.loop import train
 
@@ -460,6 +460,34 @@ def test_select_over_several_algorithms_names_the_settings_of_the_chosen_ones_ru
     chosen, settings = select([tmp_path], "fqe")
     assert chosen.run == tmp_path / "b"
     assert settings == {"algorithm": "BC", "dataset": "hopper-medium", "lr": 3e-4}
+
+
+def test_select_chooses_once_per_dataset(tmp_path, capsys):
+    """Estimates on different data do not compare: one choice per dataset (the one FQE was
+    fitted on, from ope.json), gap ratios among that dataset's snapshots only."""
+    write_ope(tmp_path / "h1", [{"step": 10, "fqe": 50, "action_gap": 0.1}], {10: 30.0})
+    write_ope(tmp_path / "h2", [{"step": 10, "fqe": 60, "action_gap": 0.15}], {10: 20.0})
+    write_ope(tmp_path / "w", [{"step": 10, "fqe": 900, "action_gap": 0.9}], {10: 5.0})
+    for name, source in (("h1", "hopper-medium"), ("h2", "hopper-medium"), ("w", "walker")):
+        ope = json.loads((tmp_path / name / "ope.json").read_text())
+        ope["dataset"] = {"source": source, "sha1": source + "-sha"}
+        (tmp_path / name / "ope.json").write_text(json.dumps(ope))
+    choices = select_each([tmp_path], "fqe-near")
+    named = [(c.run.name, c.dataset) for c, _ in choices]
+    assert named == [("h2", "hopper-medium"), ("w", "walker")]
+    assert choices[1][0].gap_ratio == 1.0  # not 9x hopper's smallest gap
+    with pytest.raises(BearlError, match=r"scored on 2 datasets \(hopper-medium, walker\)"):
+        select([tmp_path], "fqe")
+    assert select([tmp_path / "h1", tmp_path / "h2"], "fqe")[0].run.name == "h2"
+    assert main(["select", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 datasets: one choice each\n")
+    assert "h2 at step 10" in out and "w at step 10" in out and "on walker" in out
+    # the same data under another name (a copy) is one dataset: its content hash decides
+    ope = json.loads((tmp_path / "w" / "ope.json").read_text())
+    ope["dataset"] = {"source": "copy-of-hopper", "sha1": "hopper-medium-sha"}
+    (tmp_path / "w" / "ope.json").write_text(json.dumps(ope))
+    assert len(select_each([tmp_path], "fqe")) == 1
 
 
 def test_select_fqe_near_prefers_snapshots_near_the_data(tmp_path, capsys):

@@ -143,6 +143,21 @@ def test_the_validation_readme_table_is_validate_py_output():
     assert block.strip() == v.table(v.load([STUDIES / "offline_selection" / "runs"])).strip()
 
 
+def test_bearl_select_chooses_what_the_validation_scores_for_fqe_near():
+    """`bearl select runs/` (once per dataset) and validate.py's fqe-near rule make the same
+    choice on the committed runs: the study measures the tool as shipped."""
+    from bearl.ope.select import select_each
+
+    v = script("validate")
+    runs = STUDIES / "offline_selection" / "runs"
+    points = v.load([runs])
+    chosen = {c.dataset: (c.run.name, c.step) for c, _ in select_each([runs], "fqe-near")}
+    for d in sorted({p.dataset for p in points}):
+        pts = [p for p in points if p.dataset == d]
+        top = pts[int(np.nanargmax(v.scores(pts, "fqe-near")))]
+        assert chosen[d] == (top.run, top.step)
+
+
 def test_a_diverged_fit_ranks_last_but_counts_in_the_error(tmp_path):
     v = script("validate")
     write_run(tmp_path, "A", "TD3", [1, 2, 3], [100.0, 50.0, 20.0], [90.0, 9e4, 30.0], [0, 0, 0],

@@ -293,9 +293,3 @@ def _same_settings(old: dict[str, Any], cfg: FQEConfig) -> bool:
         return False
     had = {**asdict(FQEConfig()), **BEFORE_SETTING, **old["settings"]}
     return json.dumps(had, sort_keys=True) == json.dumps(asdict(cfg), sort_keys=True)
-
-
-def read_ope(run: str | Path) -> list[dict[str, Any]]:
-    """The snapshots' entries of ``run/ope.json`` (empty when there is none)."""
-    data = read_json(Path(run) / OPE_FILE) or {}
-    return list(data.get("snapshots", []))

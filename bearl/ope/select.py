@@ -15,7 +15,9 @@ Rules, each a score per (run, snapshot); the largest wins:
 - ``final``: every run's last snapshot, ranked by FQE when several runs compete (data alone);
 - ``best-online``: the evaluation score in progress.csv (needs the simulator; a reference).
 
-Over a sweep (runs that differ in settings) the chosen run names the chosen settings.
+Over a sweep (runs that differ in settings) the chosen run names the chosen settings. Estimates
+on different data do not compare: ``select_each`` chooses once per dataset, ``select`` refuses
+runs scored on several.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from bearl.errors import BearlError
-from bearl.ope.estimate import OPE_FILE, read_ope
+from bearl.files import read_json
+from bearl.ope.estimate import OPE_FILE
 from bearl.runs.folders import differing_settings, find_runs, run_info
 
 RULES = ("fqe", "fqe-low", "fqe-near", "critic", "final", "best-online")
@@ -48,15 +51,20 @@ class Candidate:
     diverged: bool = False
     action_gap: float | None = None  # how far its actions are from the data's (ope.json)
     gap_ratio: float | None = None  # its gap over the smallest among the candidates
+    dataset: str = "?"  # the data FQE was fitted on (ope.json), or the run's own
+    data_key: str = "?"  # its content hash where ope.json has one, else the same name
 
 
 def candidates(runs: list[str | Path]) -> list[Candidate]:
     """Every snapshot that ``bearl ope`` scored in the given run folders (or folders of runs)."""
     out = []
     for run in find_runs([str(r) for r in runs]):
-        entries = read_ope(run)
+        ope = read_json(run / OPE_FILE) or {}
+        entries = ope.get("snapshots") or []
         if not entries:
             continue
+        data = ope.get("dataset") or {}
+        name = str(data.get("source") or run_info(run).dataset)
         online = _online_scores(run)
         last = max(e["step"] for e in entries)
         for e in entries:
@@ -71,6 +79,8 @@ def candidates(runs: list[str | Path]) -> list[Candidate]:
                     _num(e.get("fqe_low")),
                     bool(e.get("diverged", False)),
                     _num(e.get("action_gap")),
+                    dataset=name,
+                    data_key=str(data.get("sha1") or name),
                 )  # fmt: skip
             )
     if not out:
@@ -80,12 +90,39 @@ def candidates(runs: list[str | Path]) -> list[Candidate]:
     return out
 
 
-def select(runs: list[str | Path], by: str = "fqe-near") -> tuple[Candidate, dict[str, Any]]:
+Choice = tuple[Candidate, dict[str, Any]]
+
+
+def select(runs: list[str | Path], by: str = "fqe-near") -> Choice:
     """The candidate that rule ``by`` chooses, with its algorithm, dataset and the settings in
-    which the candidate runs differ (a sweep's choice)."""
+    which the candidate runs differ (a sweep's choice). The runs must be scored on one dataset
+    (:func:`select_each` chooses per dataset)."""
+    choices = select_each(runs, by)
+    if len(choices) > 1:
+        names = ", ".join(c.dataset for c, _ in choices)
+        raise BearlError(
+            f"{', '.join(map(str, runs))}: scored on {len(choices)} datasets ({names}); "
+            "estimates on different data do not compare: select among one dataset's runs "
+            "(`bearl select` chooses once per dataset)"
+        )
+    return choices[0]
+
+
+def select_each(runs: list[str | Path], by: str = "fqe-near") -> list[Choice]:
+    """:func:`select`'s choice among the runs scored on each dataset, by dataset name."""
     if by not in RULES:
         raise BearlError(f"--by {by}: expected one of {', '.join(RULES)}")
     pool = candidates(runs)
+    groups: dict[str, list[Candidate]] = {}
+    for c in pool:
+        groups.setdefault(c.data_key, []).append(c)
+    return [
+        _choose(g, by) for g in sorted(groups.values(), key=lambda g: (g[0].dataset, g[0].data_key))
+    ]
+
+
+def _choose(pool: list[Candidate], by: str) -> Choice:
+    """Rule ``by``'s choice among ``pool``, the snapshots of runs on one dataset."""
     if by == "final":
         pool = [c for c in pool if c.final]
     key = {"fqe": "fqe", "fqe-low": "fqe_low", "fqe-near": "fqe", "critic": "critic",
