@@ -1,4 +1,4 @@
-"""The core-hour ledger of docs/results.md, from the committed run folders.
+"""The core-hour ledgers of the studies' READMEs, from the committed run folders.
 
     python studies/ledger.py studies/bear_200k/runs studies/cheaper_runs/runs
     python studies/ledger.py behavior/halfcheetah-tqc     # a behaviour-policy run
@@ -10,10 +10,10 @@ unfinished runs with the step and wall time of their last progress row (a finish
 extended to more steps counts as unfinished until its result.json catches up). Wall time is what a
 run's wall clock saw: a run paused with SIGSTOP for a benchmark counts the pause, a run
 restarted from step 0 counts only its last start. The FQE fits of ``bearl ope`` count the
-seconds its ope.json reports (the last call's fit, the next-action table included). One line per
-run, then the totals. A folder
-of ``bearl data train-behavior`` (it has ``evaluations.csv``) gets one line: its env steps and
-wall time at the last evaluation.
+CPU seconds its ope.json reports (``cpu_seconds``, the last call's fit with the next-action
+table: core time, whatever else shared the cores), or its wall seconds in a file from before.
+One line per run, then the totals. A folder of ``bearl data train-behavior`` (it has
+``evaluations.csv``) gets one line: its env steps and wall time at the last evaluation.
 """
 
 from __future__ import annotations
@@ -39,8 +39,10 @@ def vae_fit_seconds(run: Path) -> float:
 
 
 def ope_seconds(run: Path) -> float:
-    """Seconds of the FQE fit that ``run``'s ope.json reports (0 without one)."""
-    return float((read_json(run / "ope.json") or {}).get("seconds", 0.0))
+    """Core-seconds of the FQE fit that ``run``'s ope.json reports (its CPU time, else its wall
+    time; 0 without one)."""
+    ope = read_json(run / "ope.json") or {}
+    return float(ope.get("cpu_seconds", ope.get("seconds", 0.0)))
 
 
 def last_progress(run: Path) -> tuple[int, float] | None:

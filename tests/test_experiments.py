@@ -1628,7 +1628,7 @@ def test_home_relative_paths():
 def test_ledger_sums_finished_runs_fits_and_unfinished_ones(tmp_path):
     """studies/ledger.py: finished runs count their result.json wall time, pretrained runs
     add the VAE fit their debug.log reports, unfinished ones the wall time of their last row,
-    and ope.json its FQE seconds."""
+    and ope.json its FQE seconds (CPU seconds where it has them)."""
     mod = _experiment_script("ledger")
     done = write_run(tmp_path, "BEAR_a_seed0", "BEAR", "a", 0, [1.0, 2.0])
     result = json.loads((done / "result.json").read_text())
@@ -1659,6 +1659,9 @@ def test_ledger_sums_finished_runs_fits_and_unfinished_ones(tmp_path):
     lines, finished, fits, unfinished, fqe = mod.ledger(tmp_path)
     assert (finished, fits, unfinished, fqe) == (0.0, 931.0, 5400.0 + 1800.0, 444.5)
     assert f"at {steps + 10:>7,}   1.50 h so far (extending from {steps:,})" in lines[0]
+    # a newer ope.json reports its CPU time: core-seconds, what the ledger counts
+    (done / "ope.json").write_text(json.dumps({"seconds": 900.0, "cpu_seconds": 450.0}))
+    assert mod.ledger(tmp_path)[4] == 450.0
 
 
 STUDIES = Path(__file__).resolve().parents[1] / "studies"

@@ -170,6 +170,7 @@ def test_ope_writes_one_entry_per_snapshot_and_touches_nothing_else(tmp_path):
         assert {"fqe_return", "critic_return"} <= set(e)  # the discounted returns beside
         assert e["fqe_low"] <= e["fqe"] <= e["fqe_high"]
     assert saved["normalized"] is True and saved["dataset"]["episodes"] == 12
+    assert 0 < saved["cpu_seconds"] and 0 < saved["seconds"]  # core time beside wall time
     from bearl.runs.report import run_scores
 
     scores = run_scores(run, metric="fqe")  # bearl report --metric fqe: last and largest

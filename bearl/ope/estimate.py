@@ -178,6 +178,7 @@ def ope_run(
         "value_range": [_round(lo), _round(hi)],
         "settings": asdict(cfg),
         "seconds": round(result.seconds, 1),
+        "cpu_seconds": round(result.cpu_seconds, 1),
         "snapshots": [kept[s] for s in sorted(kept)],
     }
     write_atomic(path, (json.dumps(out, indent=2) + "\n").encode())

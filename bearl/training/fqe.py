@@ -106,6 +106,7 @@ class FQEResult:
     seconds: float
     steps: int
     trace: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (step, estimates)
+    cpu_seconds: float = 0.0  # the process's CPU time in the fit: core-seconds, whatever shares
 
 
 Rule = Callable[[torch.Tensor], torch.Tensor]
@@ -249,15 +250,15 @@ def fit_fqe(
     in the dataset's action space) on ``dataset``; returns the value at its episode starts
     (and, with ``trace_every``, the estimates every that many steps, to see them converge)."""
     fqe = FQE(len(rules), dataset, cfg, gamma, device)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     table = fqe.action_table(rules, progress) if cfg.next_actions == "table" else None
     bar = StepBar(cfg.steps, 0, f"FQE of {len(rules)} policies", disable=not progress)
     trace = fqe.fit(rules, cfg.steps, bar, trace_every, table)
     bar.finish()
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     per_head = fqe.values(rules)
     est, low, high = interval(per_head)
-    return FQEResult(est, low, high, per_head, seconds, cfg.steps, trace)
+    return FQEResult(est, low, high, per_head, seconds, cfg.steps, trace, cpu)
 
 
 def interval(per_head: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
