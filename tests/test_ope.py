@@ -280,6 +280,25 @@ def test_select_ranks_a_diverged_fit_last_and_can_be_pessimistic(tmp_path):
     assert select([tmp_path], "fqe")[0].step == 10  # all diverged: the estimates decide
 
 
+def test_report_leaves_out_diverged_fits(tmp_path, capsys):
+    """`bearl report --metric fqe` reads ope.json; a diverged fit's estimate is no estimate."""
+    from bearl.runs.report import run_scores
+
+    entries = [
+        {"step": 10, "fqe": 40, "critic": 1, "diverged": False},
+        {"step": 20, "fqe": 9e6, "critic": 2, "diverged": True},
+    ]
+    write_ope(tmp_path / "a", entries, {10: 30.0, 20: 45.0})
+    fqe = run_scores(tmp_path / "a", metric="fqe")
+    assert fqe.final_score is None and fqe.best_score == 40  # the last fit diverged: no value
+    assert run_scores(tmp_path / "a", metric="critic").final_score == 2  # kept: not FQE's
+    write_ope(tmp_path / "b", [{"step": 10, "fqe": 50}, {"step": 20, "fqe": 55}], {10: 1, 20: 2})
+    assert main(["report", str(tmp_path), "--metric", "fqe"]) == 0
+    out, err = capsys.readouterr()
+    assert "a: no values of 'fqe' (FQE diverged at steps 20: left out)" in err
+    assert "9000000" not in out and "| 55.0 |" in out
+
+
 def test_value_range_is_what_the_rewards_allow():
     from bearl.training.fqe import value_range
 

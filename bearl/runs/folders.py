@@ -177,10 +177,19 @@ def show_value(value: Any) -> str:
 OPE_FILE = "ope.json"  # written by `bearl ope` (bearl/ope/estimate.py)
 
 
+def diverged_steps(run_dir: str | Path) -> list[int]:
+    """The steps whose FQE fit diverged in the run's ope.json (none without one)."""
+    data = read_json(Path(run_dir) / OPE_FILE)
+    entries = data.get("snapshots", []) if isinstance(data, dict) else []
+    return [int(e["step"]) for e in entries if e.get("diverged") and "step" in e]
+
+
 def with_ope(run_dir: str | Path, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``columns`` (a run's progress.csv) with the run's ope.json entries as columns of their
     own (``fqe``, ``fqe_low``, ``fqe_high``, ``critic`` and their ``_return``s), at the rows of
-    their steps (NaN elsewhere), so that ``--metric fqe`` reads them as any other column."""
+    their steps (NaN elsewhere), so that ``--metric fqe`` reads them as any other column. A
+    diverged fit's FQE values are left out (NaN): they lie outside what the rewards allow and
+    estimate nothing."""
     data = read_json(Path(run_dir) / OPE_FILE)
     if not isinstance(data, dict) or "Step" not in columns:
         return columns
@@ -188,8 +197,11 @@ def with_ope(run_dir: str | Path, columns: dict[str, np.ndarray]) -> dict[str, n
     out = dict(columns)
     for entry in data.get("snapshots", []):
         rows = np.flatnonzero(steps == entry.get("step"))
+        diverged = bool(entry.get("diverged", False))
         for key, value in entry.items():
             if key == "step" or not isinstance(value, int | float):
+                continue
+            if diverged and key.startswith("fqe"):
                 continue
             col = out.setdefault(key, np.full(len(steps), np.nan))
             col[rows] = float(value)

@@ -47,6 +47,7 @@ from bearl.runs import stats
 from bearl.runs.folders import (
     RunInfo,
     cost_settings,
+    diverged_steps,
     find_runs,
     group_runs,
     run_info,
@@ -307,7 +308,13 @@ def summarize(
     if metric != SCORE:
         for r in runs:
             if r.final_score is None and r.reached:
-                print(f"bearl: skipping {r.info.path}: no values of '{metric}'", file=sys.stderr)
+                bad = diverged_steps(r.info.path) if metric.startswith("fqe") else []
+                why = (
+                    f" (FQE diverged at steps {', '.join(map(str, bad))}: left out)" if bad else ""
+                )
+                print(
+                    f"bearl: skipping {r.info.path}: no values of '{metric}'{why}", file=sys.stderr
+                )
         runs = [r for r in runs if r.final_score is not None or not r.reached]
         if not runs:
             raise BearlError(f"no run has values of '{metric}'")
