@@ -1042,8 +1042,8 @@ def _ope_parsers(sub) -> None:
 
     s.add_argument(
         "--by", default="fqe-near", choices=list(RULES),
-        help="the rule (default: fqe-near, the best of the data-only rules in the validation: "
-        "docs/ope.md)",
+        help="the rule (default: fqe-near, the best of the data-only rules on average over the "
+        "validation's datasets, though not on each: docs/ope.md)",
     )  # fmt: skip
     s.set_defaults(func=cmd_select)
 
