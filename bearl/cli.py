@@ -995,8 +995,9 @@ def _ope_parsers(sub) -> None:
         help="estimate each snapshot's value from data alone (Fitted Q Evaluation)",
         description="For each run: FQE of its snapshots on its dataset (or --dataset), and its "
         "own critic's estimate at the same episode starts; written to RUN/ope.json (nothing "
-        "else in the run folder changes). Read by `bearl report --metric fqe` and `bearl "
-        "select`.",
+        "else in the run folder changes; while a fit runs it is saved in RUN/ope_fit.pt "
+        "every 1,000 steps, and an interrupted call goes on from there to the same result). "
+        "Read by `bearl report --metric fqe` and `bearl select`.",
     )
     p.add_argument("runs", nargs="+", help="run folders, or folders of runs (one level down)")
     p.add_argument(

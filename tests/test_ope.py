@@ -531,3 +531,109 @@ def test_select_fqe_near_prefers_snapshots_near_the_data(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "has no action_gap" in err and "run `bearl ope`" in err
     assert "or choose --by fqe" in err
+
+
+class _Killed(Exception):
+    """Stands for the process being killed right after a checkpoint was written."""
+
+
+def _kill_after(monkeypatch, saves: int) -> None:
+    """Make the fit's ``saves``-th checkpoint its last: the fit stops there, as if killed."""
+    import bearl.training.fqe as fqe_module
+
+    real, done = fqe_module.save_checkpoint, []
+
+    def save(path, payload):
+        real(path, payload)
+        done.append(path)
+        if len(done) == saves:
+            raise _Killed
+
+    monkeypatch.setattr(fqe_module, "save_checkpoint", save)
+
+
+@pytest.mark.parametrize("mode", ["table", "fresh"])
+def test_an_interrupted_fqe_fit_goes_on_to_the_same_result(tmp_path, monkeypatch, capsys, mode):
+    """Killed after its checkpoint at step 40 of 60, the fit goes on from there to the same
+    estimates, trace and RNG draws as a fit without a break (the first rule samples); the
+    next-action table is read back, not drawn again."""
+    import bearl.training.fqe as fqe_module
+
+    monkeypatch.setattr(fqe_module, "CHECKPOINT_EVERY", 20)
+    cfg = FQEConfig(**{**FAST.__dict__, "next_actions": mode})
+    rules = [_Counted(-1.0, 1.0), constant(0.3)]
+    straight = fit_fqe(rules, bandit(), cfg, gamma=0.5, trace_every=20)
+    ckpt = tmp_path / "fit.pt"
+    with monkeypatch.context() as m:
+        _kill_after(m, saves=3 if mode == "table" else 2)  # (the table is saved first)
+        with pytest.raises(_Killed):
+            fit_fqe(rules, bandit(), cfg, gamma=0.5, trace_every=20, checkpoint=ckpt)
+    assert fqe_module.table_path(ckpt).exists() == (mode == "table")
+    capsys.readouterr()
+    rows = rules[0].rows
+    resumed = fit_fqe(rules, bandit(), cfg, gamma=0.5, trace_every=20, checkpoint=ckpt)
+    err = capsys.readouterr().err
+    assert f"FQE: going on from {ckpt} at step 40 of 60" in err
+    estimates = 100 * FAST.start_samples  # the trace's at step 60 and the final one: no table
+    drawn = 2 * estimates if mode == "table" else 2 * estimates + 20 * FAST.batch_size
+    assert rules[0].rows - rows == drawn
+    assert ("FQE: next actions from" in err) == (mode == "table")
+    assert np.array_equal(resumed.heads, straight.heads)
+    assert [s for s, _ in resumed.trace] == [20, 40, 60]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(resumed.trace, straight.trace))
+    plain = fit_fqe(rules, bandit(), cfg, gamma=0.5)  # (the trace draws: another stream)
+    other = fit_fqe(rules, bandit(), cfg, gamma=0.5, checkpoint=tmp_path / "plain.pt")
+    assert np.array_equal(other.heads, plain.heads)  # checkpoints change nothing
+
+
+def test_a_checkpoint_of_another_fit_or_unreadable_is_started_over(tmp_path, monkeypatch, capsys):
+    import bearl.training.fqe as fqe_module
+
+    monkeypatch.setattr(fqe_module, "CHECKPOINT_EVERY", 20)
+    rules = [constant(0.3)]
+    straight = fit_fqe(rules, bandit(), FAST, gamma=0.5)
+    ckpt = tmp_path / "fit.pt"
+    fit_fqe(rules, bandit(), FQEConfig(**{**FAST.__dict__, "lr": 1e-2}), 0.5, checkpoint=ckpt)
+    capsys.readouterr()
+    again = fit_fqe(rules, bandit(), FAST, gamma=0.5, checkpoint=ckpt)
+    assert "FQE: starting over (" in capsys.readouterr().err
+    assert np.array_equal(again.heads, straight.heads)
+    # a finished fit's checkpoint: its values, with no more steps
+    assert np.array_equal(fit_fqe(rules, bandit(), FAST, 0.5, checkpoint=ckpt).heads, again.heads)
+    assert "at step 60 of 60" in capsys.readouterr().err
+    # other data, discount or policies (the caller's key)
+    for data, gamma, key in (
+        (bandit(n=1000), 0.5, None),
+        (bandit(), 0.9, None),
+        (bandit(), 0.5, 1),
+    ):
+        fit_fqe(rules, data, FAST, gamma, checkpoint=ckpt, key=key)
+        assert "FQE: starting over (" in capsys.readouterr().err
+        fit_fqe(rules, bandit(), FAST, gamma=0.5, checkpoint=ckpt)  # the first fit's again
+        capsys.readouterr()
+    ckpt.write_bytes(b"not a checkpoint")
+    assert np.array_equal(fit_fqe(rules, bandit(), FAST, 0.5, checkpoint=ckpt).heads, again.heads)
+    err = capsys.readouterr().err
+    assert f"FQE: starting over ({ckpt}: unreadable checkpoint" in err
+
+
+def test_an_interrupted_bearl_ope_goes_on_and_leaves_only_ope_json(tmp_path, monkeypatch):
+    """`bearl ope` keeps its fit in RUN/ope_fit.pt while it runs: killed, it leaves that file
+    and no ope.json; run again, it writes the same entries as a call without a break and
+    removes the file."""
+    import bearl.training.fqe as fqe_module
+
+    monkeypatch.setattr(fqe_module, "CHECKPOINT_EVERY", 20)
+    run = trained_run(tmp_path, steps=40)
+    before = digests(run)
+    straight = ope_run(run, cfg=FAST, dataset=make_random_dataset())["snapshots"]
+    (run / "ope.json").unlink()
+    with monkeypatch.context() as m:
+        _kill_after(m, saves=2)  # the table, then the fit at step 20
+        with pytest.raises(_Killed):
+            ope_run(run, cfg=FAST, dataset=make_random_dataset())
+    assert (run / "ope_fit.pt").exists() and (run / "ope_fit_table.pt").exists()
+    assert not (run / "ope.json").exists()
+    assert ope_run(run, cfg=FAST, dataset=make_random_dataset())["snapshots"] == straight
+    after = digests(run)
+    assert after.pop("ope.json") and after == before

@@ -4,14 +4,18 @@ For each run: its dataset (the one it trained on, checked by content, or another
 ``--dataset``, e.g. held-out episodes of the same environment), its snapshots, one batched FQE
 fit of all of them (fqe.py), and the run's own critic's Q(s0, pi(s0)) at the same episode
 starts (the naive estimate). Written to the run folder as ``ope.json``; nothing else in the run
-folder is touched.
+folder is touched but ``ope_fit.pt`` and ``ope_fit_table.pt``, the fit so far, kept while it
+runs: an interrupted ``bearl ope`` goes on from them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,8 +28,8 @@ from bearl.errors import BearlError, one_line
 from bearl.files import read_json, write_atomic
 from bearl.policy.load import load_policy
 from bearl.runs.folders import OPE_FILE
-from bearl.training.checkpoint import snapshot_steps
-from bearl.training.fqe import FQEConfig, fit_fqe, normalized_value, value_range
+from bearl.training.checkpoint import snapshot_path, snapshot_steps
+from bearl.training.fqe import FQEConfig, fit_fqe, normalized_value, table_path, value_range
 
 FORMAT = 1
 
@@ -133,8 +137,10 @@ def ope_run(
             f"but the run's policy takes {first.obs_dim} and gives {first.act_dim}"
         )
     rules = [p.module(deterministic=False) for p in policies]  # each policy's own rule
-    result = fit_fqe(rules, data, cfg, gamma, progress=progress, device=device)
-    critic = [_critic_start_value(p, data, cfg.start_samples) for p in policies]
+    fit = run / FIT_FILE  # the fit so far: an interrupted call goes on from it
+    key = {"snapshots": [[s, _sha1(snapshot_path(run, s))] for s in steps]}
+    result = fit_fqe(rules, data, cfg, gamma, progress, device, checkpoint=fit, key=key)
+    critic = [_critic_start_value(p, data, cfg.start_samples, cfg.seed) for p in policies]
     gaps = [action_gap(rule, data, cfg.seed, device) for rule in rules]
 
     refs = _references(data, first)
@@ -182,7 +188,16 @@ def ope_run(
         "snapshots": [kept[s] for s in sorted(kept)],
     }
     write_atomic(path, (json.dumps(out, indent=2) + "\n").encode())
+    fit.unlink(missing_ok=True)
+    table_path(fit).unlink(missing_ok=True)
     return out
+
+
+FIT_FILE = "ope_fit.pt"
+
+
+def _sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
 GAP_ROWS = 20_000
@@ -197,9 +212,18 @@ def action_gap(rule, data: Dataset, seed: int = 0, device: str = "cpu") -> float
     rows = np.random.default_rng(seed).permutation(len(data))[:GAP_ROWS]
     s = torch.as_tensor(data.observations[rows], device=device)
     a = torch.as_tensor(data.actions[rows], device=device)
-    with torch.random.fork_rng(devices=[]):  # the rule may sample: not from the caller's RNG
-        torch.manual_seed(seed)
+    with _seeded(seed, device):  # the rule may sample
         return float((rule(s) - a).double().pow(2).sum(-1).mean())
+
+
+@contextmanager
+def _seeded(seed: int, device: str | torch.device) -> Iterator[None]:
+    """Draw from torch's RNG seeded with ``seed`` (the same numbers at every call), leaving the
+    caller's RNG as it was."""
+    devices = [device] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def add_action_gaps(
@@ -218,18 +242,20 @@ def add_action_gaps(
 
 
 @torch.no_grad()
-def _critic_start_value(policy, data: Dataset, samples: int) -> float:
+def _critic_start_value(policy, data: Dataset, samples: int, seed: int = 0) -> float:
     """The run's own critic: mean over the episode starts of Q(s0, a0), a0 from the policy's
-    rule (``Algorithm.q_value``, as the training diagnostics); NaN without a critic (BC)."""
+    rule (``Algorithm.q_value``, as the training diagnostics; drawn with ``seed``); NaN
+    without a critic (BC)."""
     algo = policy.algo
     s0 = torch.as_tensor(data.observations[data.episode_starts], device=policy.device)
     total = 0.0
-    for _ in range(samples):
-        a0 = algo.act(s0)
-        q = algo.q_value(s0, a0)
-        if q is None:
-            return math.nan
-        total += float(q.double().mean())
+    with _seeded(seed, policy.device):
+        for _ in range(samples):
+            a0 = algo.act(s0)
+            q = algo.q_value(s0, a0)
+            if q is None:
+                return math.nan
+            total += float(q.double().mean())
     return total / samples
 
 
