@@ -1043,8 +1043,9 @@ def _ope_parsers(sub) -> None:
 
     s.add_argument(
         "--by", default="fqe-near", choices=list(RULES),
-        help="the rule (default: fqe-near, the best of the data-only rules on average over the "
-        "validation's datasets, though not on each: docs/ope.md)",
+        help="the rule (default: fqe-near, the data-only rule whose ranking comes closest to "
+        "the truth in the validation; its top choice there did about as well as the final "
+        "snapshot's: docs/ope.md)",
     )  # fmt: skip
     s.set_defaults(func=cmd_select)
 
