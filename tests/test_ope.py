@@ -587,6 +587,8 @@ def test_an_interrupted_fqe_fit_goes_on_to_the_same_result(tmp_path, monkeypatch
 
 
 def test_a_checkpoint_of_another_fit_or_unreadable_is_started_over(tmp_path, monkeypatch, capsys):
+    """Only a fit of the same policies, data and settings goes on (a shorter one's, to more
+    steps); any other checkpoint, or one past the steps asked for, is started over."""
     import bearl.training.fqe as fqe_module
 
     monkeypatch.setattr(fqe_module, "CHECKPOINT_EVERY", 20)
@@ -611,6 +613,13 @@ def test_a_checkpoint_of_another_fit_or_unreadable_is_started_over(tmp_path, mon
         assert "FQE: starting over (" in capsys.readouterr().err
         fit_fqe(rules, bandit(), FAST, gamma=0.5, checkpoint=ckpt)  # the first fit's again
         capsys.readouterr()
+    short = FQEConfig(**{**FAST.__dict__, "steps": 40})
+    fit_fqe(rules, bandit(), short, 0.5, checkpoint=ckpt)  # a 60-step fit's: too far
+    assert f"FQE: starting over ({ckpt}: a fit at step 60, past --fqe_steps 40)" in (
+        capsys.readouterr().err
+    )
+    assert np.array_equal(fit_fqe(rules, bandit(), FAST, 0.5, checkpoint=ckpt).heads, again.heads)
+    assert "at step 40 of 60" in capsys.readouterr().err  # the 40-step fit's, 20 more
     ckpt.write_bytes(b"not a checkpoint")
     assert np.array_equal(fit_fqe(rules, bandit(), FAST, 0.5, checkpoint=ckpt).heads, again.heads)
     err = capsys.readouterr().err
