@@ -164,12 +164,21 @@ def regret_at(truth: np.ndarray, score: np.ndarray, k: int) -> float:
     return float(truth.max() - expected)
 
 
+def spearman(x, y) -> float:
+    """Spearman's rank correlation; NaN where it is undefined (under 3 points, or a constant
+    side, e.g. a rule that scores every snapshot alike), without scipy's warning."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan
+    return float(stats.spearmanr(x, y).statistic)
+
+
 def metrics(points: list[Point], rule: str) -> dict[str, float]:
     truth_ret = np.array([p.true_return for p in points])
     truth = np.array([p.true_score for p in points])
     s = scores(points, rule)
     ok = ~np.isnan(s)
-    rho = stats.spearmanr(s[ok], truth_ret[ok]).statistic if ok.sum() > 2 else np.nan
+    rho = spearman(s[ok], truth_ret[ok])
     if rule in ("final", "fqe-low", "fqe-near", "discounted truth"):
         err = np.nan
     else:
@@ -292,9 +301,7 @@ def _gap_line(kept: list[Point]) -> str:
     for d in sorted({p.dataset for p in kept}):
         pts = [p for p in kept if p.dataset == d and p.action_gap is not None]
         if len(pts) > 2:
-            rho = stats.spearmanr(
-                [p.action_gap for p in pts], [p.fqe - p.true_return for p in pts]
-            ).statistic
+            rho = spearman([p.action_gap for p in pts], [p.fqe - p.true_return for p in pts])
             parts.append(f"{d} {rho:+.2f} ({len(pts)})")
     if not parts:
         return ""
