@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -1091,7 +1092,8 @@ def cmd_select(args: argparse.Namespace) -> int:
         print(f"  {settings['algorithm']} on {chosen.dataset}" + (f": {shown}" if shown else ""))
         if chosen.gap_ratio is not None:
             ratio = chosen.gap_ratio
-            line = f"  action gap {chosen.action_gap:.3g}, {ratio:.1f}x the smallest here"
+            times = f"{ratio:.1f}x" if math.isfinite(ratio) else "far above"
+            line = f"  action gap {chosen.action_gap:.3g}, {times} the smallest here"
             if ratio > NEAR:  # where the validation found FQE overestimating
                 line += "; FQE extrapolates for policies far from the data (docs/ope.md)"
             print(line)

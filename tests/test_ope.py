@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 
@@ -646,3 +647,19 @@ def test_an_interrupted_bearl_ope_goes_on_and_leaves_only_ope_json(tmp_path, mon
     assert ope_run(run, cfg=FAST, dataset=make_random_dataset())["snapshots"] == straight
     after = digests(run)
     assert after.pop("ope.json") and after == before
+
+
+def test_select_with_a_snapshot_acting_exactly_as_the_data(tmp_path, capsys):
+    """A gap of 0 (a policy repeating the data's actions) is the smallest: every other
+    snapshot is far, and fqe-near chooses it over a higher estimate."""
+    entries = [
+        {"step": 10, "fqe": 90, "action_gap": 0.2},
+        {"step": 20, "fqe": 40, "action_gap": 0.0},
+    ]
+    write_ope(tmp_path / "a", entries, {10: 5.0, 20: 40.0})
+    chosen = select([tmp_path], "fqe-near")[0]
+    assert chosen.step == 20 and chosen.gap_ratio == 1.0
+    assert select([tmp_path], "fqe")[0].gap_ratio == math.inf
+    assert main(["select", str(tmp_path), "--by", "fqe"]) == 0
+    out = capsys.readouterr().out
+    assert "action gap 0.2, far above the smallest here; FQE extrapolates" in out

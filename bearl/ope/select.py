@@ -131,9 +131,14 @@ def _choose(pool: list[Candidate], by: str) -> Choice:
     if not scored:
         raise BearlError(f"--by {by}: no snapshot has a {key} value in these runs")
     gaps = [c.action_gap for c in pool if c.action_gap is not None]
+    smallest = min(gaps, default=0.0)
     for c in pool:
-        if c.action_gap is not None and gaps and min(gaps) > 0:
-            c.gap_ratio = c.action_gap / min(gaps)
+        if c.action_gap is None:
+            continue
+        if smallest > 0:
+            c.gap_ratio = c.action_gap / smallest
+        else:  # a snapshot acting exactly as the data: the others are infinitely farther
+            c.gap_ratio = 1.0 if c.action_gap == 0 else math.inf
     if by == "fqe-near":
         if any(c.gap_ratio is None for c in scored):
             raise BearlError(
